@@ -1,0 +1,48 @@
+# The two commands: `make pipeline` and `make test`. Both create .venv and install the pinned set.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DO_NOT_TRACK := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_HOME := $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
+export OPENVINO_TELEMETRY_ENABLED := 0
+
+.PHONY: install pipeline test flow lint lock ui clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	$(BIN)/dvc config --global core.analytics false >/dev/null 2>&1 || true
+	touch $(STAMP)
+
+pipeline: install
+	test -d .dvc || $(BIN)/dvc init -q $$(test -d .git || echo --no-scm)
+	$(BIN)/dvc config core.analytics false
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+
+test: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -n 2 --dist loadgroup tests
+
+flow: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pipelines.flow
+
+lint: install
+	$(BIN)/ruff check src tests pipelines benchmarks
+
+ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(torch|edgesr)==' > requirements.lock.new && mv requirements.lock.new requirements.lock
+
+clean:
+	rm -rf $(VENV) .prefect mlflow.db mlruns

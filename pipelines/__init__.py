@@ -1,0 +1,1 @@
+"""Prefect flows that orchestrate the DVC stages (no model code here)."""

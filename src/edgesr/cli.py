@@ -1,0 +1,148 @@
+"""``edgesr`` command line: one sub-command per DVC stage plus the measuring tools.
+
+Errors a user can cause (a bad ``params.yaml``, a missing folder, a wrong model name) print one
+``error: ...`` line that says what to fix and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+__all__ = ["main"]
+
+
+def _add_params_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: %(default)s)")
+    parser.add_argument("--profile", help="profile merged over the params file: smoke, paper, or a .yaml path")
+
+
+def _load(args: argparse.Namespace):
+    from edgesr.config import load_params
+
+    return load_params(args.params, args.profile)
+
+
+def _cmd_config(args: argparse.Namespace) -> None:
+    from edgesr.config import write_params
+
+    params = _load(args)
+    if args.write:
+        write_params(params, args.write)
+        print(f"wrote {args.write}")
+    else:
+        print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), end="")
+
+
+def _cmd_prepare(args: argparse.Namespace) -> None:
+    from edgesr.stages import prepare
+
+    manifest = prepare.run(_load(args))
+    print(json.dumps(manifest["counts"], indent=2))
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from edgesr.stages import train
+
+    result = train.run(_load(args), args.model)
+    print(f"{args.model}: best validation PSNR-Y {result.best_psnr:.3f} dB at iteration {result.best_iteration}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from edgesr.stages import evaluate
+
+    params = _load(args)
+    evaluate.run(params)
+    print((Path(params.paths.metrics) / "evaluate.md").read_text(), end="")
+
+
+def _cmd_bicubic(args: argparse.Namespace) -> None:
+    from edgesr.data.bicubic_baseline import bicubic_scores
+
+    scores = bicubic_scores(args.hr, args.scale)
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        print(f"bicubic x{args.scale} on {scores['images']} images: PSNR-Y {scores['psnr']:.2f} dB, SSIM-Y {scores['ssim']:.4f}")
+
+
+def _cmd_complexity(args: argparse.Namespace) -> None:
+    from edgesr.complexity import count_complexity
+    from edgesr.models import MODEL_NAMES, build_model, default_model_config
+
+    if args.model in MODEL_NAMES:
+        cfg = default_model_config(args.model)
+    else:
+        params = _load(args)
+        if args.model not in params.models:
+            raise ValueError(
+                f"unknown model '{args.model}': use a zoo name ({', '.join(MODEL_NAMES)}) "
+                f"or a key of `models` in {args.params} ({', '.join(params.models)})"
+            )
+        cfg = params.models[args.model]
+    height, width = args.output
+    result = count_complexity(build_model(cfg, args.scale), args.scale, (height, width))
+    if args.json:
+        print(json.dumps({"params": result.params, "mult_adds": result.mult_adds, "other_ops": result.other_ops}))
+    else:
+        print(
+            f"{args.model} x{args.scale}: {result.params:,} params, {result.mult_adds / 1e9:.3f} G Mult-Adds and "
+            f"{result.other_ops / 1e9:.3f} G other ops for a {width}x{height} output"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgesr", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("config", help="print the effective configuration (params.yaml + profile)")
+    _add_params_args(p)
+    p.add_argument("--write", type=Path, help="write the merged, complete configuration to this file instead")
+    p.set_defaults(func=_cmd_config)
+
+    p = sub.add_parser("prepare", help="DVC stage: LR/HR pairs, split and benchmark sets")
+    _add_params_args(p)
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("train", help="DVC stage: train one model of params.yaml `models` (resumes if interrupted)")
+    _add_params_args(p)
+    p.add_argument("--model", required=True, help="a key of `models` in params.yaml")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="DVC stage: the table of every trained model and bicubic")
+    _add_params_args(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("bicubic", help="PSNR-Y / SSIM-Y of MATLAB bicubic upscaling on a folder of HR images")
+    p.add_argument("--hr", type=Path, required=True, help="folder of HR images")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), required=True)
+    p.add_argument("--json", action="store_true", help='print {"psnr": .., "ssim": .., "images": N}')
+    p.set_defaults(func=_cmd_bicubic)
+
+    p = sub.add_parser("complexity", help="parameters and Mult-Adds of a model for a 1280x720 output")
+    _add_params_args(p)
+    p.add_argument("model", help="zoo name (default configuration) or a key of `models` in params.yaml")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), required=True)
+    p.add_argument("--output", type=int, nargs=2, default=(720, 1280), metavar=("H", "W"), help="output size")
+    p.add_argument("--json", action="store_true", help='print {"params": .., "mult_adds": ..}')
+    p.set_defaults(func=_cmd_complexity)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

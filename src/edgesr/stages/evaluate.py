@@ -1,0 +1,111 @@
+"""Stage ``evaluate``: one table of every trained model plus the bicubic reference.
+
+Per model: PSNR-Y / SSIM-Y on every prepared benchmark set (the validation split when there is none),
+parameters, Mult-Adds and other ops for a 1280x720 output, and CPU latency of a 640x360 input
+(median of repeats, fixed thread count). Writes ``metrics/evaluate.json`` (DVC metric),
+``metrics/evaluate.md`` (the table), ``plots/evaluate/psnr_vs_mult_adds.json`` (DVC scatter plot) and
+its PNG, and logs all of it to MLflow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import TypeAdapter
+from torch import nn
+
+from edgesr.complexity import count_complexity
+from edgesr.config import Params, params_hash
+from edgesr.data.prepare import available_benchmarks, load_pairs
+from edgesr.inference import super_resolve
+from edgesr.latency import measure_latency
+from edgesr.metrics import psnr_y, ssim_y
+from edgesr.models import ModelConfig, build_model, default_model_config
+from edgesr.plots import save_psnr_vs_mult_adds
+from edgesr.stages import data_hash, write_json
+from edgesr.tracking import stage_run
+from edgesr.train.trainer import load_checkpoint
+
+BICUBIC = "bicubic"
+
+
+def trained_model(checkpoint: Path) -> tuple[nn.Module, int]:
+    """Rebuild a model from its checkpoint's metadata (config and scale) and load its weights."""
+    state = load_checkpoint(checkpoint)
+    meta = state["metadata"]
+    cfg = TypeAdapter(ModelConfig).validate_python(meta["model"])
+    model = build_model(cfg, int(meta["scale"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), int(meta["scale"])
+
+
+def score(model: nn.Module, pairs: list[tuple[str, np.ndarray, np.ndarray]], scale: int) -> tuple[float, float]:
+    """Mean PSNR-Y and SSIM-Y (border ``scale``) of ``model`` over (name, LR, HR) pairs."""
+    psnrs, ssims = [], []
+    for _, lr, hr in pairs:
+        sr = super_resolve(model, lr)
+        psnrs.append(psnr_y(sr, hr, scale))
+        ssims.append(ssim_y(sr, hr, scale))
+    return float(np.mean(psnrs)), float(np.mean(ssims))
+
+
+def _markdown(rows: list[dict], sets: list[str]) -> str:
+    head = ["model", *(f"{s} PSNR / SSIM" for s in sets), "params", "Mult-Adds 720p (G)", "latency 640x360 (ms)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["model"], *(f"{row[f'psnr_{s}']:.2f} / {row[f'ssim_{s}']:.4f}" for s in sets)]
+        cells += [f"{row['params']:,}", f"{row['mult_adds_g']:.2f}", f"{row['latency_ms']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run(params: Params, root: Path = Path(".")) -> list[dict]:
+    """Evaluate bicubic and every model of ``params.models``; returns the table rows."""
+    prepared = root / params.paths.prepared
+    cfg = params.evaluate
+    sets = available_benchmarks(prepared) or ["val"]
+    pairs = {s: load_pairs(prepared, s, params.scale) for s in sets}
+    models: dict[str, nn.Module] = {BICUBIC: build_model(default_model_config(BICUBIC), params.scale)}
+    for name in params.models:
+        models[name], _ = trained_model(root / params.paths.models / name / "best.pt")
+
+    rows = []
+    threads = torch.get_num_threads()
+    for name, model in models.items():
+        row: dict[str, object] = {"model": name, "scale": params.scale}
+        for s in sets:
+            row[f"psnr_{s}"], row[f"ssim_{s}"] = score(model, pairs[s], params.scale)
+        # the plotted axis: the first benchmark set (Set5 when present, else the validation split)
+        row.update(benchmark=sets[0], psnr=row[f"psnr_{sets[0]}"])
+        complexity = count_complexity(model, params.scale, cfg.complexity_output_hw)
+        row.update(params=complexity.params, mult_adds_g=complexity.mult_adds / 1e9, other_ops_g=complexity.other_ops / 1e9)
+        latency = measure_latency(
+            model, cfg.latency_input_hw, repeats=cfg.latency_repeats, warmup=cfg.latency_warmup, threads=cfg.latency_threads
+        )
+        row["latency_ms"] = latency.median_ms
+        rows.append(row)
+    torch.set_num_threads(threads)
+
+    metrics_dir, plots_dir = root / params.paths.metrics, root / params.paths.plots / "evaluate"
+    write_json({row["model"]: {k: v for k, v in row.items() if k != "model"} for row in rows}, metrics_dir / "evaluate.json")
+    (metrics_dir / "evaluate.md").write_text(_markdown(rows, sets))
+    write_json(rows, plots_dir / "psnr_vs_mult_adds.json")
+    picture = save_psnr_vs_mult_adds(rows, sets[0], plots_dir / "psnr_vs_mult_adds.png")
+
+    with stage_run(
+        "evaluate",
+        experiment=params.tracking.experiment,
+        params={"evaluate": cfg.model_dump(mode="json"), "scale": params.scale, "models": list(models)},
+        params_hash=params_hash(cfg),
+        data_hash=data_hash(prepared),
+        root=root,
+    ) as tracker:
+        for row in rows:
+            tracker.log_metrics(
+                {f"{row['model']}/{k}": float(v) for k, v in row.items() if isinstance(v, int | float) and k not in {"scale", "psnr"}}
+            )
+        for path in (metrics_dir / "evaluate.json", metrics_dir / "evaluate.md", picture):
+            tracker.log_artifact(path)
+    return rows

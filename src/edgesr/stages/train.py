@@ -1,0 +1,101 @@
+"""Stage ``train@<name>``: train one zoo model of ``params.models`` at ``params.scale``.
+
+Writes ``<paths.models>/<name>/{best,last}.pt`` and ``history.json``, ``metrics/train/<name>.json``,
+``plots/train/<name>.csv`` (DVC plot of the loss curve) and logs the run to MLflow with the training
+curves and LR-bicubic / SR / HR sample crops. Under ``torchrun`` only rank 0 records anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+from torch import nn
+
+from edgesr.config import ConfigError, Params, params_hash
+from edgesr.data.bicubic_baseline import bicubic_upscale
+from edgesr.data.patches import PatchSampler
+from edgesr.data.prepare import load_pairs
+from edgesr.inference import super_resolve
+from edgesr.models import build_model
+from edgesr.plots import save_side_by_side, save_training_curves
+from edgesr.stages import data_hash, write_json
+from edgesr.tracking import Tracker, stage_run
+from edgesr.train.trainer import TrainResult, load_model_weights, train
+
+
+def _write_loss_csv(history: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["iteration", "loss", "val_psnr"])
+        for row in history:
+            val = row.get("val_psnr")
+            writer.writerow([row["iteration"], row.get("loss", ""), "" if val is None else val])
+    os.replace(tmp, path)
+
+
+def _log_results(
+    params: Params, name: str, root: Path, result: TrainResult, tracker: Tracker, model: nn.Module, val_pairs: list
+) -> None:
+    """Metrics files, curves and sample crops for one finished training run."""
+    root_metrics = root / params.paths.metrics
+    write_json(
+        {
+            "best_val_psnr_y": result.best_psnr,
+            "best_iteration": result.best_iteration,
+            "iterations": result.final_iteration,
+        },
+        root_metrics / "train" / f"{name}.json",
+    )
+    _write_loss_csv(result.history, root / params.paths.plots / "train" / f"{name}.csv")
+    out_dir = root / params.paths.models / name
+    curves = save_training_curves(result.history, f"{name} x{params.scale}", out_dir / "training_curves.png")
+    tracker.log_artifact(curves, "plots")
+    load_model_weights(model, result.best_checkpoint)
+    image_name, lr, hr = val_pairs[0]
+    crops = save_side_by_side(
+        bicubic_upscale(lr, params.scale),
+        super_resolve(model, lr),
+        hr,
+        params.tracking.sample_crop,
+        f"{name} x{params.scale}: {image_name}",
+        out_dir / "sample_crops.png",
+    )
+    tracker.log_artifact(crops, "samples")
+    tracker.log_metrics({"best/val_psnr_y": result.best_psnr, "best/iteration": result.best_iteration})
+
+
+def run(params: Params, name: str, root: Path = Path(".")) -> TrainResult:
+    """Train ``params.models[name]``; resumes from ``last.pt`` when a previous run was interrupted."""
+    if name not in params.models:
+        raise ConfigError(f"no model '{name}' in params.yaml `models`; known: {', '.join(params.models)}")
+    model_cfg = params.models[name]
+    prepared = root / params.paths.prepared
+    model = build_model(model_cfg, params.scale)
+    train_pairs = load_pairs(prepared, "train", params.scale)
+    val_pairs = load_pairs(prepared, "val", params.scale)
+    sampler = PatchSampler(
+        [(lr, hr) for _, lr, hr in train_pairs], params.scale, params.train.lr_patch, params.train.seed
+    )
+    out_dir = root / params.paths.models / name
+    metadata = {"name": name, "scale": params.scale, "model": model_cfg.model_dump(mode="json")}
+    if int(os.environ.get("RANK", "0")) != 0:
+        return train(model, sampler, val_pairs, params.train, params.scale, out_dir, metadata=metadata)
+    stage_params = {"model": metadata["model"], "train": params.train.model_dump(mode="json"), "scale": params.scale}
+    with stage_run(
+        f"train@{name}",
+        experiment=params.tracking.experiment,
+        params=stage_params,
+        params_hash=params_hash(stage_params),
+        data_hash=data_hash(prepared),
+        root=root,
+    ) as tracker:
+        result = train(
+            model, sampler, val_pairs, params.train, params.scale, out_dir, tracker=tracker, metadata=metadata
+        )
+        _log_results(params, name, root, result, tracker, model, val_pairs)
+    return result
