@@ -68,7 +68,10 @@ def _cmd_bicubic(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(scores))
     else:
-        print(f"bicubic x{args.scale} on {scores['images']} images: PSNR-Y {scores['psnr']:.2f} dB, SSIM-Y {scores['ssim']:.4f}")
+        print(
+            f"bicubic x{args.scale} on {scores['images']} images: "
+            f"PSNR-Y {scores['psnr']:.2f} dB, SSIM-Y {scores['ssim']:.4f}"
+        )
 
 
 def _cmd_complexity(args: argparse.Namespace) -> None:

@@ -80,16 +80,24 @@ def run(params: Params, root: Path = Path(".")) -> list[dict]:
         # the plotted axis: the first benchmark set (Set5 when present, else the validation split)
         row.update(benchmark=sets[0], psnr=row[f"psnr_{sets[0]}"])
         complexity = count_complexity(model, params.scale, cfg.complexity_output_hw)
-        row.update(params=complexity.params, mult_adds_g=complexity.mult_adds / 1e9, other_ops_g=complexity.other_ops / 1e9)
+        row.update(
+            params=complexity.params, mult_adds_g=complexity.mult_adds / 1e9, other_ops_g=complexity.other_ops / 1e9
+        )
         latency = measure_latency(
-            model, cfg.latency_input_hw, repeats=cfg.latency_repeats, warmup=cfg.latency_warmup, threads=cfg.latency_threads
+            model,
+            cfg.latency_input_hw,
+            repeats=cfg.latency_repeats,
+            warmup=cfg.latency_warmup,
+            threads=cfg.latency_threads,
         )
         row["latency_ms"] = latency.median_ms
         rows.append(row)
     torch.set_num_threads(threads)
 
     metrics_dir, plots_dir = root / params.paths.metrics, root / params.paths.plots / "evaluate"
-    write_json({row["model"]: {k: v for k, v in row.items() if k != "model"} for row in rows}, metrics_dir / "evaluate.json")
+    write_json(
+        {row["model"]: {k: v for k, v in row.items() if k != "model"} for row in rows}, metrics_dir / "evaluate.json"
+    )
     (metrics_dir / "evaluate.md").write_text(_markdown(rows, sets))
     write_json(rows, plots_dir / "psnr_vs_mult_adds.json")
     picture = save_psnr_vs_mult_adds(rows, sets[0], plots_dir / "psnr_vs_mult_adds.png")
@@ -104,7 +112,11 @@ def run(params: Params, root: Path = Path(".")) -> list[dict]:
     ) as tracker:
         for row in rows:
             tracker.log_metrics(
-                {f"{row['model']}/{k}": float(v) for k, v in row.items() if isinstance(v, int | float) and k not in {"scale", "psnr"}}
+                {
+                    f"{row['model']}/{k}": float(v)
+                    for k, v in row.items()
+                    if isinstance(v, int | float) and k not in {"scale", "psnr"}
+                }
             )
         for path in (metrics_dir / "evaluate.json", metrics_dir / "evaluate.md", picture):
             tracker.log_artifact(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from edgesr.models import build_model
 from edgesr.plots import save_side_by_side, save_training_curves
 from edgesr.stages import data_hash, write_json
 from edgesr.tracking import Tracker, stage_run
-from edgesr.train.trainer import TrainResult, load_model_weights, train
+from edgesr.train.trainer import TrainResult, can_resume, load_model_weights, train
 
 
 def _write_loss_csv(history: list[dict], path: Path) -> None:
@@ -83,6 +84,11 @@ def run(params: Params, name: str, root: Path = Path(".")) -> TrainResult:
     )
     out_dir = root / params.paths.models / name
     metadata = {"name": name, "scale": params.scale, "model": model_cfg.model_dump(mode="json")}
+    if (out_dir / "last.pt").exists() and not can_resume(out_dir, params.train, params.scale, metadata):
+        # DVC keeps this folder (persist) so an interrupted run resumes; a changed config starts over.
+        print(f"{out_dir}/last.pt was written under other settings: starting {name} from scratch")
+        if int(os.environ.get("RANK", "0")) == 0:
+            shutil.rmtree(out_dir)
     if int(os.environ.get("RANK", "0")) != 0:
         return train(model, sampler, val_pairs, params.train, params.scale, out_dir, metadata=metadata)
     stage_params = {"model": metadata["model"], "train": params.train.model_dump(mode="json"), "scale": params.scale}

@@ -3,8 +3,9 @@
 The loss and the learning-rate schedule are chosen by their ``type`` field (discriminated unions), so a
 wrong name stops at load time with the list of allowed ones. Every count is in iterations (mini-batch
 steps), never epochs: the patch sampler draws a fresh random batch per iteration, as BasicSR does.
-Defaults follow the XLSR recipe of paper 003, Sec. 4.2 (32x32 LR patches, batch 16, Adam with default
-betas, Charbonnier loss with eps 0.1 there).
+Patch size, batch and Adam betas default to the XLSR recipe of paper 003, Sec. 4.2 (32x32 LR patches,
+batch 16, betas 0.9/0.999); its loss (``charbonnier`` with eps 0.1) and schedule (``cyclic``) are
+available by name.
 """
 
 from __future__ import annotations

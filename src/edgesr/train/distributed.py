@@ -1,0 +1,102 @@
+"""``torchrun`` helpers: who this process is, which device it owns, and the process group.
+
+``torchrun`` exports ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; without them the run is a single
+process. With more than one process the group uses NCCL on GPUs and gloo on CPUs, each process driving
+the GPU of its local rank.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["DistributedContext", "distributed_context", "resolve_device"]
+
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """This process's place in the run: ``rank`` of ``world_size``, ``local_rank`` on its node."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone writes files, logs to the tracker and shows the progress bar."""
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    @classmethod
+    def from_env(cls, device: DeviceChoice = "auto") -> DistributedContext:
+        """Read ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (single process when unset); no group is created."""
+        rank = _env_int("RANK", 0)
+        world_size = _env_int("WORLD_SIZE", 1)
+        local_rank = _env_int("LOCAL_RANK", 0)
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"inconsistent torchrun environment: RANK={rank}, WORLD_SIZE={world_size}")
+        return cls(rank, world_size, local_rank, resolve_device(device, local_rank))
+
+    def barrier(self) -> None:
+        """Wait for every process (no-op for a single process)."""
+        if self.is_distributed and dist.is_initialized():
+            dist.barrier()
+
+
+def resolve_device(device: DeviceChoice, local_rank: int = 0) -> torch.device:
+    """``auto`` -> the GPU of ``local_rank`` when CUDA is available, else the CPU."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
+
+
+@contextmanager
+def distributed_context(device: DeviceChoice = "auto") -> Iterator[DistributedContext]:
+    """The process's :class:`DistributedContext`, with the process group set up when needed.
+
+    Initialises the default group (``nccl`` on CUDA, ``gloo`` on CPU) when ``WORLD_SIZE > 1`` and nobody
+    has done so yet, and destroys it on exit only if it was created here, so callers that manage their
+    own group keep it.
+    """
+    ctx = DistributedContext.from_env(device)
+    created = False
+    if ctx.is_distributed and not dist.is_initialized():
+        if ctx.device.type == "cuda":
+            torch.cuda.set_device(ctx.device)
+        dist.init_process_group(
+            backend="nccl" if ctx.device.type == "cuda" else "gloo",
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+            # Binding the group to the device lets NCCL set up its communicator eagerly.
+            device_id=ctx.device if ctx.device.type == "cuda" else None,
+        )
+        created = True
+    try:
+        yield ctx
+    finally:
+        if created:
+            dist.destroy_process_group()
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None

@@ -1,0 +1,403 @@
+"""Iteration-based SR training: Adam, per-iteration LR schedule, validation PSNR-Y, best/last checkpoints.
+
+The loop follows BasicSR's ``train.py`` (iterations, not epochs; validate every ``val_every``; keep the
+best and the latest model) with the optimiser settings of paper 003, Sec. 4.2 (Adam, betas 0.9/0.999,
+eps 1e-8; best model by validation PSNR). Two properties are guaranteed and tested:
+
+- Resume is exact. Batches are a pure function of ``(seed, iteration)`` (:class:`PatchSampler`) and the
+  schedule a closed form of the iteration, so restarting from ``last.pt`` (model, Adam and scheduler
+  state) reaches the same weights and history as a run that was never interrupted. Randomness inside
+  the model (e.g. dropout) is not checkpointed; SR networks here have none.
+- The result does not depend on the number of processes. Under ``torchrun`` each of ``W`` processes
+  takes ``batch_size / W`` patches of the same global batch and DistributedDataParallel averages the
+  gradients, which equals the gradient of the mean loss over the global batch.
+
+Checkpoint format (``best.pt`` and ``last.pt``, loadable with ``torch.load(path, weights_only=True)``)::
+
+    format          int, CHECKPOINT_FORMAT
+    model           state_dict of the bare model (never DDP-prefixed)
+    optimizer       Adam state_dict
+    scheduler       LR scheduler state_dict
+    iteration       completed iterations
+    best_psnr       best mean validation PSNR-Y so far (dB), best_iteration where it was reached
+    history         list of {"iteration", "loss", "lr", "val_psnr" (None between validations)}
+    config          TrainConfig.model_dump(mode="json"), scale  the run's settings
+    metadata        the caller's JSON-able dict (e.g. model config), config_hash  what resume must match
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from edgesr.data.patches import PatchSampler
+from edgesr.inference import super_resolve
+from edgesr.metrics import psnr_y
+from edgesr.tracking import Tracker
+from edgesr.train.distributed import DistributedContext, distributed_context
+from edgesr.train.losses import build_loss
+from edgesr.train.schedules import build_scheduler
+from edgesr.train.settings import TrainConfig
+
+__all__ = ["CHECKPOINT_FORMAT", "TrainResult", "train", "validate", "load_checkpoint", "load_model_weights"]
+
+CHECKPOINT_FORMAT = 1
+#: Where the run executes, not what it computes: these may change between an interruption and a resume.
+_PLACEMENT_KEYS = {"device", "threads"}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :func:`train`; ``history`` entries are ``{"iteration", "loss", "lr", "val_psnr"}``."""
+
+    best_psnr: float
+    best_iteration: int
+    final_iteration: int
+    best_checkpoint: Path
+    last_checkpoint: Path
+    history_path: Path
+    history: list[dict[str, Any]]
+
+
+@dataclass
+class _Progress:
+    """What a checkpoint carries besides the model, optimizer and scheduler states."""
+
+    iteration: int = 0
+    best_psnr: float = -math.inf
+    best_iteration: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train(
+    model: nn.Module,
+    sampler: PatchSampler,
+    val_pairs: list[tuple[str, np.ndarray, np.ndarray]],
+    cfg: TrainConfig,
+    scale: int,
+    out_dir: Path,
+    *,
+    tracker: Tracker | None = None,
+    metadata: dict[str, Any] | None = None,
+    on_iteration: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` for ``cfg.iterations`` iterations, resuming from ``out_dir/last.pt`` if present.
+
+    Args:
+        model: maps (N, 3, h, w) in [0, 1] to (N, 3, scale*h, scale*w); moved to the run's device and
+            left holding the LAST weights (load ``best.pt`` with :func:`load_model_weights` for the best).
+        sampler: training patches; its ``scale``, ``lr_patch`` and ``seed`` must match ``scale`` and ``cfg``.
+        val_pairs: ``(name, lr, hr)`` uint8 RGB images, validated whole with PSNR-Y, ``scale`` pixels
+            cropped from each border (DESIGN.md data conventions).
+        cfg: the run's settings; ``cfg.batch_size`` is the global batch over all ``torchrun`` processes.
+        out_dir: receives ``best.pt``, ``last.pt`` and ``history.json``.
+        tracker: receives ``train/loss`` and ``train/lr`` every ``log_every`` iterations, ``val/psnr_y``
+            at each validation and the three files as artifacts at the end (main process only).
+        metadata: JSON-able facts stored in the checkpoints (e.g. the model config); part of what a
+            resume must match.
+        on_iteration: called on every process with the number of completed iterations, after that
+            iteration's validation and checkpoint.
+
+    Raises:
+        ValueError: inconsistent inputs, a global batch not divisible by the number of processes, or a
+            ``last.pt`` written under a different configuration.
+    """
+    _check_inputs(sampler, val_pairs, cfg, scale)
+    metadata = _json_roundtrip(metadata or {})
+    out_dir = Path(out_dir)
+    best_path, last_path, history_path = out_dir / "best.pt", out_dir / "last.pt", out_dir / "history.json"
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+
+    # Checked before the process group exists, so every process fails fast instead of hanging.
+    world_size = DistributedContext.from_env(cfg.device).world_size
+    if cfg.batch_size % world_size:
+        raise ValueError(
+            f"train.batch_size={cfg.batch_size} is the global batch and must split evenly over the "
+            f"{world_size} processes; choose a multiple of {world_size} or change --nproc_per_node"
+        )
+
+    with distributed_context(cfg.device) as ctx:
+        model.to(ctx.device)
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-8, weight_decay=cfg.weight_decay
+        )
+        # The scheduler must exist before the optimizer state is loaded: it overwrites the group lrs.
+        scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.iterations)
+        fingerprint = _fingerprint(cfg.model_dump(mode="json"), scale, metadata)
+        progress = _Progress()
+        if last_path.exists():
+            progress = _resume(last_path, fingerprint, model, optimizer, scheduler, ctx.device)
+
+        def result() -> TrainResult:
+            return TrainResult(
+                best_psnr=progress.best_psnr,
+                best_iteration=progress.best_iteration,
+                final_iteration=progress.iteration,
+                best_checkpoint=best_path,
+                last_checkpoint=last_path,
+                history_path=history_path,
+                history=progress.history,
+            )
+
+        if progress.iteration >= cfg.iterations:
+            if ctx.is_main and tracker is not None:
+                _log_artifacts(tracker, [best_path, last_path, history_path])
+            return result()
+
+        def checkpoint() -> dict[str, Any]:
+            return {
+                "format": CHECKPOINT_FORMAT,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "iteration": progress.iteration,
+                "best_psnr": progress.best_psnr,
+                "best_iteration": progress.best_iteration,
+                "history": [dict(entry) for entry in progress.history],
+                "config": cfg.model_dump(mode="json"),
+                "scale": scale,
+                "metadata": metadata,
+                "config_hash": _hash(fingerprint),
+            }
+
+        if ctx.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        network: nn.Module = model
+        if ctx.is_distributed:
+            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            network = DistributedDataParallel(model, device_ids=device_ids)
+        loss_fn = build_loss(cfg.loss).to(ctx.device)
+        bar = tqdm(
+            total=cfg.iterations, initial=progress.iteration, desc="train", dynamic_ncols=True, disable=not ctx.is_main
+        )
+        try:
+            for index in range(progress.iteration, cfg.iterations):
+                done = index + 1
+                lr_batch, hr_batch = sampler.batch(index, cfg.batch_size, ctx.rank, ctx.world_size)
+                network.train()
+                loss = loss_fn(network(lr_batch.to(ctx.device)), hr_batch.to(ctx.device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                lr_used = float(optimizer.param_groups[0]["lr"])
+                scheduler.step()
+                progress.iteration = done
+                bar.update(1)
+
+                is_last = done == cfg.iterations
+                is_log, is_val = done % cfg.log_every == 0, done % cfg.val_every == 0 or is_last
+                if is_log or is_val:
+                    entry = {"iteration": done, "loss": _mean_over_processes(loss, ctx), "lr": lr_used}
+                    entry["val_psnr"] = validate(model, val_pairs, scale, ctx) if is_val else None
+                    progress.history.append(entry)
+                    bar.set_postfix(loss=f"{entry['loss']:.4g}", lr=f"{lr_used:.3g}", best=f"{progress.best_psnr:.2f}")
+                    if ctx.is_main and tracker is not None:
+                        metrics = {"train/loss": entry["loss"], "train/lr": lr_used} if is_log else {}
+                        if is_val:
+                            metrics["val/psnr_y"] = entry["val_psnr"]
+                        tracker.log_metrics(metrics, step=done)
+                    if is_val and entry["val_psnr"] > progress.best_psnr:
+                        progress.best_psnr, progress.best_iteration = entry["val_psnr"], done
+                        if ctx.is_main:
+                            _save_checkpoint(checkpoint(), best_path)
+                if done % cfg.checkpoint_every == 0 or is_last:
+                    if ctx.is_main:
+                        # history.json first: a finished last.pt makes a rerun return at once.
+                        _write_history(history_path, progress)
+                        _save_checkpoint(checkpoint(), last_path)
+                    ctx.barrier()
+                if on_iteration is not None:
+                    on_iteration(done)
+        finally:
+            bar.close()
+
+        if ctx.is_main and tracker is not None:
+            _log_artifacts(tracker, [best_path, last_path, history_path])
+        return result()
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module,
+    val_pairs: list[tuple[str, np.ndarray, np.ndarray]],
+    scale: int,
+    ctx: DistributedContext | None = None,
+) -> float:
+    """Mean PSNR-Y (dB, ``scale`` border pixels cropped) of ``model`` on whole validation images.
+
+    The output is clamped to [0, 1] and rounded to uint8 (:func:`edgesr.inference.super_resolve`) before
+    :func:`edgesr.metrics.psnr_y`. Under ``torchrun`` each process scores every ``world_size``-th image
+    and the sums are all-reduced, so every process returns the same mean. Leaves ``model`` in eval mode.
+    """
+    rank, world_size = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
+    device = next(model.parameters()).device
+    model.eval()
+    total = 0.0
+    for name, lr, hr in val_pairs[rank::world_size]:
+        sr_image = super_resolve(model, lr, device)
+        if sr_image.shape != hr.shape:
+            raise ValueError(
+                f"validation image {name!r}: model output {sr_image.shape} does not match HR {hr.shape} "
+                f"(LR {lr.shape}, scale {scale})"
+            )
+        total += psnr_y(sr_image, hr, crop_border=scale)
+    if ctx is not None and ctx.is_distributed:
+        summed = torch.tensor([total], dtype=torch.float64, device=ctx.device)
+        dist.all_reduce(summed)
+        total = float(summed.item())
+    return total / len(val_pairs)
+
+
+def can_resume(out_dir: Path, cfg: TrainConfig, scale: int, metadata: dict[str, Any] | None = None) -> bool:
+    """Whether ``out_dir/last.pt`` exists and was written under these settings (so :func:`train` resumes it)."""
+    last_path = Path(out_dir) / "last.pt"
+    if not last_path.exists():
+        return False
+    fingerprint = _fingerprint(cfg.model_dump(mode="json"), scale, _json_roundtrip(metadata or {}))
+    return load_checkpoint(last_path).get("config_hash") == _hash(fingerprint)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A ``best.pt`` / ``last.pt`` dict (format in the module docstring), loaded with ``weights_only=True``."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_model_weights(model: nn.Module, path: Path) -> nn.Module:
+    """Load the model weights of checkpoint ``path`` into ``model`` (strict) and return it."""
+    model.load_state_dict(load_checkpoint(path)["model"])
+    return model
+
+
+def _check_inputs(
+    sampler: PatchSampler, val_pairs: list[tuple[str, np.ndarray, np.ndarray]], cfg: TrainConfig, scale: int
+) -> None:
+    mismatches = [
+        f"{name}: sampler {have}, run {want}"
+        for name, have, want in (
+            ("scale", sampler.scale, scale),
+            ("lr_patch", sampler.lr_patch, cfg.lr_patch),
+            ("seed", sampler.seed, cfg.seed),
+        )
+        if have != want
+    ]
+    if mismatches:
+        raise ValueError(
+            "the PatchSampler was built with other settings than this run (" + "; ".join(mismatches) + "); "
+            "build it with PatchSampler(pairs, scale, cfg.lr_patch, cfg.seed)"
+        )
+    if not val_pairs:
+        raise ValueError("train needs at least one validation pair to select best.pt, got none")
+
+
+def _fingerprint(config: dict[str, Any], scale: int, metadata: dict[str, Any]) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one: everything but device placement."""
+    settings = {key: value for key, value in config.items() if key not in _PLACEMENT_KEYS}
+    return {"train": settings, "scale": scale, "metadata": metadata}
+
+
+def _hash(fingerprint: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
+
+
+def _resume(
+    path: Path,
+    fingerprint: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
+) -> _Progress:
+    """Restore model, optimizer and scheduler from ``path`` after checking it belongs to this run."""
+    saved = load_checkpoint(path, map_location=device)
+    if saved.get("config_hash") != _hash(fingerprint):
+        before = _fingerprint(saved.get("config", {}), saved.get("scale"), saved.get("metadata", {}))
+        changes = [f"{key}: {old!r} -> {new!r}" for key, old, new in _differences(before, fingerprint)]
+        raise ValueError(
+            f"{path} was written by a run with different settings ({'; '.join(changes) or 'unknown'}). "
+            f"Delete {path.parent} to start a new run, or restore the previous settings to resume it."
+        )
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    return _Progress(
+        iteration=int(saved["iteration"]),
+        best_psnr=float(saved["best_psnr"]),
+        best_iteration=int(saved["best_iteration"]),
+        history=list(saved["history"]),
+    )
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """Dotted keys whose values differ between two nested dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found: list[tuple[str, Any, Any]] = []
+        for key in sorted(set(old) | set(new), key=str):
+            found += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return found
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
+
+
+def _json_roundtrip(metadata: dict[str, Any]) -> dict[str, Any]:
+    # Storing the JSON form keeps the checkpoint loadable with weights_only=True and the hash stable.
+    try:
+        return json.loads(json.dumps(metadata))
+    except TypeError as error:
+        raise ValueError(f"metadata must be JSON-serialisable, it is stored in the checkpoints: {error}") from None
+
+
+def _mean_over_processes(loss: Tensor, ctx: DistributedContext) -> float:
+    """The global-batch loss: the mean of the equally sized per-process losses."""
+    value = loss.detach()
+    if ctx.is_distributed:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= ctx.world_size
+    return float(value.item())
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Write through ``write(tmp)`` to a temporary file next to ``path``, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
+    _atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+
+
+def _write_history(path: Path, progress: _Progress) -> None:
+    record = {
+        "iteration": progress.iteration,
+        # -inf (nothing validated yet) is not valid JSON.
+        "best_psnr": progress.best_psnr if progress.best_iteration else None,
+        "best_iteration": progress.best_iteration,
+        "history": progress.history,
+    }
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+
+
+def _log_artifacts(tracker: Tracker, paths: list[Path]) -> None:
+    for path in paths:
+        if path.exists():
+            tracker.log_artifact(path)

@@ -1,0 +1,106 @@
+"""A tiny training run, shared by tests/test_trainer.py and its ``torchrun`` DDP test.
+
+Run as ``python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py OUT_DIR``:
+every process builds the same model and data from fixed seeds and calls :func:`edgesr.train.trainer.train`,
+which writes ``OUT_DIR/last.pt`` from rank 0.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgesr.data.patches import PatchSampler
+from edgesr.tracking import Tracker
+from edgesr.train.settings import TrainConfig
+from edgesr.train.trainer import TrainResult, train
+
+SCALE = 2
+DDP_CONFIG: dict[str, Any] = {"iterations": 6, "batch_size": 8, "lr": 1e-2, "checkpoint_every": 3, "val_every": 3}
+
+
+def tiny_model(seed: int = 0) -> nn.Module:
+    """conv 3->8, ReLU, conv 8->3 s^2, PixelShuffle(s): about 0.9K parameters."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 3 * SCALE * SCALE, 3, padding=1),
+        nn.PixelShuffle(SCALE),
+    )
+
+
+def smooth_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A random smooth uint8 RGB image: bilinear upsampling of a coarse random grid."""
+    coarse = torch.from_numpy(rng.random((1, 3, max(2, height // 6), max(2, width // 6)), dtype=np.float32))
+    fine = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)[0]
+    return (fine.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def downscale(hr: np.ndarray) -> np.ndarray:
+    """Box-filter LR of an HR image (a stand-in for MATLAB bicubic; alignment is all the tests need)."""
+    h, w = hr.shape[0] // SCALE, hr.shape[1] // SCALE
+    blocks = hr[: h * SCALE, : w * SCALE].reshape(h, SCALE, w, SCALE, 3).astype(np.float64)
+    return blocks.mean(axis=(1, 3)).round().astype(np.uint8)
+
+
+def tiny_data(seed: int = 0) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[str, np.ndarray, np.ndarray]]]:
+    """Three training pairs of different sizes and two validation images, as (LR, HR) uint8 arrays."""
+    rng = np.random.default_rng(seed)
+    train_hr = [smooth_image(rng, h, w) for h, w in ((32, 40), (40, 32), (48, 48))]
+    val_hr = [smooth_image(rng, h, w) for h, w in ((24, 32), (32, 24))]
+    return (
+        [(downscale(hr), hr) for hr in train_hr],
+        [(f"val{i}", downscale(hr), hr) for i, hr in enumerate(val_hr)],
+    )
+
+
+def tiny_config(**overrides: Any) -> TrainConfig:
+    """A few-second CPU run: 8x8 LR patches, cosine schedule, L1 loss."""
+    settings: dict[str, Any] = {
+        "iterations": 20,
+        "batch_size": 4,
+        "lr_patch": 8,
+        "lr": 5e-3,
+        "val_every": 5,
+        "checkpoint_every": 5,
+        "log_every": 2,
+        "seed": 3,
+        "device": "cpu",
+    }
+    return TrainConfig(**(settings | overrides))
+
+
+def run(
+    out_dir: Path,
+    *,
+    tracker: Tracker | None = None,
+    on_iteration: Callable[[int], None] | None = None,
+    **overrides: Any,
+) -> TrainResult:
+    """Train the tiny model on the tiny data with :func:`tiny_config` ``(**overrides)`` into ``out_dir``."""
+    cfg = tiny_config(**overrides)
+    train_pairs, val_pairs = tiny_data()
+    sampler = PatchSampler(train_pairs, SCALE, cfg.lr_patch, cfg.seed)
+    return train(
+        tiny_model(),
+        sampler,
+        val_pairs,
+        cfg,
+        SCALE,
+        out_dir,
+        tracker=tracker,
+        metadata={"model": "tiny", "scale": SCALE},
+        on_iteration=on_iteration,
+    )
+
+
+if __name__ == "__main__":
+    run(Path(sys.argv[1]), **DDP_CONFIG)

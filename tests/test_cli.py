@@ -1,0 +1,66 @@
+"""The `edgesr` command line: JSON outputs, effective config, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgesr.cli import main
+from edgesr.complexity import count_complexity
+from edgesr.models import MODEL_NAMES, build_model, default_model_config
+
+from .conftest import shared_set
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bicubic_json_reproduces_set5_x2(capsys):
+    assert main(["bicubic", "--hr", str(shared_set("Set5")), "--scale", "2", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["images"] == 5
+    assert scores["psnr"] == pytest.approx(33.66, abs=0.03)
+    assert scores["ssim"] == pytest.approx(0.9299, abs=0.002)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_complexity_json_for_every_zoo_model(name, capsys):
+    assert main(["complexity", name, "--scale", "4", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = count_complexity(build_model(default_model_config(name), 4), 4, (720, 1280))
+    assert printed == {"params": expected.params, "mult_adds": expected.mult_adds, "other_ops": expected.other_ops}
+
+
+def test_config_prints_the_merged_profile(capsys):
+    assert main(["config", "--params", str(ROOT / "params.yaml"), "--profile", "smoke"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["train"]["iterations"] == 12
+    assert shown["train"]["lr"] == yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["lr"]
+
+
+def test_user_errors_are_one_line_with_status_2(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text((ROOT / "params.yaml").read_text().replace("iterations: 1200", "iterations: -3"))
+    result = subprocess.run(
+        [sys.executable, "-m", "edgesr.cli", "config", "--params", str(bad)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "train.iterations = -3" in result.stderr and "Traceback" not in result.stderr
+
+    result = subprocess.run(
+        [sys.executable, "-m", "edgesr.cli", "bicubic", "--hr", str(tmp_path / "missing"), "--scale", "2"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert str(tmp_path / "missing") in result.stderr and "Traceback" not in result.stderr
+
+
+def test_complexity_unknown_model_lists_the_zoo(capsys):
+    assert main(["complexity", "srgan", "--scale", "2", "--params", str(ROOT / "params.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'srgan'" in err and "xlsr" in err

@@ -1,0 +1,88 @@
+"""params.yaml validation: wrong keys and values fail with messages that name key, value and what is allowed."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgesr.config import ConfigError, load_params, params_hash, write_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    mutate(data)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_committed_params_and_profiles_are_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert params.scale == 2
+    assert "bicubic" not in params.models
+    smoke = load_params(ROOT / "params.yaml", "smoke")
+    assert smoke.train.iterations < params.train.iterations
+    # the profile only overrides what it names; the rest comes from params.yaml
+    assert smoke.models == params.models
+    assert smoke.train.lr == params.train.lr
+
+
+def test_unknown_key_names_the_key_and_the_allowed_ones(tmp_path):
+    path = _write(tmp_path, lambda d: d["train"].update(iteratons=5))
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    message = str(err.value)
+    assert "unknown key 'train.iteratons'" in message
+    assert "iterations" in message.split("allowed keys here:")[1]
+
+
+def test_bad_value_names_key_value_and_allowed_values(tmp_path):
+    path = _write(tmp_path, lambda d: d["train"]["loss"].update(type="l2"))
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    message = str(err.value)
+    assert "train.loss" in message and "'l2'" in message
+    assert "'l1'" in message and "'charbonnier'" in message
+
+
+def test_out_of_range_value(tmp_path):
+    path = _write(tmp_path, lambda d: d["train"].update(iterations=0))
+    with pytest.raises(ConfigError, match=r"train.iterations = 0: Input should be greater than or equal to 1"):
+        load_params(path)
+
+
+def test_scale_must_be_2_3_or_4(tmp_path):
+    path = _write(tmp_path, lambda d: d.update(scale=5))
+    with pytest.raises(ConfigError, match=r"scale = 5: Input should be 2, 3 or 4"):
+        load_params(path)
+
+
+def test_unknown_model_type_lists_the_zoo(tmp_path):
+    path = _write(tmp_path, lambda d: d["models"].update(mine={"type": "srgan"}))
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    assert "models.mine" in str(err.value) and "'srgan'" in str(err.value) and "'xlsr'" in str(err.value)
+
+
+def test_bicubic_is_not_a_training_entry(tmp_path):
+    path = _write(tmp_path, lambda d: d["models"].update(bic={"type": "bicubic"}))
+    with pytest.raises(ConfigError, match="evaluate always adds the bicubic reference row"):
+        load_params(path)
+
+
+def test_missing_file_and_unknown_profile_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="unknown profile 'turbo'; known profiles: .*smoke"):
+        load_params(ROOT / "params.yaml", "turbo")
+
+
+def test_write_params_round_trips_and_hash_is_stable(tmp_path):
+    params = load_params(ROOT / "params.yaml", "smoke")
+    written = write_params(params, tmp_path / "params.yaml")
+    again = load_params(written)
+    assert again == params
+    assert params_hash(again.train) == params_hash(params.train)
+    assert params_hash(again.train) != params_hash(load_params(ROOT / "params.yaml").train)

@@ -1,0 +1,87 @@
+"""End to end on the smoke profile: the Prefect flow runs every DVC stage, MLflow groups the runs,
+a second `dvc repro` does nothing and a one-value change reruns only what depends on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from edgesr.config import load_params, write_params
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
+
+
+def _run(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def smoke_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh DVC project with this checkout's code, dvc.yaml and the smoke profile's params."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
+    params = load_params(ROOT / "params.yaml", "smoke")
+    # benchmark folders are relative to the checkout; the project lives elsewhere
+    benchmarks = {name: str((ROOT / path).resolve()) for name, path in params.prepare.benchmarks.items()}
+    params = params.model_copy(update={"prepare": params.prepare.model_copy(update={"benchmarks": benchmarks})})
+    write_params(params, root / "params.yaml")
+    _run(root, "git", "init", "-q")
+    _run(root, "dvc", "init", "-q")
+    _run(root, "dvc", "config", "core.analytics", "false")
+    return root
+
+
+def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, prefect_harness, monkeypatch):
+    from pipelines.flow import pipeline_flow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = load_params(smoke_project / "params.yaml")
+    stages = pipeline_flow(project_dir=str(smoke_project))
+    assert stages == ["prepare", *(f"train@{name}" for name in params.models), "evaluate"]
+
+    # the evaluate table has bicubic and every trained model, with the conventions' numbers
+    table = json.loads((smoke_project / "metrics" / "evaluate.json").read_text())
+    assert set(table) == {"bicubic", *params.models}
+    if "psnr_Set5" in table["bicubic"]:
+        assert table["bicubic"]["psnr_Set5"] == pytest.approx(33.66, abs=0.03)
+        assert table["bicubic"]["ssim_Set5"] == pytest.approx(0.9299, abs=0.002)
+    assert table["bicubic"]["params"] == 0
+    for name in params.models:
+        assert table[name]["params"] > 0 and table[name]["mult_adds_g"] > 0 and table[name]["latency_ms"] > 0
+    assert (smoke_project / "metrics" / "evaluate.md").read_text().startswith("| model |")
+
+    # one parent run with every stage nested under it, each with the four tags
+    mlflow.set_tracking_uri(f"sqlite:///{smoke_project / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=[params.tracking.experiment], output_format="list")
+    parents = [r for r in runs if r.data.tags.get("kind") == "pipeline"]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(r.data.tags["dvc_stage"] for r in children) == sorted(stages)
+    for run in children:
+        assert {"git_commit", "params_hash", "data_hash"} <= set(run.data.tags)
+    train_run = next(r for r in children if r.data.tags["dvc_stage"].startswith("train@"))
+    assert "val/psnr_y" in train_run.data.metrics and train_run.data.params["train.iterations"] == "12"
+
+    # nothing changed: nothing reruns
+    assert "Running stage" not in _run(smoke_project, "dvc", "repro")
+    # one value changed: only the stage that reads it reruns
+    data = yaml.safe_load((smoke_project / "params.yaml").read_text())
+    data["evaluate"]["latency_repeats"] = 2
+    (smoke_project / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    status = json.loads(_run(smoke_project, "dvc", "status", "--json"))
+    assert set(status) == {"evaluate"}

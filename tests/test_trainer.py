@@ -1,0 +1,207 @@
+"""Training loop: exact resume, checkpoint format, validation PSNR, config checks and DDP equivalence."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pydantic
+import pytest
+import torch
+
+from edgesr.data.patches import PatchSampler
+from edgesr.metrics import psnr_y
+from edgesr.train.trainer import TrainResult, load_checkpoint, load_model_weights, train
+from tests.ddp_worker import DDP_CONFIG, SCALE, run, tiny_config, tiny_data, tiny_model
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _RecordingTracker:
+    def __init__(self) -> None:
+        self.metrics: list[tuple[int | None, dict[str, float]]] = []
+        self.artifacts: list[str] = []
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self.metrics.append((step, dict(metrics)))
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.artifacts.append(Path(path).name)
+
+
+def _interrupt_at(iteration: int) -> Callable[[int], None]:
+    def callback(done: int) -> None:
+        if done == iteration:
+            raise _Interrupted(f"stopped after iteration {done}")
+
+    return callback
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrainResult, _RecordingTracker]:
+    out_dir = tmp_path_factory.mktemp("uninterrupted")
+    tracker = _RecordingTracker()
+    return out_dir, run(out_dir, tracker=tracker), tracker
+
+
+def test_interrupted_run_resumes_to_the_same_weights_and_history(uninterrupted, tmp_path: Path) -> None:
+    # given a run interrupted after iteration 12, whose last checkpoint is at iteration 10
+    out_dir, reference, _ = uninterrupted
+    with pytest.raises(_Interrupted):
+        run(tmp_path, on_iteration=_interrupt_at(12))
+    assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 10
+
+    # when it is started again
+    seen: list[int] = []
+    resumed = run(tmp_path, on_iteration=seen.append)
+
+    # then it continues at iteration 11 and ends exactly where the uninterrupted run ended
+    assert seen == list(range(11, 21))
+    final, expected = _weights(tmp_path / "last.pt"), _weights(out_dir / "last.pt")
+    assert all(torch.equal(final[name], expected[name]) for name in expected)
+    assert resumed.history == reference.history
+    assert (resumed.best_psnr, resumed.best_iteration) == (reference.best_psnr, reference.best_iteration)
+    assert json.loads((tmp_path / "history.json").read_text())["history"] == reference.history
+
+
+def test_finished_run_returns_from_its_checkpoint(uninterrupted) -> None:
+    out_dir, reference, _ = uninterrupted
+    before = (out_dir / "last.pt").stat().st_mtime_ns
+    seen: list[int] = []
+
+    again = run(out_dir, on_iteration=seen.append)
+
+    assert seen == []
+    assert again == reference
+    assert (out_dir / "last.pt").stat().st_mtime_ns == before
+
+
+def test_checkpoints_load_with_weights_only_and_hold_the_run(uninterrupted) -> None:
+    out_dir, result, _ = uninterrupted
+
+    last = torch.load(out_dir / "last.pt", weights_only=True)
+    best = torch.load(out_dir / "best.pt", weights_only=True)
+
+    assert last["iteration"] == 20 and result.final_iteration == 20
+    assert best["iteration"] == result.best_iteration == best["best_iteration"]
+    assert best["best_psnr"] == result.best_psnr == max(e["val_psnr"] for e in result.history if e["val_psnr"])
+    assert last["metadata"] == {"model": "tiny", "scale": 2} and last["scale"] == SCALE
+    assert last["config"] == tiny_config().model_dump(mode="json")
+    assert set(last["model"]) == set(tiny_model().state_dict())
+    assert [e["iteration"] for e in last["history"]] == [2, 4, 5, 6, 8, 10, 12, 14, 15, 16, 18, 20]
+    assert [e["iteration"] for e in last["history"] if e["val_psnr"] is not None] == [5, 10, 15, 20]
+    assert last["scheduler"]["last_epoch"] == 20 and len(last["optimizer"]["state"]) == 4
+
+
+def test_validation_psnr_equals_psnr_y_of_the_saved_model(uninterrupted) -> None:
+    # given the model saved in best.pt
+    out_dir, result, _ = uninterrupted
+    model = load_model_weights(tiny_model(seed=99), out_dir / "best.pt").eval()
+    _, val_pairs = tiny_data()
+
+    # when its output is scored by hand: clamp, *255, round to uint8, PSNR-Y with a `scale` border
+    scores = []
+    for _, lr, hr in val_pairs:
+        with torch.no_grad():
+            sr = model(torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255)[0]
+        sr_uint8 = (sr.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        scores.append(psnr_y(sr_uint8, hr, crop_border=SCALE))
+
+    # then the mean equals the recorded best validation PSNR
+    assert float(np.mean(scores)) == pytest.approx(result.best_psnr, abs=1e-9)
+
+
+def test_tracker_gets_losses_validation_and_files(uninterrupted) -> None:
+    _, result, tracker = uninterrupted
+
+    loss_steps = [step for step, metrics in tracker.metrics if "train/loss" in metrics]
+    val = {step: metrics["val/psnr_y"] for step, metrics in tracker.metrics if "val/psnr_y" in metrics}
+
+    assert loss_steps == list(range(2, 21, 2))
+    assert all("train/lr" in metrics for _, metrics in tracker.metrics if "train/loss" in metrics)
+    assert val == {e["iteration"]: e["val_psnr"] for e in result.history if e["val_psnr"] is not None}
+    assert sorted(tracker.artifacts) == ["best.pt", "history.json", "last.pt"]
+
+
+def test_resume_with_changed_settings_names_them(tmp_path: Path) -> None:
+    run(tmp_path, iterations=5)
+
+    with pytest.raises(ValueError, match=r"train\.lr: 0\.005 -> 0\.001.*Delete .* or restore"):
+        run(tmp_path, iterations=5, lr=1e-3)
+
+
+def test_resume_may_change_device_and_threads(tmp_path: Path) -> None:
+    run(tmp_path, iterations=5, checkpoint_every=5)
+
+    result = run(tmp_path, iterations=5, threads=torch.get_num_threads(), device="auto")
+
+    assert result.final_iteration == 5
+
+
+def test_global_batch_must_split_over_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "0")
+
+    with pytest.raises(ValueError, match=r"batch_size=4 is the global batch .* 3 processes"):
+        run(tmp_path)
+
+
+def test_sampler_must_match_the_run(tmp_path: Path) -> None:
+    cfg = tiny_config()
+    train_pairs, val_pairs = tiny_data()
+    sampler = PatchSampler(train_pairs, SCALE, lr_patch=6, seed=cfg.seed)
+
+    with pytest.raises(ValueError, match="lr_patch: sampler 6, run 8"):
+        train(tiny_model(), sampler, val_pairs, cfg, SCALE, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"iterations": 0}, "greater than or equal to 1"),
+        ({"betas": (0.9, 1.0)}, r"betas must lie in \[0, 1\)"),
+        ({"scheduler": {"type": "step", "milestones": [5, 30]}}, "must all be below iterations"),
+        ({"scheduler": {"type": "cosine", "eta_min": 1.0}}, "must not exceed lr"),
+        ({"optimiser": "sgd"}, "Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_train_config_is_rejected(override: dict, message: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=message):
+        tiny_config(**override)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
+    # given the same tiny run on 2 gloo processes (4 patches each) and on 1 process (8 patches)
+    env = {key: value for key, value in os.environ.items() if key not in {"RANK", "WORLD_SIZE", "LOCAL_RANK"}}
+    completed = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        + [str(WORKER), str(tmp_path / "ddp")],
+        env=env | {"OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    single = run(tmp_path / "single", **DDP_CONFIG)
+
+    # then gradient averaging over equal halves reproduces the single-process weights and losses
+    ddp, reference = load_checkpoint(tmp_path / "ddp" / "last.pt"), _weights(single.last_checkpoint)
+    for name, tensor in reference.items():
+        torch.testing.assert_close(ddp["model"][name], tensor, rtol=0, atol=1e-5)
+    assert ddp["iteration"] == 6
+    assert [e["loss"] for e in ddp["history"]] == pytest.approx([e["loss"] for e in single.history], abs=1e-6)
+    assert [e["val_psnr"] for e in ddp["history"]] == pytest.approx([e["val_psnr"] for e in single.history], abs=1e-4)
