@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesr.data.patches import PatchSampler
-from edgesr.tracking import Tracker
+from edgesr.tracker import Tracker
 from edgesr.train.settings import TrainConfig
 from edgesr.train.trainer import TrainResult, train
 

@@ -1,6 +1,6 @@
 """MLflow tracking service: the one place that talks to MLflow.
 
-Library code receives a :class:`Tracker` (or ``None``) and calls ``log_metrics`` / ``log_artifact``;
+Library code receives a :class:`~edgesr.tracker.Tracker` (or ``None``) and calls ``log_metrics`` / ``log_artifact``;
 stages open a run with :func:`stage_run`, which sets the conventions of DESIGN.md: tracking URI
 ``sqlite:///mlflow.db`` at the project root unless ``MLFLOW_TRACKING_URI`` is set, one experiment
 per pipeline, tags ``git_commit``, ``dvc_stage``, ``params_hash``, ``data_hash``, and nesting under
@@ -14,17 +14,12 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
 
 import mlflow
 
+from edgesr.tracker import Tracker
 
-class Tracker(Protocol):
-    """What library code may record. Implementations: :class:`MlflowTracker`."""
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
-
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
+__all__ = ["MlflowTracker", "PARENT_RUN_ENV", "Tracker", "pipeline_run", "stage_run", "tracking_uri"]
 
 
 PARENT_RUN_ENV = "EDGESR_PARENT_RUN_ID"

@@ -23,7 +23,8 @@ from edgesr.inference import super_resolve
 from edgesr.models import build_model
 from edgesr.plots import save_side_by_side, save_training_curves
 from edgesr.stages import data_hash, write_json
-from edgesr.tracking import Tracker, stage_run
+from edgesr.tracker import Tracker
+from edgesr.tracking import stage_run
 from edgesr.train.trainer import TrainResult, can_resume, load_model_weights, train
 
 

@@ -47,7 +47,7 @@ from tqdm import tqdm
 from edgesr.data.patches import PatchSampler
 from edgesr.inference import super_resolve
 from edgesr.metrics import psnr_y
-from edgesr.tracking import Tracker
+from edgesr.tracker import Tracker
 from edgesr.train.distributed import DistributedContext, distributed_context
 from edgesr.train.losses import build_loss
 from edgesr.train.schedules import build_scheduler
