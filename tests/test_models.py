@@ -3,8 +3,6 @@ MATLAB-exact bicubic upscaling."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -25,6 +23,7 @@ from edgesr.models import (
     fold_batchnorm,
 )
 from edgesr.models.registry import DuplicateNameError, Registry, UnknownNameError
+from tests.matlab_reference import matlab_imresize
 
 CONFIG = TypeAdapter(ModelConfig)
 
@@ -208,36 +207,9 @@ def test_sam_sr_bicubic_skip_is_the_output_when_the_body_is_silent() -> None:
 # --- bicubic: MATLAB imresize exactness ------------------------------------------------------------
 
 
-def _matlab_cubic(x: float) -> float:
-    ax = abs(x)
-    if ax <= 1:
-        return 1.5 * ax**3 - 2.5 * ax**2 + 1
-    if ax <= 2:
-        return -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2
-    return 0.0
-
-
-def _matlab_upscale_matrix(in_len: int, scale: int) -> np.ndarray:
-    """MATLAB imresize.m ``contributions`` when upscaling (kernel width 4, no antialiasing), 1-based."""
-    out_len = in_len * scale
-    matrix = np.zeros((out_len, in_len))
-    aux = list(range(1, in_len + 1)) + list(range(in_len, 0, -1))  # symmetric boundary
-    for x in range(1, out_len + 1):
-        u = x / scale + 0.5 * (1 - 1 / scale)
-        left = math.floor(u - 2)
-        indices = [left + j for j in range(6)]  # ceil(kernel_width) + 2 taps
-        weights = [_matlab_cubic(u - index) for index in indices]
-        total = sum(weights)
-        for index, weight in zip(indices, weights, strict=True):
-            matrix[x - 1, aux[(index - 1) % (2 * in_len)] - 1] += weight / total
-    return matrix
-
-
 def _matlab_imresize_up(image: np.ndarray, scale: int) -> np.ndarray:
-    """MATLAB imresize(double(image), scale), image (H, W, C): rows first, then columns."""
-    rows = _matlab_upscale_matrix(image.shape[0], scale)
-    cols = _matlab_upscale_matrix(image.shape[1], scale)
-    return np.einsum("ih,hwc,jw->ijc", rows, image.astype(np.float64), cols)
+    """MATLAB imresize(double(image), scale) of an (H, W, C) image, channel by channel."""
+    return np.stack([matlab_imresize(image[..., c].astype(np.float64), scale) for c in range(image.shape[2])], -1)
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
