@@ -17,10 +17,15 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+# Telemetry off and a patient temporary server on 2 cores, whoever starts us (DESIGN.md, MLOps).
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
-from edgesr.config import load_params
-from edgesr.tracking import PARENT_RUN_ENV, pipeline_run
+from prefect import flow, get_run_logger, task  # noqa: E402
+
+from edgesr.config import load_params  # noqa: E402
+from edgesr.tracking import PARENT_RUN_ENV, pipeline_run  # noqa: E402
 
 
 def _dvc(project_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -39,15 +44,15 @@ def list_stages(project_dir: Path) -> list[str]:
 
 
 @task(retries=2, retry_delay_seconds=10, task_run_name="dvc repro {stage}")
-def run_stage(stage: str, project_dir: Path, parent_run_id: str) -> str:
-    """Reproduce one DVC stage (a no-op when it is up to date); raises with DVC's output on failure."""
+def run_stage(stage: str, project_dir: Path, parent_run_id: str) -> bool:
+    """Reproduce one DVC stage; returns whether it ran (False: up to date). Raises with DVC's output on failure."""
     logger = get_run_logger()
     result = _dvc(project_dir, "repro", "--single-item", stage, env={PARENT_RUN_ENV: parent_run_id})
     for line in (result.stdout + result.stderr).splitlines():
         logger.info(line)
     if result.returncode != 0:
         raise RuntimeError(f"dvc repro {stage} failed with exit code {result.returncode}:\n{result.stderr[-4000:]}")
-    return result.stdout
+    return f"Running stage '{stage}'" in result.stdout
 
 
 @flow(name="edgesr-pipeline", log_prints=True)
@@ -57,9 +62,10 @@ def pipeline_flow(project_dir: str = ".", stages: list[str] | None = None) -> li
     params = load_params(root / "params.yaml")
     names = stages or list_stages(root)
     run_name = f"pipeline {datetime.now(UTC):%Y-%m-%d %H:%M:%S}"
-    with pipeline_run(params.tracking.experiment, run_name, root) as parent_id:
+    with pipeline_run(params.tracking.experiment, run_name, root) as parent:
         for name in names:
-            run_stage(name, root, parent_id)
+            ran = run_stage(name, root, parent.run_id)
+            parent.set_tags({f"stage.{name}": "ran" if ran else "up to date"})
     return names
 
 

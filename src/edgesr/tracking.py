@@ -15,9 +15,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import mlflow
+# Telemetry off whoever starts us (DESIGN.md, MLOps); set before mlflow reads its environment.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from edgesr.tracker import Tracker
+import mlflow  # noqa: E402
+
+from edgesr.tracker import Tracker  # noqa: E402
 
 __all__ = ["MlflowTracker", "PARENT_RUN_ENV", "Tracker", "pipeline_run", "stage_run", "tracking_uri"]
 
@@ -116,8 +120,8 @@ def stage_run(
 
 
 @contextmanager
-def pipeline_run(experiment: str, run_name: str, root: Path | None = None) -> Iterator[str]:
-    """The parent run of one pipeline execution; yields its id for :data:`PARENT_RUN_ENV`."""
+def pipeline_run(experiment: str, run_name: str, root: Path | None = None) -> Iterator[MlflowTracker]:
+    """The parent run of one pipeline execution; its ``run_id`` goes to stages in :data:`PARENT_RUN_ENV`."""
     _configure(experiment, root)
     with mlflow.start_run(run_name=run_name, tags={"git_commit": git_commit(root), "kind": "pipeline"}) as run:
-        yield run.info.run_id
+        yield MlflowTracker(run.info.run_id)
