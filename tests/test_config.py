@@ -60,14 +60,14 @@ def test_scale_must_be_2_3_or_4(tmp_path):
 
 
 def test_unknown_model_type_lists_the_zoo(tmp_path):
-    path = _write(tmp_path, lambda d: d["models"].update(mine={"type": "srgan"}))
+    path = _write(tmp_path, lambda d: d["models"].update(mine={"arch": {"type": "srgan"}}))
     with pytest.raises(ConfigError) as err:
         load_params(path)
-    assert "models.mine" in str(err.value) and "'srgan'" in str(err.value) and "'xlsr'" in str(err.value)
+    assert "models.mine.arch" in str(err.value) and "'srgan'" in str(err.value) and "'xlsr'" in str(err.value)
 
 
 def test_bicubic_is_not_a_training_entry(tmp_path):
-    path = _write(tmp_path, lambda d: d["models"].update(bic={"type": "bicubic"}))
+    path = _write(tmp_path, lambda d: d["models"].update(bic={"arch": {"type": "bicubic"}}))
     with pytest.raises(ConfigError, match="evaluate always adds the bicubic reference row"):
         load_params(path)
 
@@ -86,3 +86,19 @@ def test_write_params_round_trips_and_hash_is_stable(tmp_path):
     assert again == params
     assert params_hash(again.train) == params_hash(params.train)
     assert params_hash(again.train) != params_hash(load_params(ROOT / "params.yaml").train)
+
+
+def test_model_train_overrides_merge_over_train_and_are_validated(tmp_path):
+    override = {"loss": {"type": "charbonnier", "eps": 0.1}, "scheduler": {"type": "cosine", "eta_min": 1e-6}}
+    path = _write(tmp_path, lambda d: d["models"]["xlsr"].update(train=override))
+    params = load_params(path)
+    xlsr, espcn = params.train_config("xlsr"), params.train_config("espcn")
+    assert espcn == params.train and params.train.scheduler.type == "cyclic"
+    assert xlsr.loss.type == "charbonnier" and xlsr.loss.eps == 0.1
+    # a changed `type` replaces the section: no cyclic keys leak into the cosine schedule
+    assert xlsr.scheduler.model_dump() == {"type": "cosine", "eta_min": 1e-6}
+    assert xlsr.iterations == espcn.iterations and xlsr.lr == espcn.lr  # the rest is shared
+
+    path = _write(tmp_path, lambda d: d["models"]["espcn"].update(train={"loss": {"type": "l3"}}))
+    with pytest.raises(ConfigError, match=r"models: models.espcn.train.loss.type = 'l3': Input should be 'l1'"):
+        load_params(path)

@@ -87,7 +87,7 @@ def _cmd_complexity(args: argparse.Namespace) -> None:
                 f"unknown model '{args.model}': use a zoo name ({', '.join(MODEL_NAMES)}) "
                 f"or a key of `models` in {args.params} ({', '.join(params.models)})"
             )
-        cfg = params.models[args.model]
+        cfg = params.models[args.model].arch
     height, width = args.output
     result = count_complexity(build_model(cfg, args.scale), args.scale, (height, width))
     if args.json:

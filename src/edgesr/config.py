@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
 from edgesr.data.settings import PrepareConfig
 from edgesr.models import ModelConfig
@@ -30,6 +30,7 @@ from edgesr.train.settings import TrainConfig
 __all__ = [
     "ConfigError",
     "EvaluateConfig",
+    "ModelEntry",
     "Params",
     "PathsConfig",
     "TrackingConfig",
@@ -73,6 +74,17 @@ class TrackingConfig(StrictModel):
     sample_crop: int = Field(96, ge=16, description="HR side of the LR-bicubic / SR / HR crops logged")
 
 
+class ModelEntry(StrictModel):
+    """One model the pipeline trains: its architecture and the keys of ``train`` it overrides.
+
+    The overrides let each baseline keep its paper's recipe (XLSR: triangular cyclic learning rate,
+    paper 003 Sec. 4.2) while sharing everything else, above all the iteration budget.
+    """
+
+    arch: ModelConfig
+    train: dict[str, Any] = Field(default_factory=dict)
+
+
 class Params(StrictModel):
     """Root of ``params.yaml``."""
 
@@ -80,31 +92,55 @@ class Params(StrictModel):
     paths: PathsConfig = PathsConfig()
     prepare: PrepareConfig = PrepareConfig()
     train: TrainConfig
-    models: dict[str, ModelConfig]
+    models: dict[str, ModelEntry]
     evaluate: EvaluateConfig = EvaluateConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("models")
     @classmethod
-    def _trainable_models_only(cls, models: dict[str, BaseModel]) -> dict[str, BaseModel]:
+    def _trainable_models_only(cls, models: dict[str, ModelEntry], info: ValidationInfo) -> dict[str, ModelEntry]:
         if not models:
-            raise ValueError("list at least one model to train, e.g. `models: {fsrcnn: {type: fsrcnn}}`")
-        for name, cfg in models.items():
-            if getattr(cfg, "type", None) == "bicubic":
+            raise ValueError("list at least one model to train, e.g. `models: {fsrcnn: {arch: {type: fsrcnn}}}`")
+        for name, entry in models.items():
+            if entry.arch.type == "bicubic":
                 raise ValueError(
                     f"'{name}' is bicubic, which has nothing to train; evaluate always adds the bicubic "
                     "reference row, so remove it from `models`"
                 )
             if not name.replace("_", "").replace("-", "").isalnum():
                 raise ValueError(f"model name '{name}' must use letters, digits, '_' or '-' (it names a folder)")
+            if "train" in info.data:  # absent when `train` itself failed validation
+                _merged_train(info.data["train"], entry.train, f"models.{name}.train")
         return models
+
+    def train_config(self, name: str) -> TrainConfig:
+        """``train`` with the overrides of ``models[name].train`` merged over it."""
+        return _merged_train(self.train, self.models[name].train, f"models.{name}.train")
+
+
+def _merged_train(base: TrainConfig, overrides: Mapping[str, Any], where: str) -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(_deep_merge(base.model_dump(), overrides))
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{where}.{'.'.join(str(p) for p in item['loc'])} = {item.get('input')!r}: {item['msg']}"
+            for item in err.errors()
+        )
+        raise ValueError(problems) from None
 
 
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``, section by section. A section whose ``type`` changes (a schedule, a
+    loss, an architecture) is replaced whole: the old type's keys mean nothing to the new one."""
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+        old = merged.get(key)
+        if (
+            isinstance(value, Mapping)
+            and isinstance(old, dict)
+            and value.get("type", old.get("type")) == old.get("type")
+        ):
+            merged[key] = _deep_merge(old, value)
         else:
             merged[key] = value
     return merged
@@ -160,6 +196,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
             lines.append(f"  - unknown key '{key}'{hint}")
         elif item["type"] == "missing":
             lines.append(f"  - missing key '{key}'")
+        elif isinstance(item.get("input"), dict | list):
+            lines.append(f"  - {key}: {item['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  - {key} = {item.get('input')!r}: {item['msg']}")
     return "\n".join(lines)

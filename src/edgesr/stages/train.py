@@ -75,24 +75,25 @@ def run(params: Params, name: str, root: Path = Path(".")) -> TrainResult:
     """Train ``params.models[name]``; resumes from ``last.pt`` when a previous run was interrupted."""
     if name not in params.models:
         raise ConfigError(f"no model '{name}' in params.yaml `models`; known: {', '.join(params.models)}")
-    model_cfg = params.models[name]
+    model_cfg = params.models[name].arch
+    train_cfg = params.train_config(name)
     prepared = root / params.paths.prepared
     model = build_model(model_cfg, params.scale)
     train_pairs = load_pairs(prepared, "train", params.scale)
     val_pairs = load_pairs(prepared, "val", params.scale)
     sampler = PatchSampler(
-        [(lr, hr) for _, lr, hr in train_pairs], params.scale, params.train.lr_patch, params.train.seed
+        [(lr, hr) for _, lr, hr in train_pairs], params.scale, train_cfg.lr_patch, train_cfg.seed
     )
     out_dir = root / params.paths.models / name
     metadata = {"name": name, "scale": params.scale, "model": model_cfg.model_dump(mode="json")}
-    if (out_dir / "last.pt").exists() and not can_resume(out_dir, params.train, params.scale, metadata):
+    if (out_dir / "last.pt").exists() and not can_resume(out_dir, train_cfg, params.scale, metadata):
         # DVC keeps this folder (persist) so an interrupted run resumes; a changed config starts over.
         print(f"{out_dir}/last.pt was written under other settings: starting {name} from scratch")
         if int(os.environ.get("RANK", "0")) == 0:
             shutil.rmtree(out_dir)
     if int(os.environ.get("RANK", "0")) != 0:
-        return train(model, sampler, val_pairs, params.train, params.scale, out_dir, metadata=metadata)
-    stage_params = {"model": metadata["model"], "train": params.train.model_dump(mode="json"), "scale": params.scale}
+        return train(model, sampler, val_pairs, train_cfg, params.scale, out_dir, metadata=metadata)
+    stage_params = {"model": metadata["model"], "train": train_cfg.model_dump(mode="json"), "scale": params.scale}
     with stage_run(
         f"train@{name}",
         experiment=params.tracking.experiment,
@@ -102,7 +103,7 @@ def run(params: Params, name: str, root: Path = Path(".")) -> TrainResult:
         root=root,
     ) as tracker:
         result = train(
-            model, sampler, val_pairs, params.train, params.scale, out_dir, tracker=tracker, metadata=metadata
+            model, sampler, val_pairs, train_cfg, params.scale, out_dir, tracker=tracker, metadata=metadata
         )
         _log_results(params, name, root, result, tracker, model, val_pairs)
     return result
