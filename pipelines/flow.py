@@ -65,7 +65,8 @@ def pipeline_flow(project_dir: str = ".", stages: list[str] | None = None) -> li
     with pipeline_run(params.tracking.experiment, run_name, root) as parent:
         for name in names:
             ran = run_stage(name, root, parent.run_id)
-            parent.set_tags({f"stage.{name}": "ran" if ran else "up to date"})
+            # MLflow tag keys may not hold '@': train@xlsr is tagged stage.train/xlsr
+            parent.set_tags({f"stage.{name.replace('@', '/')}": "ran" if ran else "up to date"})
     return names
 
 

@@ -70,7 +70,7 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, prefe
     runs = mlflow.search_runs(experiment_names=[params.tracking.experiment], output_format="list")
     parents = [r for r in runs if r.data.tags.get("kind") == "pipeline"]
     assert len(parents) == 1
-    assert {parents[0].data.tags[f"stage.{name}"] for name in stages} == {"ran"}
+    assert {parents[0].data.tags[f"stage.{name.replace('@', '/')}"] for name in stages} == {"ran"}
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert sorted(r.data.tags["dvc_stage"] for r in children) == sorted(stages)
     for run in children:
