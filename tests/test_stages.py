@@ -41,6 +41,13 @@ def test_train_stage_resumes_same_settings_and_restarts_changed_ones(project, mo
     assert (root / params.paths.plots / "train" / f"{MODEL}.csv").read_text().startswith("iteration,loss,val_psnr")
     assert (root / params.paths.models / MODEL / "sample_crops.png").stat().st_size > 0
 
+    # A rerun from nothing reproduces the run: same initial weights, same batches.
+    kept = last.parent.with_name("kept")
+    last.parent.rename(kept)
+    train.run(params, MODEL, root)
+    for name, weight in load_checkpoint(kept / "last.pt")["model"].items():
+        assert weight.equal(load_checkpoint(last)["model"][name])
+
     # A changed setting (here the length, which reshapes the schedule): DVC keeps the folder
     # (persist), the trainer would refuse the stale last.pt, so the stage starts over and says so.
     longer = _with_train(params, iterations=params.train.iterations + 6)

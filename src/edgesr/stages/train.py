@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from edgesr.config import ConfigError, Params, params_hash
@@ -78,12 +79,11 @@ def run(params: Params, name: str, root: Path = Path(".")) -> TrainResult:
     model_cfg = params.models[name].arch
     train_cfg = params.train_config(name)
     prepared = root / params.paths.prepared
+    torch.manual_seed(train_cfg.seed)  # the initial weights: a rerun of the stage reproduces the run
     model = build_model(model_cfg, params.scale)
     train_pairs = load_pairs(prepared, "train", params.scale)
     val_pairs = load_pairs(prepared, "val", params.scale)
-    sampler = PatchSampler(
-        [(lr, hr) for _, lr, hr in train_pairs], params.scale, train_cfg.lr_patch, train_cfg.seed
-    )
+    sampler = PatchSampler([(lr, hr) for _, lr, hr in train_pairs], params.scale, train_cfg.lr_patch, train_cfg.seed)
     out_dir = root / params.paths.models / name
     metadata = {"name": name, "scale": params.scale, "model": model_cfg.model_dump(mode="json")}
     if (out_dir / "last.pt").exists() and not can_resume(out_dir, train_cfg, params.scale, metadata):
@@ -102,8 +102,6 @@ def run(params: Params, name: str, root: Path = Path(".")) -> TrainResult:
         data_hash=data_hash(prepared),
         root=root,
     ) as tracker:
-        result = train(
-            model, sampler, val_pairs, train_cfg, params.scale, out_dir, tracker=tracker, metadata=metadata
-        )
+        result = train(model, sampler, val_pairs, train_cfg, params.scale, out_dir, tracker=tracker, metadata=metadata)
         _log_results(params, name, root, result, tracker, model, val_pairs)
     return result
