@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
+import torch
 
 from edgesr.config import Params, load_params
-from edgesr.stages import prepare, train
+from edgesr.stages import prepare
+from edgesr.stages import train as train_stage
 from edgesr.train.trainer import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "espcn"
 
 
-def _with_train(params: Params, **changes) -> Params:
-    return params.model_copy(update={"train": params.train.model_copy(update=changes)})
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt_at(iteration: int, done: int) -> None:
+    if done == iteration:
+        raise _Interrupted(f"stopped after iteration {done}")
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    first, second = _weights(a), _weights(b)
+    assert first.keys() == second.keys()
+    for name, weight in first.items():
+        assert weight.equal(second[name]), name
 
 
 @pytest.fixture(scope="module")
@@ -30,37 +49,46 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Params]:
     return root, params
 
 
-def test_train_stage_resumes_same_settings_and_restarts_changed_ones(project, monkeypatch, capsys):
+def test_train_stage_resumes_only_an_interrupted_run(project, monkeypatch, capsys):
     root, params = project
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    last = root / params.paths.models / MODEL / "last.pt"
+    out_dir = root / params.paths.models / MODEL
+    last = out_dir / "last.pt"
 
-    first = train.run(params, MODEL, root)
+    # Given one complete run, kept aside as the reference
+    first = train_stage.run(params, MODEL, root)
     assert first.final_iteration == params.train.iterations
     assert (root / params.paths.metrics / "train" / f"{MODEL}.json").is_file()
     assert (root / params.paths.plots / "train" / f"{MODEL}.csv").read_text().startswith("iteration,loss,val_psnr")
-    assert (root / params.paths.models / MODEL / "sample_crops.png").stat().st_size > 0
+    assert (out_dir / "sample_crops.png").stat().st_size > 0
+    reference = out_dir.with_name("reference")
+    out_dir.rename(reference)
 
-    # A rerun from nothing reproduces the run: same initial weights, same batches.
-    kept = last.parent.with_name("kept")
-    last.parent.rename(kept)
-    train.run(params, MODEL, root)
-    for name, weight in load_checkpoint(kept / "last.pt")["model"].items():
-        assert weight.equal(load_checkpoint(last)["model"][name])
-
-    # A changed setting (here the length, which reshapes the schedule): DVC keeps the folder
-    # (persist), the trainer would refuse the stale last.pt, so the stage starts over and says so.
-    longer = _with_train(params, iterations=params.train.iterations + 6)
+    # An interrupted run (checkpoint every 6 iterations, stopped at 9) resumes from iteration 6
+    # and ends with exactly the weights of the uninterrupted run.
+    real_train = train_stage.train
+    monkeypatch.setattr(train_stage, "train", partial(real_train, on_iteration=partial(_interrupt_at, 9)))
+    with pytest.raises(_Interrupted):
+        train_stage.run(params, MODEL, root)
+    assert load_checkpoint(last)["iteration"] == 6
+    monkeypatch.setattr(train_stage, "train", real_train)
     capsys.readouterr()
-    restarted = train.run(longer, MODEL, root)
-    assert f"starting {MODEL} from scratch" in capsys.readouterr().out
+    resumed = train_stage.run(params, MODEL, root)
+    assert "resuming the interrupted run" in capsys.readouterr().out
+    assert resumed.final_iteration == params.train.iterations
+    _assert_same_weights(last, reference / "last.pt")
+
+    # A finished run found again means DVC saw a change (code, data): train again from scratch,
+    # which reproduces the run because initial weights and batches are seeded.
+    train_stage.run(params, MODEL, root)
+    assert "is a finished run; training from scratch" in capsys.readouterr().out
+    _assert_same_weights(last, reference / "last.pt")
+
+    # Other settings (here the length, which reshapes the schedule): from scratch, saying so.
+    longer = params.model_copy(
+        update={"train": params.train.model_copy(update={"iterations": params.train.iterations + 6})}
+    )
+    restarted = train_stage.run(longer, MODEL, root)
+    assert "written under other settings or data; training from scratch" in capsys.readouterr().out
     assert restarted.history[0]["iteration"] <= params.train.log_every
     assert load_checkpoint(last)["config"]["iterations"] == longer.train.iterations
-
-    # Nothing changed: the finished run is returned as it is, with no new training.
-    before = load_checkpoint(last)["model"]
-    again = train.run(longer, MODEL, root)
-    assert "from scratch" not in capsys.readouterr().out
-    assert again.final_iteration == longer.train.iterations
-    for name, weight in load_checkpoint(last)["model"].items():
-        assert weight.equal(before[name])

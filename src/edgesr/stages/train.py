@@ -26,7 +26,8 @@ from edgesr.plots import save_side_by_side, save_training_curves
 from edgesr.stages import data_hash, write_json
 from edgesr.tracker import Tracker
 from edgesr.tracking import stage_run
-from edgesr.train.trainer import TrainResult, can_resume, load_model_weights, train
+from edgesr.train.settings import TrainConfig
+from edgesr.train.trainer import TrainResult, checkpoint_state, load_model_weights, train
 
 
 def _write_loss_csv(history: list[dict], path: Path) -> None:
@@ -72,8 +73,28 @@ def _log_results(
     tracker.log_metrics({"best/val_psnr_y": result.best_psnr, "best/iteration": result.best_iteration})
 
 
+def _keep_only_an_unfinished_run(
+    out_dir: Path, name: str, cfg: TrainConfig, scale: int, metadata: dict[str, object]
+) -> None:
+    """Decide what to do with the ``last.pt`` that DVC kept (``persist: true``).
+
+    DVC reruns this stage only when something it tracks changed or the last run did not finish. So
+    an unfinished run with the same settings and data is resumed; anything else (other settings or
+    data, or a finished run, which means code changed) is removed and trained again from scratch.
+    """
+    state = checkpoint_state(out_dir, cfg, scale, metadata)
+    if state == "unfinished":
+        print(f"{name}: resuming the interrupted run from {out_dir / 'last.pt'}")
+        return
+    if state != "absent":
+        reason = "was written under other settings or data" if state == "other-settings" else "is a finished run"
+        print(f"{name}: {out_dir / 'last.pt'} {reason}; training from scratch")
+        if int(os.environ.get("RANK", "0")) == 0:
+            shutil.rmtree(out_dir)
+
+
 def run(params: Params, name: str, root: Path = Path(".")) -> TrainResult:
-    """Train ``params.models[name]``; resumes from ``last.pt`` when a previous run was interrupted."""
+    """Train ``params.models[name]``; resumes an interrupted run, retrains anything else from scratch."""
     if name not in params.models:
         raise ConfigError(f"no model '{name}' in params.yaml `models`; known: {', '.join(params.models)}")
     model_cfg = params.models[name].arch
@@ -85,12 +106,13 @@ def run(params: Params, name: str, root: Path = Path(".")) -> TrainResult:
     val_pairs = load_pairs(prepared, "val", params.scale)
     sampler = PatchSampler([(lr, hr) for _, lr, hr in train_pairs], params.scale, train_cfg.lr_patch, train_cfg.seed)
     out_dir = root / params.paths.models / name
-    metadata = {"name": name, "scale": params.scale, "model": model_cfg.model_dump(mode="json")}
-    if (out_dir / "last.pt").exists() and not can_resume(out_dir, train_cfg, params.scale, metadata):
-        # DVC keeps this folder (persist) so an interrupted run resumes; a changed config starts over.
-        print(f"{out_dir}/last.pt was written under other settings: starting {name} from scratch")
-        if int(os.environ.get("RANK", "0")) == 0:
-            shutil.rmtree(out_dir)
+    metadata = {
+        "name": name,
+        "scale": params.scale,
+        "model": model_cfg.model_dump(mode="json"),
+        "data_hash": data_hash(prepared),
+    }
+    _keep_only_an_unfinished_run(out_dir, name, train_cfg, params.scale, metadata)
     if int(os.environ.get("RANK", "0")) != 0:
         return train(model, sampler, val_pairs, train_cfg, params.scale, out_dir, metadata=metadata)
     stage_params = {"model": metadata["model"], "train": train_cfg.model_dump(mode="json"), "scale": params.scale}
@@ -99,7 +121,7 @@ def run(params: Params, name: str, root: Path = Path(".")) -> TrainResult:
         experiment=params.tracking.experiment,
         params=stage_params,
         params_hash=params_hash(stage_params),
-        data_hash=data_hash(prepared),
+        data_hash=metadata["data_hash"],
         root=root,
     ) as tracker:
         result = train(model, sampler, val_pairs, train_cfg, params.scale, out_dir, tracker=tracker, metadata=metadata)

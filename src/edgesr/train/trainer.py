@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -263,13 +263,22 @@ def validate(
     return total / len(val_pairs)
 
 
-def can_resume(out_dir: Path, cfg: TrainConfig, scale: int, metadata: dict[str, Any] | None = None) -> bool:
-    """Whether ``out_dir/last.pt`` exists and was written under these settings (so :func:`train` resumes it)."""
+def checkpoint_state(
+    out_dir: Path, cfg: TrainConfig, scale: int, metadata: dict[str, Any] | None = None
+) -> Literal["absent", "other-settings", "unfinished", "finished"]:
+    """What :func:`train` would find in ``out_dir/last.pt`` for these settings.
+
+    ``unfinished`` is the only state it resumes; ``other-settings`` it refuses; ``finished`` it
+    returns as it is.
+    """
     last_path = Path(out_dir) / "last.pt"
     if not last_path.exists():
-        return False
+        return "absent"
+    saved = load_checkpoint(last_path)
     fingerprint = _fingerprint(cfg.model_dump(mode="json"), scale, _json_roundtrip(metadata or {}))
-    return load_checkpoint(last_path).get("config_hash") == _hash(fingerprint)
+    if saved.get("config_hash") != _hash(fingerprint):
+        return "other-settings"
+    return "finished" if int(saved["iteration"]) >= cfg.iterations else "unfinished"
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
