@@ -2,8 +2,9 @@
 
     PREFECT_API_URL=http://127.0.0.1:4200/api python -m pipelines.serve --cron "0 3 * * *"
 
-The process stays up and runs ``edgesr-pipeline`` at every tick (new data in the source folders
-changes the ``prepare`` stage's dependencies, so DVC reruns what depends on it).
+The process stays up and runs ``edgesr-pipeline`` at every tick with ``refresh_data``: ``prepare``
+always reruns and reads the source folders again; the models retrain only when the prepared data
+changed (new or edited images), because DVC compares the prepared data's hash.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ def main() -> None:
     parser.add_argument("--project-dir", type=Path, default=Path("."), help="the DVC project to run")
     parser.add_argument("--name", default="edgesr-scheduled", help="deployment name")
     args = parser.parse_args()
-    pipeline_flow.serve(name=args.name, cron=args.cron, parameters={"project_dir": str(args.project_dir.resolve())})
+    pipeline_flow.serve(
+        name=args.name,
+        cron=args.cron,
+        parameters={"project_dir": str(args.project_dir.resolve()), "refresh_data": True},
+    )
 
 
 if __name__ == "__main__":

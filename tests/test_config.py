@@ -75,7 +75,7 @@ def test_bicubic_is_not_a_training_entry(tmp_path):
 def test_missing_file_and_unknown_profile_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_params(tmp_path / "nope.yaml")
-    with pytest.raises(ConfigError, match="unknown profile 'turbo'; known profiles: .*smoke"):
+    with pytest.raises(ConfigError, match="unknown profile 'turbo'; profiles in .*profiles: .*smoke"):
         load_params(ROOT / "params.yaml", "turbo")
 
 
@@ -102,3 +102,35 @@ def test_model_train_overrides_merge_over_train_and_are_validated(tmp_path):
     path = _write(tmp_path, lambda d: d["models"]["espcn"].update(train={"loss": {"type": "l3"}}))
     with pytest.raises(ConfigError, match=r"models: models.espcn.train.loss.type = 'l3': Input should be 'l1'"):
         load_params(path)
+
+
+def test_keys_inside_tagged_sections_read_as_in_the_file(tmp_path):
+    # pydantic's union tag (`...arch.sam_sr.num_block`) is not a key of the file and is not shown
+    path = _write(tmp_path, lambda d: d["models"]["sam_sr_xlite"]["arch"].update(num_block=4))
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    message = str(err.value)
+    assert "unknown key 'models.sam_sr_xlite.arch.num_block'; allowed keys here:" in message
+    assert "num_blocks" in message.split("allowed keys here:")[1]
+
+    path = _write(tmp_path, lambda d: d["train"]["scheduler"].update(warmup=3))
+    with pytest.raises(ConfigError, match=r"unknown key 'train.scheduler.warmup'; allowed keys here: .*up_fraction"):
+        load_params(path)
+
+
+def test_stages_must_fit_together(tmp_path):
+    assert load_params(_write(tmp_path, lambda d: d.update(scale=3))).scale == 3
+    with pytest.raises(ConfigError, match=r"\n  - scale 3 is trained and evaluated but prepare.scales \[2\] does not"):
+        load_params(_write(tmp_path, lambda d: (d.update(scale=3), d["prepare"].update(scales=[2]))))
+    # x4 with 32-pixel LR patches needs HR images of at least 128 pixels
+    with pytest.raises(ConfigError, match=r"prepare.min_hr_size 96 is below the HR patch of '\w+' .* = 128"):
+        load_params(_write(tmp_path, lambda d: d.update(scale=4)))
+
+
+def test_profiles_are_looked_up_beside_the_params_file(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "tiny.yaml").write_text("train: {iterations: 3}\n")
+    path = _write(tmp_path, lambda d: None)
+    assert load_params(path, "tiny").train.iterations == 3
+    with pytest.raises(ConfigError, match=r"unknown profile 'smoke'; profiles in .*: tiny"):
+        load_params(path, "smoke")

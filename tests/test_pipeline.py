@@ -80,6 +80,13 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, prefe
 
     # nothing changed: nothing reruns
     assert "Running stage" not in _run(smoke_project, "dvc", "repro")
+
+    # the scheduled run rereads the sources; the same images give the same data, so nothing retrains
+    pipeline_flow(project_dir=str(smoke_project), refresh_data=True)
+    runs = mlflow.search_runs(experiment_names=[params.tracking.experiment], output_format="list")
+    latest = max((r for r in runs if r.data.tags.get("kind") == "pipeline"), key=lambda r: r.info.start_time)
+    assert latest.data.tags["stage.prepare"] == "ran"
+    assert {latest.data.tags[f"stage.{name.replace('@', '/')}"] for name in stages[1:]} == {"up to date"}
     # one value changed: only the stage that reads it reruns
     data = yaml.safe_load((smoke_project / "params.yaml").read_text())
     data["evaluate"]["latency_repeats"] = 2

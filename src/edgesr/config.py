@@ -1,8 +1,8 @@
 """``params.yaml``: the single source of knobs, validated once into typed, frozen models.
 
 The root :class:`Params` mirrors the file's top-level sections. Stages receive only their own
-section. Profiles (``profiles/<name>.yaml``: ``smoke`` for tests, ``paper`` for a GPU) are partial
-files deep-merged over ``params.yaml``; :func:`write_params` materialises a merged file so that DVC,
+section. Profiles (``profiles/<name>.yaml`` beside ``params.yaml``: ``smoke`` for tests, ``paper`` for
+a GPU) are partial files deep-merged over ``params.yaml``; :func:`write_params` materialises a merged file so that DVC,
 which reads ``params.yaml`` itself, sees the same values.
 
 A wrong key or value stops with :class:`ConfigError`, whose message names the key path, the bad
@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from edgesr.data.settings import PrepareConfig
+from edgesr.files import write_text
 from edgesr.models import ModelConfig
 from edgesr.schema import StrictModel
 from edgesr.train.settings import TrainConfig
@@ -39,8 +39,6 @@ __all__ = [
     "resolve_profile",
     "write_params",
 ]
-
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
 
 
 class ConfigError(ValueError):
@@ -102,7 +100,7 @@ class Params(StrictModel):
         if not models:
             raise ValueError("list at least one model to train, e.g. `models: {fsrcnn: {arch: {type: fsrcnn}}}`")
         for name, entry in models.items():
-            if entry.arch.type == "bicubic":
+            if entry.arch.type == "bicubic" or name == "bicubic":
                 raise ValueError(
                     f"'{name}' is bicubic, which has nothing to train; evaluate always adds the bicubic "
                     "reference row, so remove it from `models`"
@@ -113,6 +111,23 @@ class Params(StrictModel):
                 _merged_train(info.data["train"], entry.train, f"models.{name}.train")
         return models
 
+    @model_validator(mode="after")
+    def _stages_fit_together(self) -> Params:
+        if self.scale not in self.prepare.scales:
+            raise ValueError(
+                f"scale {self.scale} is trained and evaluated but prepare.scales {self.prepare.scales} does not "
+                f"make it; add {self.scale} to prepare.scales"
+            )
+        for name in self.models:
+            hr_patch = self.train_config(name).lr_patch * self.scale
+            if self.prepare.min_hr_size < hr_patch:
+                raise ValueError(
+                    f"prepare.min_hr_size {self.prepare.min_hr_size} is below the HR patch of '{name}' "
+                    f"(train.lr_patch x scale = {hr_patch}): smaller images would pass prepare and stop training; "
+                    f"raise prepare.min_hr_size to at least {hr_patch} or lower train.lr_patch"
+                )
+        return self
+
     def train_config(self, name: str) -> TrainConfig:
         """``train`` with the overrides of ``models[name].train`` merged over it."""
         return _merged_train(self.train, self.models[name].train, f"models.{name}.train")
@@ -122,11 +137,7 @@ def _merged_train(base: TrainConfig, overrides: Mapping[str, Any], where: str) -
     try:
         return TrainConfig.model_validate(_deep_merge(base.model_dump(), overrides))
     except ValidationError as err:
-        problems = "; ".join(
-            f"{where}.{'.'.join(str(p) for p in item['loc'])} = {item.get('input')!r}: {item['msg']}"
-            for item in err.errors()
-        )
-        raise ValueError(problems) from None
+        raise ValueError("; ".join(_describe(TrainConfig, item, f"{where}.") for item in err.errors())) from None
 
 
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,48 +169,85 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def resolve_profile(profile: str | Path) -> Path:
-    """``smoke`` -> ``profiles/smoke.yaml``; a path is taken as is."""
+def resolve_profile(profile: str | Path, params_path: Path = Path("params.yaml")) -> Path:
+    """``smoke`` -> ``profiles/smoke.yaml`` beside the params file; a ``.yaml`` path is taken as is."""
     path = Path(profile)
     if path.suffix in {".yaml", ".yml"}:
         return path
-    candidate = PROFILES_DIR / f"{profile}.yaml"
+    folder = params_path.parent / "profiles"
+    candidate = folder / f"{profile}.yaml"
     if not candidate.is_file():
-        known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
-        raise ConfigError(f"unknown profile '{profile}'; known profiles: {', '.join(known)} (or a .yaml path)")
+        known = sorted(p.stem for p in folder.glob("*.yaml")) or ["none"]
+        raise ConfigError(
+            f"unknown profile '{profile}'; profiles in {folder}: {', '.join(known)} (or pass a .yaml path)"
+        )
     return candidate
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The keys a model accepts at ``loc`` (for 'unknown key' messages); empty if not resolvable."""
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return []
-        field = current.model_fields.get(str(part))
-        if field is None:
-            return []
-        current = field.annotation
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return sorted(current.model_fields)
-    return []
+def _unwrap(annotation: Any) -> Any:
+    """``Annotated[X, ...]`` -> ``X``; ``X | None`` -> ``X``."""
+    if get_origin(annotation) is Annotated:
+        return _unwrap(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return _unwrap(members[0])
+    return annotation
+
+
+def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, Any]:
+    """The key as a user writes it (without pydantic's union tags) and the type found at ``loc``.
+
+    pydantic puts the tag of a discriminated union into the location
+    (``models.xlsr.arch.xlsr.output``); the file has no such key, so it is dropped here.
+    """
+    current: Any = root
+    shown: list[str] = []
+    for part in loc:
+        current = _unwrap(current)
+        origin = get_origin(current)
+        if origin in (Union, UnionType):
+            tagged = {
+                m.model_fields["type"].default: m
+                for m in get_args(current)
+                if isinstance(m, type) and issubclass(m, BaseModel) and "type" in m.model_fields
+            }
+            if part in tagged:
+                current = tagged[part]
+                continue
+            current = None
+        shown.append(str(part))
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            current = field.annotation if field else None
+        elif origin is dict:
+            current = get_args(current)[1]
+        elif origin in (list, tuple):
+            current = get_args(current)[0] if get_args(current) else None
+        else:
+            current = None
+    return ".".join(shown), _unwrap(current)
+
+
+def _describe(root: type[BaseModel], item: Any, prefix: str = "") -> str:
+    """One line for one pydantic error: the key, the bad value and what is allowed."""
+    key = prefix + _walk(root, item["loc"])[0]
+    if item["type"] == "extra_forbidden":
+        _, container = _walk(root, item["loc"][:-1])
+        is_model = isinstance(container, type) and issubclass(container, BaseModel)
+        hint = f"; allowed keys here: {', '.join(sorted(container.model_fields))}" if is_model else ""
+        return f"unknown key '{key}'{hint}"
+    if item["type"] == "missing":
+        return f"missing key '{key}'"
+    if isinstance(item.get("input"), dict | list):  # a check of a whole section: its message says it all
+        message = item["msg"].removeprefix("Value error, ")
+        return f"{key}: {message}" if key else message
+    return f"{key} = {item.get('input')!r}: {item['msg']}"
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration ({err.error_count()} problem(s)):"]
-    for item in err.errors():
-        loc = item["loc"]
-        key = ".".join(str(p) for p in loc)
-        if item["type"] == "extra_forbidden":
-            allowed = _allowed_keys(Params, loc)
-            hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
-            lines.append(f"  - unknown key '{key}'{hint}")
-        elif item["type"] == "missing":
-            lines.append(f"  - missing key '{key}'")
-        elif isinstance(item.get("input"), dict | list):
-            lines.append(f"  - {key}: {item['msg'].removeprefix('Value error, ')}")
-        else:
-            lines.append(f"  - {key} = {item.get('input')!r}: {item['msg']}")
+    lines += [f"  - {_describe(Params, item)}" for item in err.errors()]
     return "\n".join(lines)
 
 
@@ -209,7 +257,7 @@ def load_params(path: str | Path = "params.yaml", profile: str | Path | None = N
     data = _read_yaml(path)
     source = str(path)
     if profile is not None:
-        profile_path = resolve_profile(profile)
+        profile_path = resolve_profile(profile, path)
         data = _deep_merge(data, _read_yaml(profile_path))
         source = f"{path} + {profile_path}"
     try:
@@ -226,10 +274,4 @@ def params_hash(section: BaseModel | Mapping[str, Any]) -> str:
 
 def write_params(params: Params, path: str | Path) -> Path:
     """Write a complete, validated ``params.yaml`` atomically (for DVC runs of a profile)."""
-    path = Path(path)
-    text = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-    return path
+    return write_text(path, yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))

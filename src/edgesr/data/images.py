@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from edgesr.files import atomic_write
 
 __all__ = ["IMAGE_EXTENSIONS", "UnreadableImageError", "is_image_file", "load_rgb8", "save_png"]
 
@@ -181,12 +182,4 @@ def save_png(path: str | os.PathLike[str], array: np.ndarray, compress_level: in
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(np.ascontiguousarray(array))
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(handle, 0o644)  # mkstemp makes owner-only files; outputs are ordinary data files
-        with os.fdopen(handle, "wb") as stream:
-            image.save(stream, format="PNG", compress_level=compress_level)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda temporary: image.save(temporary, format="PNG", compress_level=compress_level))

@@ -26,12 +26,12 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["imresize", "modcrop", "resize_weights"]
+__all__ = ["cubic_kernel", "imresize", "modcrop", "resize_weights"]
 
 _KERNEL_WIDTH = 4.0
 
 
-def _cubic(x: np.ndarray) -> np.ndarray:
+def cubic_kernel(x: np.ndarray) -> np.ndarray:
     """Keys' cubic convolution kernel with a = -0.5 (MATLAB's ``cubic``)."""
     ax = np.abs(x)
     ax2, ax3 = ax**2, ax**3
@@ -54,7 +54,7 @@ def resize_weights(in_length: int, out_length: int, scale: float) -> sp.csr_matr
     taps = math.ceil(kernel_width) + 2
     indices = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]
     distance = u[:, None] - indices
-    weights = scale * _cubic(distance * scale) if antialias else _cubic(distance)
+    weights = scale * cubic_kernel(distance * scale) if antialias else cubic_kernel(distance)
     weights /= weights.sum(axis=1, keepdims=True)
     # MATLAB: aux = [1:n, n:-1:1]; indices = aux(mod(indices - 1, 2n) + 1), here 0-based.
     mirror = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])

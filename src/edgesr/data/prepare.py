@@ -51,6 +51,7 @@ from edgesr.data.sources import (
     image_files,
     image_names,
 )
+from edgesr.files import write_json
 
 __all__ = ["MANIFEST_NAME", "available_benchmarks", "load_pairs", "prepare", "read_manifest"]
 
@@ -231,19 +232,6 @@ def _build(cfg: PrepareConfig, root: Path, staging: Path) -> dict[str, Any]:
     }
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(handle, 0o644)
-        with os.fdopen(handle, "w") as stream:
-            json.dump(data, stream, indent=1)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _swap_in(staging: Path, out_dir: Path) -> None:
     """Put the finished ``staging`` folder at ``out_dir``, replacing an older one (two renames)."""
     if not out_dir.exists():
@@ -273,7 +261,7 @@ def prepare(cfg: PrepareConfig, out_dir: Path, root: Path = Path(".")) -> dict[s
     try:
         os.chmod(staging, 0o755)  # mkdtemp makes an owner-only folder; this one becomes out_dir
         manifest = _build(cfg, root, staging)
-        _write_json_atomic(staging / MANIFEST_NAME, manifest)
+        write_json(staging / MANIFEST_NAME, manifest)
         _swap_in(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

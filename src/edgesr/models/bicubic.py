@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgesr.data.imresize import cubic_kernel
 from edgesr.models.registry import MODEL_REGISTRY
 from edgesr.schema import StrictModel
 
@@ -41,19 +42,11 @@ _TAPS = 5
 _PAD = _TAPS // 2
 
 
-def _cubic(x: np.ndarray) -> np.ndarray:
-    """Keys' cubic convolution kernel with a = -0.5 (MATLAB's ``cubic``)."""
-    ax = np.abs(x)
-    near = (1.5 * ax**3 - 2.5 * ax**2 + 1.0) * (ax <= 1)
-    far = (-0.5 * ax**3 + 2.5 * ax**2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2))
-    return near + far
-
-
 def bicubic_phase_weights(scale: int) -> np.ndarray:
     """(scale, 5) float64 taps: row ``p`` weighs input rows ``q-2 .. q+2`` for output row ``s q + p``."""
     phase = (np.arange(scale, dtype=np.float64) + 0.5) / scale - 0.5
     offsets = np.arange(_TAPS, dtype=np.float64) - _PAD
-    weights = _cubic(phase[:, None] - offsets[None, :])
+    weights = cubic_kernel(phase[:, None] - offsets[None, :])
     # MATLAB normalises every output pixel's weights; for a = -0.5 the sum is 1 up to rounding.
     return weights / weights.sum(axis=1, keepdims=True)
 

@@ -12,19 +12,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from pydantic import TypeAdapter
 from torch import nn
+from tqdm import tqdm
 
 from edgesr.complexity import count_complexity
 from edgesr.config import Params, params_hash
 from edgesr.data.prepare import available_benchmarks, load_pairs
+from edgesr.files import write_json, write_text
 from edgesr.inference import super_resolve
 from edgesr.latency import measure_latency
 from edgesr.metrics import psnr_y, ssim_y
 from edgesr.models import ModelConfig, build_model, default_model_config
 from edgesr.plots import save_psnr_vs_mult_adds
-from edgesr.stages import data_hash, write_json
+from edgesr.stages import data_hash
 from edgesr.tracking import stage_run
 from edgesr.train.trainer import load_checkpoint
 
@@ -71,37 +72,7 @@ def run(params: Params, root: Path = Path(".")) -> list[dict]:
     for name in params.models:
         models[name], _ = trained_model(root / params.paths.models / name / "best.pt")
 
-    rows = []
-    threads = torch.get_num_threads()
-    for name, model in models.items():
-        row: dict[str, object] = {"model": name, "scale": params.scale}
-        for s in sets:
-            row[f"psnr_{s}"], row[f"ssim_{s}"] = score(model, pairs[s], params.scale)
-        # the plotted axis: the first benchmark set (Set5 when present, else the validation split)
-        row.update(benchmark=sets[0], psnr=row[f"psnr_{sets[0]}"])
-        complexity = count_complexity(model, params.scale, cfg.complexity_output_hw)
-        row.update(
-            params=complexity.params, mult_adds_g=complexity.mult_adds / 1e9, other_ops_g=complexity.other_ops / 1e9
-        )
-        latency = measure_latency(
-            model,
-            cfg.latency_input_hw,
-            repeats=cfg.latency_repeats,
-            warmup=cfg.latency_warmup,
-            threads=cfg.latency_threads,
-        )
-        row["latency_ms"] = latency.median_ms
-        rows.append(row)
-    torch.set_num_threads(threads)
-
     metrics_dir, plots_dir = root / params.paths.metrics, root / params.paths.plots / "evaluate"
-    write_json(
-        {row["model"]: {k: v for k, v in row.items() if k != "model"} for row in rows}, metrics_dir / "evaluate.json"
-    )
-    (metrics_dir / "evaluate.md").write_text(_markdown(rows, sets))
-    write_json(rows, plots_dir / "psnr_vs_mult_adds.json")
-    picture = save_psnr_vs_mult_adds(rows, sets[0], plots_dir / "psnr_vs_mult_adds.png")
-
     with stage_run(
         "evaluate",
         experiment=params.tracking.experiment,
@@ -110,6 +81,14 @@ def run(params: Params, root: Path = Path(".")) -> list[dict]:
         data_hash=data_hash(prepared),
         root=root,
     ) as tracker:
+        rows = [_evaluate_one(name, model, pairs, params) for name, model in tqdm(models.items(), desc="evaluate")]
+        write_json(
+            metrics_dir / "evaluate.json",
+            {row["model"]: {k: v for k, v in row.items() if k != "model"} for row in rows},
+        )
+        write_text(metrics_dir / "evaluate.md", _markdown(rows, sets))
+        write_json(plots_dir / "psnr_vs_mult_adds.json", rows)
+        picture = save_psnr_vs_mult_adds(rows, sets[0], plots_dir / "psnr_vs_mult_adds.png")
         for row in rows:
             tracker.log_metrics(
                 {
@@ -121,3 +100,23 @@ def run(params: Params, root: Path = Path(".")) -> list[dict]:
         for path in (metrics_dir / "evaluate.json", metrics_dir / "evaluate.md", picture):
             tracker.log_artifact(path)
     return rows
+
+
+def _evaluate_one(
+    name: str, model: nn.Module, pairs: dict[str, list[tuple[str, np.ndarray, np.ndarray]]], params: Params
+) -> dict[str, object]:
+    """One row of the table: quality per set, complexity at 720p, CPU latency (threads restored)."""
+    cfg = params.evaluate
+    sets = list(pairs)
+    row: dict[str, object] = {"model": name, "scale": params.scale}
+    for s in sets:
+        row[f"psnr_{s}"], row[f"ssim_{s}"] = score(model, pairs[s], params.scale)
+    # the plotted axis: the first benchmark set (Set5 when present, else the validation split)
+    row.update(benchmark=sets[0], psnr=row[f"psnr_{sets[0]}"])
+    complexity = count_complexity(model, params.scale, cfg.complexity_output_hw)
+    row.update(params=complexity.params, mult_adds_g=complexity.mult_adds / 1e9, other_ops_g=complexity.other_ops / 1e9)
+    latency = measure_latency(
+        model, cfg.latency_input_hw, repeats=cfg.latency_repeats, warmup=cfg.latency_warmup, threads=cfg.latency_threads
+    )
+    row["latency_ms"] = latency.median_ms
+    return row

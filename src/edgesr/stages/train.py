@@ -8,9 +8,9 @@ curves and LR-bicubic / SR / HR sample crops. Under ``torchrun`` only rank 0 rec
 from __future__ import annotations
 
 import csv
+import io
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -20,26 +20,26 @@ from edgesr.config import ConfigError, Params, params_hash
 from edgesr.data.bicubic_baseline import bicubic_upscale
 from edgesr.data.patches import PatchSampler
 from edgesr.data.prepare import load_pairs
+from edgesr.files import write_json, write_text
 from edgesr.inference import super_resolve
 from edgesr.models import build_model
 from edgesr.plots import save_side_by_side, save_training_curves
-from edgesr.stages import data_hash, write_json
+from edgesr.stages import data_hash
 from edgesr.tracker import Tracker
 from edgesr.tracking import stage_run
 from edgesr.train.settings import TrainConfig
 from edgesr.train.trainer import TrainResult, checkpoint_state, load_model_weights, train
 
 
-def _write_loss_csv(history: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["iteration", "loss", "val_psnr"])
-        for row in history:
-            val = row.get("val_psnr")
-            writer.writerow([row["iteration"], row.get("loss", ""), "" if val is None else val])
-    os.replace(tmp, path)
+def _loss_csv(history: list[dict]) -> str:
+    """The training curve as CSV (iteration, loss, val_psnr) for ``dvc plots``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["iteration", "loss", "val_psnr"])
+    for row in history:
+        val = row.get("val_psnr")
+        writer.writerow([row["iteration"], row.get("loss", ""), "" if val is None else val])
+    return buffer.getvalue()
 
 
 def _log_results(
@@ -48,14 +48,14 @@ def _log_results(
     """Metrics files, curves and sample crops for one finished training run."""
     root_metrics = root / params.paths.metrics
     write_json(
+        root_metrics / "train" / f"{name}.json",
         {
             "best_val_psnr_y": result.best_psnr,
             "best_iteration": result.best_iteration,
             "iterations": result.final_iteration,
         },
-        root_metrics / "train" / f"{name}.json",
     )
-    _write_loss_csv(result.history, root / params.paths.plots / "train" / f"{name}.csv")
+    write_text(root / params.paths.plots / "train" / f"{name}.csv", _loss_csv(result.history))
     out_dir = root / params.paths.models / name
     curves = save_training_curves(result.history, f"{name} x{params.scale}", out_dir / "training_curves.png")
     tracker.log_artifact(curves, "plots")
@@ -63,7 +63,7 @@ def _log_results(
     image_name, lr, hr = val_pairs[0]
     crops = save_side_by_side(
         bicubic_upscale(lr, params.scale),
-        super_resolve(model, lr),
+        super_resolve(model, lr, next(model.parameters()).device),  # the trainer may have moved it to CUDA
         hr,
         params.tracking.sample_crop,
         f"{name} x{params.scale}: {image_name}",

@@ -58,7 +58,7 @@ class DistributedContext:
 def resolve_device(device: DeviceChoice, local_rank: int = 0) -> torch.device:
     """``auto`` -> the GPU of ``local_rank`` when CUDA is available, else the CPU."""
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+        raise ValueError("train.device is 'cuda' but no CUDA device is available here; set it to 'auto' or 'cpu'")
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     return torch.device("cuda", local_rank)

@@ -30,8 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from edgesr.data.patches import PatchSampler
+from edgesr.files import atomic_write, write_json
 from edgesr.inference import super_resolve
 from edgesr.metrics import psnr_y
 from edgesr.tracker import Tracker
@@ -379,20 +378,8 @@ def _mean_over_processes(loss: Tensor, ctx: DistributedContext) -> float:
     return float(value.item())
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through ``write(tmp)`` to a temporary file next to ``path``, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
-    _atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+    atomic_write(path, lambda temporary: torch.save(checkpoint, temporary))
 
 
 def _write_history(path: Path, progress: _Progress) -> None:
@@ -403,7 +390,7 @@ def _write_history(path: Path, progress: _Progress) -> None:
         "best_iteration": progress.best_iteration,
         "history": progress.history,
     }
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+    write_json(path, record, indent=1)
 
 
 def _log_artifacts(tracker: Tracker, paths: list[Path]) -> None:
