@@ -42,6 +42,14 @@ def test_config_prints_the_merged_profile(capsys):
     assert shown["train"]["lr"] == yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["lr"]
 
 
+def test_config_model_prints_the_merged_training_settings(capsys):
+    assert main(["config", "--params", str(ROOT / "params.yaml"), "--model", "xlsr"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["arch"]["type"] == "xlsr"
+    assert shown["train"]["scheduler"]["max_lr"] == 1.0e-3  # xlsr's override
+    assert shown["train"]["iterations"] == yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["iterations"]
+
+
 def test_user_errors_are_one_line_with_status_2(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text((ROOT / "params.yaml").read_text().replace("iterations: 1200", "iterations: -3"))

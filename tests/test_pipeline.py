@@ -57,9 +57,11 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, prefe
     # the evaluate table has bicubic and every trained model, with the conventions' numbers
     table = json.loads((smoke_project / "metrics" / "evaluate.json").read_text())
     assert set(table) == {"bicubic", *params.models}
-    if "psnr_Set5" in table["bicubic"]:
+    if (ROOT.parent / "shared" / "data" / "Set5" / "HR").is_dir():
         assert table["bicubic"]["psnr_Set5"] == pytest.approx(33.66, abs=0.03)
         assert table["bicubic"]["ssim_Set5"] == pytest.approx(0.9299, abs=0.002)
+    else:  # a fresh user's machine: no benchmark sets, the validation split is the table's set
+        assert "psnr_val" in table["bicubic"]
     assert table["bicubic"]["params"] == 0
     for name in params.models:
         assert table[name]["params"] > 0 and table[name]["mult_adds_g"] > 0 and table[name]["latency_ms"] > 0

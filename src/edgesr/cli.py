@@ -32,7 +32,12 @@ def _cmd_config(args: argparse.Namespace) -> None:
     from edgesr.config import write_params
 
     params = _load(args)
-    if args.write:
+    if args.model:
+        if args.model not in params.models:
+            raise ValueError(f"no model '{args.model}' in `models`; known: {', '.join(params.models)}")
+        effective = {"arch": params.models[args.model].arch, "train": params.train_config(args.model)}
+        print(yaml.safe_dump({k: v.model_dump(mode="json") for k, v in effective.items()}, sort_keys=False), end="")
+    elif args.write:
         write_params(params, args.write)
         print(f"wrote {args.write}")
     else:
@@ -106,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the effective configuration (params.yaml + profile)")
     _add_params_args(p)
     p.add_argument("--write", type=Path, help="write the merged, complete configuration to this file instead")
+    p.add_argument("--model", help="print this model's architecture and effective (merged) training settings")
     p.set_defaults(func=_cmd_config)
 
     p = sub.add_parser("prepare", help="DVC stage: LR/HR pairs, split and benchmark sets")

@@ -1,9 +1,9 @@
 """``params.yaml``: the single source of knobs, validated once into typed, frozen models.
 
 The root :class:`Params` mirrors the file's top-level sections. Stages receive only their own
-section. Profiles (``profiles/<name>.yaml`` beside ``params.yaml``: ``smoke`` for tests, ``paper`` for
-a GPU) are partial files deep-merged over ``params.yaml``; :func:`write_params` materialises a merged file so that DVC,
-which reads ``params.yaml`` itself, sees the same values.
+section. Profiles (``profiles/<name>.yaml`` beside ``params.yaml``, e.g. ``smoke`` for tests) are
+partial files deep-merged over ``params.yaml``; :func:`write_params` materialises a merged file so
+that DVC, which reads ``params.yaml`` itself, sees the same values.
 
 A wrong key or value stops with :class:`ConfigError`, whose message names the key path, the bad
 value and what is allowed, e.g. ``train.loss.type = 'l2': Input should be 'l1' or 'charbonnier'``.
