@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from edgesr.config import Params, load_params
-from edgesr.stages import prepare
+from edgesr.stages import evaluate, prepare
 from edgesr.stages import train as train_stage
 from edgesr.train.trainer import load_checkpoint
 
@@ -92,3 +92,15 @@ def test_train_stage_resumes_only_an_interrupted_run(project, monkeypatch, capsy
     assert "written under other settings or data; training from scratch" in capsys.readouterr().out
     assert restarted.history[0]["iteration"] <= params.train.log_every
     assert load_checkpoint(last)["config"]["iterations"] == longer.train.iterations
+
+
+def test_evaluate_refuses_a_checkpoint_of_another_scale(project, monkeypatch):
+    root, params = project
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    checkpoint = root / params.paths.models / MODEL / "best.pt"
+    if not checkpoint.exists():
+        train_stage.run(params, MODEL, root)
+    model = evaluate.trained_model(checkpoint, params.scale)
+    assert not model.training and model.upscale == params.scale
+    with pytest.raises(ValueError, match=rf"trained at x{params.scale} but this pipeline evaluates x3"):
+        evaluate.trained_model(checkpoint, 3)

@@ -32,14 +32,17 @@ from edgesr.train.trainer import load_checkpoint
 BICUBIC = "bicubic"
 
 
-def trained_model(checkpoint: Path) -> tuple[nn.Module, int]:
-    """Rebuild a model from its checkpoint's metadata (config and scale) and load its weights."""
-    state = load_checkpoint(checkpoint)
-    meta = state["metadata"]
-    cfg = TypeAdapter(ModelConfig).validate_python(meta["model"])
-    model = build_model(cfg, int(meta["scale"]))
+def trained_model(checkpoint: Path, scale: int) -> nn.Module:
+    """Rebuild a model from its checkpoint's metadata (architecture, scale) and load its weights (eval mode)."""
+    meta = (state := load_checkpoint(checkpoint))["metadata"]
+    if int(meta["scale"]) != scale:
+        raise ValueError(
+            f"{checkpoint} was trained at x{meta['scale']} but this pipeline evaluates x{scale}; "
+            f"rerun its train stage (dvc repro) or set scale: {meta['scale']}"
+        )
+    model = build_model(TypeAdapter(ModelConfig).validate_python(meta["model"]), scale)
     model.load_state_dict(state["model"])
-    return model.eval(), int(meta["scale"])
+    return model.eval()
 
 
 def score(model: nn.Module, pairs: list[tuple[str, np.ndarray, np.ndarray]], scale: int) -> tuple[float, float]:
@@ -70,7 +73,7 @@ def run(params: Params, root: Path = Path(".")) -> list[dict]:
     pairs = {s: load_pairs(prepared, s, params.scale) for s in sets}
     models: dict[str, nn.Module] = {BICUBIC: build_model(default_model_config(BICUBIC), params.scale)}
     for name in params.models:
-        models[name], _ = trained_model(root / params.paths.models / name / "best.pt")
+        models[name] = trained_model(root / params.paths.models / name / "best.pt", params.scale)
 
     metrics_dir, plots_dir = root / params.paths.metrics, root / params.paths.plots / "evaluate"
     with stage_run(
