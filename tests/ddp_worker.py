@@ -26,6 +26,20 @@ SCALE = 2
 DDP_CONFIG: dict[str, Any] = {"iterations": 6, "batch_size": 8, "lr": 1e-2, "checkpoint_every": 3, "val_every": 3}
 
 
+class Interrupted(Exception):
+    """Raised by :func:`interrupt_at` to stop a run the way a crash or Ctrl-C would."""
+
+
+def interrupt_at(iteration: int) -> Callable[[int], None]:
+    """An ``on_iteration`` callback that stops the run after ``iteration`` completed iterations."""
+
+    def callback(done: int) -> None:
+        if done == iteration:
+            raise Interrupted(f"stopped after iteration {done}")
+
+    return callback
+
+
 def tiny_model(seed: int = 0) -> nn.Module:
     """conv 3->8, ReLU, conv 8->3 s^2, PixelShuffle(s): about 0.9K parameters."""
     torch.manual_seed(seed)

@@ -8,21 +8,9 @@ import pytest
 import torch
 
 from edgesr.train.trainer import load_checkpoint
-from tests.ddp_worker import run
+from tests.ddp_worker import Interrupted, interrupt_at, run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
-
-
-class _Interrupted(Exception):
-    pass
-
-
-def _stop_at(iteration: int):
-    def callback(done: int) -> None:
-        if done == iteration:
-            raise _Interrupted
-
-    return callback
 
 
 def test_cuda_training_matches_cpu_and_resumes(tmp_path: Path) -> None:
@@ -35,8 +23,8 @@ def test_cuda_training_matches_cpu_and_resumes(tmp_path: Path) -> None:
         torch.testing.assert_close(cuda_weights[name], weight, atol=2e-4, rtol=1e-3)
     assert cuda.best_psnr == pytest.approx(cpu.best_psnr, abs=0.05)
 
-    with pytest.raises(_Interrupted):
-        run(tmp_path / "resumed", device="cuda", on_iteration=_stop_at(12))
+    with pytest.raises(Interrupted):
+        run(tmp_path / "resumed", device="cuda", on_iteration=interrupt_at(12))
     resumed = run(tmp_path / "resumed", device="cuda")
     for name, weight in load_checkpoint(resumed.last_checkpoint)["model"].items():
         torch.testing.assert_close(weight, cuda_weights[name], atol=1e-5, rtol=1e-5)

@@ -12,18 +12,10 @@ from edgesr.config import Params, load_params
 from edgesr.stages import evaluate, prepare
 from edgesr.stages import train as train_stage
 from edgesr.train.trainer import load_checkpoint
+from tests.ddp_worker import Interrupted, interrupt_at
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "espcn"
-
-
-class _Interrupted(Exception):
-    pass
-
-
-def _interrupt_at(iteration: int, done: int) -> None:
-    if done == iteration:
-        raise _Interrupted(f"stopped after iteration {done}")
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -67,8 +59,8 @@ def test_train_stage_resumes_only_an_interrupted_run(project, monkeypatch, capsy
     # An interrupted run (checkpoint every 6 iterations, stopped at 9) resumes from iteration 6
     # and ends with exactly the weights of the uninterrupted run.
     real_train = train_stage.train
-    monkeypatch.setattr(train_stage, "train", partial(real_train, on_iteration=partial(_interrupt_at, 9)))
-    with pytest.raises(_Interrupted):
+    monkeypatch.setattr(train_stage, "train", partial(real_train, on_iteration=interrupt_at(9)))
+    with pytest.raises(Interrupted):
         train_stage.run(params, MODEL, root)
     assert load_checkpoint(last)["iteration"] == 6
     monkeypatch.setattr(train_stage, "train", real_train)

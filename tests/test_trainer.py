@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +17,9 @@ import torch
 from edgesr.data.patches import PatchSampler
 from edgesr.metrics import psnr_y
 from edgesr.train.trainer import TrainResult, load_checkpoint, load_model_weights, train
-from tests.ddp_worker import DDP_CONFIG, SCALE, run, tiny_config, tiny_data, tiny_model
+from tests.ddp_worker import DDP_CONFIG, SCALE, Interrupted, interrupt_at, run, tiny_config, tiny_data, tiny_model
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
-
-
-class _Interrupted(Exception):
-    pass
 
 
 class _RecordingTracker:
@@ -36,14 +32,6 @@ class _RecordingTracker:
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.artifacts.append(Path(path).name)
-
-
-def _interrupt_at(iteration: int) -> Callable[[int], None]:
-    def callback(done: int) -> None:
-        if done == iteration:
-            raise _Interrupted(f"stopped after iteration {done}")
-
-    return callback
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -60,8 +48,8 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Train
 def test_interrupted_run_resumes_to_the_same_weights_and_history(uninterrupted, tmp_path: Path) -> None:
     # given a run interrupted after iteration 12, whose last checkpoint is at iteration 10
     out_dir, reference, _ = uninterrupted
-    with pytest.raises(_Interrupted):
-        run(tmp_path, on_iteration=_interrupt_at(12))
+    with pytest.raises(Interrupted):
+        run(tmp_path, on_iteration=interrupt_at(12))
     assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 10
 
     # when it is started again

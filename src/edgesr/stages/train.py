@@ -74,7 +74,7 @@ def _log_results(
 
 
 def _keep_only_an_unfinished_run(
-    out_dir: Path, name: str, cfg: TrainConfig, scale: int, metadata: dict[str, object]
+    out_dir: Path, name: str, cfg: TrainConfig, scale: int, metadata: dict[str, object], is_main: bool
 ) -> None:
     """Decide what to do with the ``last.pt`` that DVC kept (``persist: true``).
 
@@ -89,7 +89,7 @@ def _keep_only_an_unfinished_run(
     if state != "absent":
         reason = "was written under other settings or data" if state == "other-settings" else "is a finished run"
         print(f"{name}: {out_dir / 'last.pt'} {reason}; training from scratch")
-        if int(os.environ.get("RANK", "0")) == 0:
+        if is_main:
             shutil.rmtree(out_dir)
 
 
@@ -112,8 +112,9 @@ def run(params: Params, name: str, root: Path = Path(".")) -> TrainResult:
         "model": model_cfg.model_dump(mode="json"),
         "data_hash": data_hash(prepared),
     }
-    _keep_only_an_unfinished_run(out_dir, name, train_cfg, params.scale, metadata)
-    if int(os.environ.get("RANK", "0")) != 0:
+    is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 records anything
+    _keep_only_an_unfinished_run(out_dir, name, train_cfg, params.scale, metadata, is_main)
+    if not is_main:
         return train(model, sampler, val_pairs, train_cfg, params.scale, out_dir, metadata=metadata)
     stage_params = {"model": metadata["model"], "train": train_cfg.model_dump(mode="json"), "scale": params.scale}
     with stage_run(
