@@ -20,6 +20,7 @@ from torch import nn
 
 from edgesr.models.bicubic import Bicubic, BicubicConfig
 from edgesr.models.espcn import ESPCN, ESPCNConfig
+from edgesr.models.fgnas import FGNAS, FGNASArchitecture, FGNASConfig
 from edgesr.models.fsrcnn import FSRCNN, FSRCNNConfig
 from edgesr.models.registry import MODEL_REGISTRY, Registry
 from edgesr.models.sam_sr import SAM_SR_LITE, SAM_SR_XLITE, SAMSR, SAMSRConfig, fold_batchnorm
@@ -27,6 +28,7 @@ from edgesr.models.xlsr import XLSR, XLSRConfig
 
 __all__ = [
     "ESPCN",
+    "FGNAS",
     "FSRCNN",
     "MODEL_NAMES",
     "MODEL_REGISTRY",
@@ -38,6 +40,8 @@ __all__ = [
     "Bicubic",
     "BicubicConfig",
     "ESPCNConfig",
+    "FGNASArchitecture",
+    "FGNASConfig",
     "FSRCNNConfig",
     "ModelConfig",
     "Registry",
@@ -50,7 +54,7 @@ __all__ = [
 
 # Union[...] rather than X | Y: the discriminated union must stay a runtime typing object for pydantic.
 ModelConfig = Annotated[
-    Union[BicubicConfig, FSRCNNConfig, ESPCNConfig, XLSRConfig, SAMSRConfig],  # noqa: UP007
+    Union[BicubicConfig, FSRCNNConfig, ESPCNConfig, XLSRConfig, SAMSRConfig, FGNASConfig],  # noqa: UP007
     Field(discriminator="type"),
 ]
 """Config of any zoo architecture, picked by its ``type`` field."""

@@ -3,6 +3,7 @@
 Writes ``<paths.models>/<name>/{best,last}.pt`` and ``history.json``, ``metrics/train/<name>.json``,
 ``plots/train/<name>.csv`` (DVC plot of the loss curve) and logs the run to MLflow with the training
 curves and LR-bicubic / SR / HR sample crops. Under ``torchrun`` only rank 0 records anything.
+:func:`train_one` is the shared recipe; FGNAS's ``retrain`` stage uses it for the searched subnets.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import csv
 import io
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,7 +24,7 @@ from edgesr.data.patches import PatchSampler
 from edgesr.data.prepare import load_pairs
 from edgesr.files import write_json, write_text
 from edgesr.inference import super_resolve
-from edgesr.models import build_model
+from edgesr.models import ModelConfig, build_model
 from edgesr.plots import save_side_by_side, save_training_curves
 from edgesr.stages import data_hash
 from edgesr.tracker import Tracker
@@ -31,49 +33,68 @@ from edgesr.train.settings import TrainConfig
 from edgesr.train.trainer import TrainResult, checkpoint_state, load_model_weights, train
 
 
-def _loss_csv(history: list[dict]) -> str:
-    """The training curve as CSV (iteration, loss, val_psnr) for ``dvc plots``."""
+def history_csv(history: list[dict], columns: tuple[str, ...] = ("loss", "val_psnr")) -> str:
+    """A training curve as CSV (iteration, then ``columns``; blank where absent) for ``dvc plots``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["iteration", "loss", "val_psnr"])
+    writer.writerow(["iteration", *columns])
     for row in history:
-        val = row.get("val_psnr")
-        writer.writerow([row["iteration"], row.get("loss", ""), "" if val is None else val])
+        writer.writerow([row["iteration"], *("" if row.get(c) is None else row[c] for c in columns)])
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class TrainingRun:
+    """One model trained by the shared recipe: a zoo ``train@<name>`` or an FGNAS ``retrain@<size>-<scale>``.
+
+    Paths are relative to the project root.
+    """
+
+    stage: str
+    name: str
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    scale: int
+    prepared: Path
+    out_dir: Path
+    metrics_file: Path
+    plot_file: Path
+    experiment: str
+    sample_crop: int
+
+
 def _log_results(
-    params: Params, name: str, root: Path, result: TrainResult, tracker: Tracker, model: nn.Module, val_pairs: list
+    run: TrainingRun, root: Path, result: TrainResult, tracker: Tracker, model: nn.Module, val_pairs: list
 ) -> None:
     """Metrics files, curves and sample crops for one finished training run."""
-    root_metrics = root / params.paths.metrics
+    title = f"{run.name} x{run.scale}"
     write_json(
-        root_metrics / "train" / f"{name}.json",
+        root / run.metrics_file,
         {
             "best_val_psnr_y": result.best_psnr,
             "best_iteration": result.best_iteration,
             "iterations": result.final_iteration,
         },
     )
-    write_text(root / params.paths.plots / "train" / f"{name}.csv", _loss_csv(result.history))
-    out_dir = root / params.paths.models / name
-    curves = save_training_curves(result.history, f"{name} x{params.scale}", out_dir / "training_curves.png")
+    write_text(root / run.plot_file, history_csv(result.history))
+    out_dir = root / run.out_dir
+    curves = save_training_curves(result.history, title, out_dir / "training_curves.png")
     tracker.log_artifact(curves, "plots")
     load_model_weights(model, result.best_checkpoint)
     image_name, lr, hr = val_pairs[0]
     crops = save_side_by_side(
-        bicubic_upscale(lr, params.scale),
+        bicubic_upscale(lr, run.scale),
         super_resolve(model, lr, next(model.parameters()).device),  # the trainer may have moved it to CUDA
         hr,
-        params.tracking.sample_crop,
-        f"{name} x{params.scale}: {image_name}",
+        run.sample_crop,
+        f"{title}: {image_name}",
         out_dir / "sample_crops.png",
     )
     tracker.log_artifact(crops, "samples")
     tracker.log_metrics({"best/val_psnr_y": result.best_psnr, "best/iteration": result.best_iteration})
 
 
-def _keep_only_an_unfinished_run(
+def keep_only_an_unfinished_run(
     out_dir: Path, name: str, cfg: TrainConfig, scale: int, metadata: dict[str, object], is_main: bool
 ) -> None:
     """Decide what to do with the ``last.pt`` that DVC kept (``persist: true``).
@@ -93,38 +114,58 @@ def _keep_only_an_unfinished_run(
             shutil.rmtree(out_dir)
 
 
-def run(params: Params, name: str, root: Path = Path(".")) -> TrainResult:
-    """Train ``params.models[name]``; resumes an interrupted run, retrains anything else from scratch."""
-    if name not in params.models:
-        raise ConfigError(f"no model '{name}' in params.yaml `models`; known: {', '.join(params.models)}")
-    model_cfg = params.models[name].arch
-    train_cfg = params.train_config(name)
-    prepared = root / params.paths.prepared
-    torch.manual_seed(train_cfg.seed)  # the initial weights: a rerun of the stage reproduces the run
-    model = build_model(model_cfg, params.scale)
-    train_pairs = load_pairs(prepared, "train", params.scale)
-    val_pairs = load_pairs(prepared, "val", params.scale)
-    sampler = PatchSampler([(lr, hr) for _, lr, hr in train_pairs], params.scale, train_cfg.lr_patch, train_cfg.seed)
-    out_dir = root / params.paths.models / name
+def train_one(run: TrainingRun, root: Path = Path(".")) -> TrainResult:
+    """Train ``run.model_cfg`` from scratch; resumes an interrupted run, retrains anything else."""
+    prepared, cfg = root / run.prepared, run.train_cfg
+    torch.manual_seed(cfg.seed)  # the initial weights: a rerun of the stage reproduces the run
+    model = build_model(run.model_cfg, run.scale)
+    train_pairs = load_pairs(prepared, "train", run.scale)
+    val_pairs = load_pairs(prepared, "val", run.scale)
+    sampler = PatchSampler([(lr, hr) for _, lr, hr in train_pairs], run.scale, cfg.lr_patch, cfg.seed)
+    out_dir = root / run.out_dir
     metadata = {
-        "name": name,
-        "scale": params.scale,
-        "model": model_cfg.model_dump(mode="json"),
+        "name": run.name,
+        "scale": run.scale,
+        "model": run.model_cfg.model_dump(mode="json"),
         "data_hash": data_hash(prepared),
     }
     is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 records anything
-    _keep_only_an_unfinished_run(out_dir, name, train_cfg, params.scale, metadata, is_main)
+    keep_only_an_unfinished_run(out_dir, run.name, cfg, run.scale, metadata, is_main)
+    args = (model, sampler, val_pairs, cfg, run.scale, out_dir)
     if not is_main:
-        return train(model, sampler, val_pairs, train_cfg, params.scale, out_dir, metadata=metadata)
-    stage_params = {"model": metadata["model"], "train": train_cfg.model_dump(mode="json"), "scale": params.scale}
+        return train(*args, metadata=metadata)
+    stage_params = {"model": metadata["model"], "train": cfg.model_dump(mode="json"), "scale": run.scale}
     with stage_run(
-        f"train@{name}",
-        experiment=params.tracking.experiment,
+        run.stage,
+        experiment=run.experiment,
         params=stage_params,
         params_hash=params_hash(stage_params),
         data_hash=metadata["data_hash"],
         root=root,
     ) as tracker:
-        result = train(model, sampler, val_pairs, train_cfg, params.scale, out_dir, tracker=tracker, metadata=metadata)
-        _log_results(params, name, root, result, tracker, model, val_pairs)
+        result = train(*args, tracker=tracker, metadata=metadata)
+        _log_results(run, root, result, tracker, model, val_pairs)
     return result
+
+
+def run(params: Params, name: str, root: Path = Path(".")) -> TrainResult:
+    """Stage ``train@<name>``: train ``params.models[name]`` at ``params.scale``."""
+    if name not in params.models:
+        raise ConfigError(f"no model '{name}' in params.yaml `models`; known: {', '.join(params.models)}")
+    paths = params.paths
+    return train_one(
+        TrainingRun(
+            stage=f"train@{name}",
+            name=name,
+            model_cfg=params.models[name].arch,
+            train_cfg=params.train_config(name),
+            scale=params.scale,
+            prepared=Path(paths.prepared),
+            out_dir=Path(paths.models) / name,
+            metrics_file=Path(paths.metrics) / "train" / f"{name}.json",
+            plot_file=Path(paths.plots) / "train" / f"{name}.csv",
+            experiment=params.tracking.experiment,
+            sample_crop=params.tracking.sample_crop,
+        ),
+        root,
+    )

@@ -33,7 +33,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -52,11 +52,29 @@ from edgesr.train.losses import build_loss
 from edgesr.train.schedules import build_scheduler
 from edgesr.train.settings import TrainConfig
 
-__all__ = ["CHECKPOINT_FORMAT", "TrainResult", "train", "validate", "load_checkpoint", "load_model_weights"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "TrainResult",
+    "TrainingObjective",
+    "train",
+    "validate",
+    "load_checkpoint",
+    "load_model_weights",
+]
 
 CHECKPOINT_FORMAT = 1
 #: Where the run executes, not what it computes: these may change between an interruption and a resume.
 _PLACEMENT_KEYS = {"device", "threads"}
+
+
+class TrainingObjective(Protocol):
+    """What :func:`train` minimises instead of the pixel loss alone (an ``nn.Module``: its state is saved)."""
+
+    def __call__(self, model: nn.Module, loss: Tensor, iteration: int) -> Tensor: ...
+    def metrics(self, model: nn.Module, iteration: int) -> dict[str, float]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+    def to(self, device: torch.device) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -93,6 +111,7 @@ def train(
     tracker: Tracker | None = None,
     metadata: dict[str, Any] | None = None,
     on_iteration: Callable[[int], None] | None = None,
+    objective: TrainingObjective | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``cfg.iterations`` iterations, resuming from ``out_dir/last.pt`` if present.
 
@@ -110,6 +129,9 @@ def train(
             resume must match.
         on_iteration: called on every process with the number of completed iterations, after that
             iteration's validation and checkpoint.
+        objective: turns the pixel loss into the loss to minimise (e.g. FGNAS's ``L1 + lambda R``,
+            :class:`edgesr.search.budget.SearchObjective`); its state is checkpointed and its
+            ``metrics`` are logged with the loss.
 
     Raises:
         ValueError: inconsistent inputs, a global batch not divisible by the number of processes, or a
@@ -132,6 +154,8 @@ def train(
 
     with distributed_context(cfg.device) as ctx:
         model.to(ctx.device)
+        if objective is not None:
+            objective.to(ctx.device)
         optimizer = torch.optim.Adam(
             model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-8, weight_decay=cfg.weight_decay
         )
@@ -140,7 +164,7 @@ def train(
         fingerprint = _fingerprint(cfg.model_dump(mode="json"), scale, metadata)
         progress = _Progress()
         if last_path.exists():
-            progress = _resume(last_path, fingerprint, model, optimizer, scheduler, ctx.device)
+            progress = _resume(last_path, fingerprint, model, optimizer, scheduler, ctx.device, objective)
 
         def result() -> TrainResult:
             return TrainResult(
@@ -172,6 +196,7 @@ def train(
                 "scale": scale,
                 "metadata": metadata,
                 "config_hash": _hash(fingerprint),
+                "objective": objective.state_dict() if objective is not None else {},
             }
 
         if ctx.is_main:
@@ -190,8 +215,9 @@ def train(
                 lr_batch, hr_batch = sampler.batch(index, cfg.batch_size, ctx.rank, ctx.world_size)
                 network.train()
                 loss = loss_fn(network(lr_batch.to(ctx.device)), hr_batch.to(ctx.device))
+                total = loss if objective is None else objective(model, loss, index)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                total.backward()
                 optimizer.step()
                 lr_used = float(optimizer.param_groups[0]["lr"])
                 scheduler.step()
@@ -203,10 +229,13 @@ def train(
                 if is_log or is_val:
                     entry = {"iteration": done, "loss": _mean_over_processes(loss, ctx), "lr": lr_used}
                     entry["val_psnr"] = validate(model, val_pairs, scale, ctx) if is_val else None
+                    if objective is not None:
+                        entry |= objective.metrics(model, done)
                     progress.history.append(entry)
                     bar.set_postfix(loss=f"{entry['loss']:.4g}", lr=f"{lr_used:.3g}", best=f"{progress.best_psnr:.2f}")
                     if ctx.is_main and tracker is not None:
                         metrics = {"train/loss": entry["loss"], "train/lr": lr_used} if is_log else {}
+                        metrics |= {k: v for k, v in entry.items() if "/" in k}  # the objective's metrics
                         if is_val:
                             metrics["val/psnr_y"] = entry["val_psnr"]
                         tracker.log_metrics(metrics, step=done)
@@ -329,6 +358,7 @@ def _resume(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     device: torch.device,
+    objective: TrainingObjective | None,
 ) -> _Progress:
     """Restore model, optimizer and scheduler from ``path`` after checking it belongs to this run."""
     saved = load_checkpoint(path, map_location=device)
@@ -342,6 +372,8 @@ def _resume(
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
+    if objective is not None:
+        objective.load_state_dict(saved["objective"])
     return _Progress(
         iteration=int(saved["iteration"]),
         best_psnr=float(saved["best_psnr"]),

@@ -1,0 +1,192 @@
+"""FGNAS subnet: the physically pruned network that a search of the FGNAS supernet finds (paper 001).
+
+Kim et al., "Fine-grained neural architecture search for image super-resolution", JVCIR 2022. The
+searched architecture (Fig. 4b) is data, :class:`FGNASArchitecture`: per block the kept 1x1
+channels, the kept channels of each activation branch of the Mult map and the trunk channels its
+residual writes; the head and after-body channels. Channel numbers are those of the supernet (0 ..
+width - 1), so weights can be copied from it (:mod:`edgesr.search.extract`).
+
+The subnet keeps the trunk as one tensor holding the union of every trunk channel, in supernet order.
+Each conv reads exactly the channels that are alive where it sits and writes only its kept ones, so
+its Mult-Adds are Eq. 3's ``K^2 H W (alive in)(alive out)`` and the total equals the supernet's
+regularizer (tested). Reading a subset is an ``index_select`` and writing one is a zero-padded
+``index_select`` (a Gather either way in ONNX), which cost no Mult-Adds.
+
+Tensor contract: (N, 3, H, W) float RGB in [0, 1] -> (N, 3, sH, sW) for s in {2, 3, 4} (Sec. 4.1:
+other scales change only the last conv to 3 s^2 outputs and retrain from scratch).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import Tensor, nn
+
+from edgesr.models.bicubic import Bicubic
+from edgesr.models.registry import MODEL_REGISTRY
+from edgesr.schema import StrictModel
+
+__all__ = ["FGNAS", "BlockArchitecture", "FGNASArchitecture", "FGNASConfig", "build_fgnas"]
+
+ActivationName = Literal["relu", "prelu", "tanh"]
+
+
+class BlockArchitecture(StrictModel):
+    """One searched block. Empty lists mean the block was pruned away entirely."""
+
+    pointwise: list[int] | None = Field(description="kept 1x1 output channels; null when the block has no 1x1 conv")
+    mult: dict[str, list[int]] = Field(description="activation -> Mult channels where that branch is kept")
+    residual: list[int] = Field(description="trunk channels the block's last conv adds into")
+
+    def mult_channels(self) -> list[int]:
+        """The Mult map's kept channels: the union over the activation branches (Eq. 4)."""
+        return sorted(set().union(*self.mult.values()))
+
+    def is_empty(self) -> bool:
+        return not self.residual
+
+
+class FGNASArchitecture(StrictModel):
+    """A searched FGNAS architecture (written by the search stage as ``architecture.json``)."""
+
+    width: int = Field(ge=1, description="the supernet's channel width")
+    activations: list[ActivationName] = Field(description="the supernet's branches; the sum is scaled by 1/len")
+    head: list[int]
+    blocks: list[BlockArchitecture]
+    after_body: list[int]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FGNASArchitecture:
+        if not self.head:
+            raise ValueError("head keeps no channel: the network would ignore its input")
+        lists = {"head": self.head, "after_body": self.after_body}
+        for index, block in enumerate(self.blocks):
+            unknown = set(block.mult) - set(self.activations)
+            if unknown:
+                raise ValueError(f"blocks[{index}].mult names {sorted(unknown)}, not in activations {self.activations}")
+            lists[f"blocks[{index}].residual"] = block.residual
+            lists |= {f"blocks[{index}].mult.{a}": v for a, v in block.mult.items()}
+            if block.pointwise is not None:
+                lists[f"blocks[{index}].pointwise"] = block.pointwise
+            parts = [block.residual, block.mult_channels()] + ([block.pointwise] if block.pointwise is not None else [])
+            if any(parts) and not all(parts):
+                raise ValueError(
+                    f"blocks[{index}] keeps some but not all of its 1x1 / Mult / residual channels; "
+                    "a block is either alive in all three or pruned away (edgesr.search.extract cleans this)"
+                )
+        for key, channels in lists.items():
+            if sorted(set(channels)) != channels or any(not 0 <= c < self.width for c in channels):
+                raise ValueError(f"{key} must be sorted, distinct channel numbers in [0, {self.width}), got {channels}")
+        return self
+
+    def trunk_channels(self, before_block: int | None = None) -> list[int]:
+        """Trunk channels alive before block ``before_block`` (all blocks when None): head ∪ residuals."""
+        stop = len(self.blocks) if before_block is None else before_block
+        alive = set(self.head).union(*(b.residual for b in self.blocks[:stop]))
+        return sorted(alive)
+
+
+class FGNASConfig(StrictModel):
+    """A searched subnet as a zoo model: ``{type: fgnas, architecture: {...}}``."""
+
+    type: Literal["fgnas"] = "fgnas"
+    architecture: FGNASArchitecture
+    bicubic_skip: bool = False
+
+
+def _positions(channels: list[int], within: list[int]) -> Tensor:
+    """Positions of ``channels`` inside the sorted list ``within``."""
+    where = {c: i for i, c in enumerate(within)}
+    return torch.tensor([where[c] for c in channels], dtype=torch.long)
+
+
+def _placement(channels: list[int], within: list[int]) -> Tensor:
+    """For each channel of ``within``: its position in ``channels``, or ``len(channels)`` (the zero pad)."""
+    where = {c: i for i, c in enumerate(channels)}
+    return torch.tensor([where.get(c, len(channels)) for c in within], dtype=torch.long)
+
+
+def _place(x: Tensor, placement: Tensor) -> Tensor:
+    """Scatter x's channels into a wider map (zeros elsewhere) as a Gather over x plus one zero channel."""
+    return F.pad(x, (0, 0, 0, 0, 0, 1)).index_select(1, placement)
+
+
+class FGNASBlock(nn.Module):
+    """One kept block: gather alive trunk channels, 1x1, 3x3 Mult, masked activations, 3x3, scatter-add."""
+
+    def __init__(self, block: BlockArchitecture, arch: FGNASArchitecture, index: int) -> None:
+        super().__init__()
+        trunk, before = arch.trunk_channels(), arch.trunk_channels(index)
+        mult = block.mult_channels()
+        self.activations = list(arch.activations)
+        self.register_buffer("read", _positions(before, trunk), persistent=False)
+        self.reads_everything = before == trunk
+        reads = len(before)
+        self.conv_pointwise = None
+        if block.pointwise is not None:
+            self.conv_pointwise = nn.Conv2d(reads, len(block.pointwise), 1)
+            reads = len(block.pointwise)
+        self.conv_mult = nn.Conv2d(reads, len(mult), 3, padding=1)
+        kept = {a: block.mult.get(a, []) for a in self.activations}
+        self.prelu = nn.PReLU(len(mult), init=0.25) if kept.get("prelu") else None
+        # A branch kept on every Mult channel needs no mask; a branch kept nowhere is skipped.
+        masks = {a: torch.tensor([float(c in set(v)) for c in mult]) for a, v in kept.items() if v and v != mult}
+        self.branches = [a for a in self.activations if kept[a]]
+        for name, mask in masks.items():
+            self.register_buffer(f"mask_{name}", mask.view(1, -1, 1, 1), persistent=False)
+        self.masked = set(masks)
+        self.conv_residual = nn.Conv2d(len(mult), len(block.residual), 3, padding=1)
+        self.register_buffer("write", _placement(block.residual, trunk), persistent=False)
+
+    def forward(self, trunk: Tensor) -> Tensor:
+        h = trunk if self.reads_everything else trunk.index_select(1, self.read)
+        if self.conv_pointwise is not None:
+            h = self.conv_pointwise(h)
+        m = self.conv_mult(h)
+        total: Tensor | None = None
+        for name in self.branches:
+            branch = torch.relu(m) if name == "relu" else torch.tanh(m) if name == "tanh" else self.prelu(m)
+            if name in self.masked:
+                branch = branch * getattr(self, f"mask_{name}")
+            total = branch if total is None else total + branch
+        return trunk + _place(self.conv_residual(total / len(self.activations)), self.write)
+
+
+class FGNAS(nn.Module):
+    """The searched network of :class:`FGNASArchitecture` at ``upscale`` (Table 1 with pruned convs)."""
+
+    def __init__(self, arch: FGNASArchitecture, upscale: int = 2, bicubic_skip: bool = False) -> None:
+        super().__init__()
+        self.arch, self.upscale, self.num_in_ch = arch, upscale, 3
+        trunk = arch.trunk_channels()
+        self.conv_first = nn.Conv2d(3, len(arch.head), 3, padding=1)
+        self.register_buffer("head_to_trunk", _placement(arch.head, trunk), persistent=False)
+        self.body = nn.ModuleList(FGNASBlock(b, arch, i) for i, b in enumerate(arch.blocks) if not b.is_empty())
+        self.block_indices = [i for i, b in enumerate(arch.blocks) if not b.is_empty()]
+        last_in = sorted(set(arch.head) | set(arch.after_body))
+        self.conv_after_body = nn.Conv2d(len(trunk), len(arch.after_body), 3, padding=1) if arch.after_body else None
+        self.register_buffer("after_to_last", _placement(arch.after_body, last_in), persistent=False)
+        self.register_buffer("head_to_last", _placement(arch.head, last_in), persistent=False)
+        self.conv_last = nn.Conv2d(len(last_in), 3 * upscale * upscale, 3, padding=1)
+        self.pixel_shuffle = nn.PixelShuffle(upscale)
+        self.bicubic = Bicubic(3, upscale) if bicubic_skip else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        head = self.conv_first(x)
+        trunk = _place(head, self.head_to_trunk)
+        for block in self.body:
+            trunk = block(trunk)
+        skip = _place(head, self.head_to_last)
+        if self.conv_after_body is not None:
+            skip = skip + _place(self.conv_after_body(trunk), self.after_to_last)
+        out = self.pixel_shuffle(self.conv_last(skip))
+        return out if self.bicubic is None else out + self.bicubic(x)
+
+
+@MODEL_REGISTRY.register("fgnas")
+def build_fgnas(cfg: FGNASConfig, scale: int) -> FGNAS:
+    """The searched subnet of ``cfg.architecture`` with a last conv of 3 s^2 outputs (Sec. 4.1)."""
+    return FGNAS(cfg.architecture, upscale=scale, bicubic_skip=cfg.bicubic_skip)

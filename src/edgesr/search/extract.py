@@ -1,0 +1,134 @@
+"""From a searched supernet to its subnet: clean the gates, write the architecture, copy the weights.
+
+Extraction (DESIGN.md, "FGNAS"): the hard gates of the supernet (Eq. 1 forward values) decide what is
+kept. Before that, :func:`clean_gates` removes dead ends that Eq. 3 would still pay for, e.g. a block
+whose residual gates are all closed but whose 1x1 and Mult channels are open (their work reaches
+nothing). After cleaning, two invariants hold exactly (tested): the subnet built from
+:func:`extract_architecture` with :func:`transfer_weights` computes the hard-gated supernet's output,
+and its counted Mult-Adds equal :meth:`Supernet.mult_adds`'s forward value.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edgesr.models.fgnas import FGNAS, BlockArchitecture, FGNASArchitecture
+from edgesr.search.gates import GATE_THRESHOLD
+from edgesr.search.supernet import SearchableBlock, Supernet
+
+__all__ = ["DEAD_PSI", "clean_gates", "extract_architecture", "extract_subnet", "transfer_weights"]
+
+DEAD_PSI = GATE_THRESHOLD - 0.25
+"""The value :func:`clean_gates` gives a gate it closes (below Eq. 1's threshold, within reach of it)."""
+
+
+def _alive(psi: nn.Parameter | None, width: int) -> torch.Tensor:
+    """(width, M) boolean keep decisions; an unsearched map keeps everything."""
+    if psi is None:
+        return torch.ones(width, 1, dtype=torch.bool)
+    alive = psi.detach().cpu() > GATE_THRESHOLD
+    return alive if alive.dim() == 2 else alive[:, None]
+
+
+def _channels(psi: nn.Parameter | None, width: int) -> list[int]:
+    return torch.nonzero(_alive(psi, width).any(dim=1)).flatten().tolist()
+
+
+@torch.no_grad()
+def _revive_strongest(psi: nn.Parameter) -> None:
+    """Open the single gate with the largest psi (just above the threshold if it was closed)."""
+    flat = psi.view(-1)
+    index = int(torch.argmax(flat))
+    flat[index] = max(float(flat[index]), GATE_THRESHOLD + 0.25)
+
+
+def _block_parts(block: SearchableBlock) -> list[nn.Parameter | None]:
+    parts = [block.psi_mult, block.psi_residual]
+    return parts + ([block.psi_pointwise] if block.conv_pointwise is not None else [])
+
+
+@torch.no_grad()
+def clean_gates(supernet: Supernet) -> None:
+    """Close or reopen gates (in place) so that every open channel contributes to the output.
+
+    - The head keeps at least one channel (otherwise the input is ignored).
+    - A block is alive in all of its 1x1, Mult and residual maps or in none: if one is empty and all
+      three are searched, the block is closed; if some are not searched (constant gates cannot be
+      closed), the strongest gate of each empty searched map is reopened instead.
+    """
+    width = supernet.cfg.width
+    if supernet.psi_head is not None and not _channels(supernet.psi_head, width):
+        _revive_strongest(supernet.psi_head)
+    for block in supernet.body:
+        parts = _block_parts(block)
+        empty = [psi for psi in parts if not _channels(psi, width)]
+        if not empty:
+            continue
+        if all(psi is not None for psi in parts):
+            for psi in parts:
+                psi.clamp_(max=DEAD_PSI)
+        else:
+            for psi in empty:
+                _revive_strongest(psi)
+
+
+def extract_architecture(supernet: Supernet) -> FGNASArchitecture:
+    """The architecture the supernet's hard gates describe (call :func:`clean_gates` first)."""
+    cfg, width = supernet.cfg, supernet.cfg.width
+    blocks = []
+    for block in supernet.body:
+        mult_alive = _alive(block.psi_mult, width)
+        if mult_alive.shape[1] == 1:  # one gate shared by every branch (or none searched)
+            mult_alive = mult_alive.expand(width, len(cfg.activations))
+        mult = {a: torch.nonzero(mult_alive[:, i]).flatten().tolist() for i, a in enumerate(cfg.activations)}
+        pointwise = _channels(block.psi_pointwise, width) if block.conv_pointwise is not None else None
+        residual = _channels(block.psi_residual, width)
+        if not residual:  # a closed block: store it empty everywhere
+            mult, pointwise = {a: [] for a in cfg.activations}, (None if pointwise is None else [])
+        blocks.append(BlockArchitecture(pointwise=pointwise, mult=mult, residual=residual))
+    return FGNASArchitecture(
+        width=width,
+        activations=list(cfg.activations),
+        head=_channels(supernet.psi_head, width),
+        blocks=blocks,
+        after_body=_channels(supernet.psi_after_body, width),
+    )
+
+
+def _copy_conv(target: nn.Conv2d, source: nn.Conv2d, outputs: list[int], inputs: list[int] | None) -> None:
+    weight = source.weight[outputs]
+    target.weight.copy_(weight if inputs is None else weight[:, inputs])
+    target.bias.copy_(source.bias[outputs])
+
+
+@torch.no_grad()
+def transfer_weights(supernet: Supernet, subnet: FGNAS) -> FGNAS:
+    """Copy the kept slices of the supernet's weights into ``subnet`` (built from the same architecture)."""
+    arch = subnet.arch
+    trunk = arch.trunk_channels()
+    _copy_conv(subnet.conv_first, supernet.conv_first, arch.head, None)
+    for index, sub_block in zip(subnet.block_indices, subnet.body, strict=True):
+        block, source = arch.blocks[index], supernet.body[index]
+        reads = arch.trunk_channels(index)
+        if block.pointwise is not None:
+            _copy_conv(sub_block.conv_pointwise, source.conv_pointwise, block.pointwise, reads)
+            reads = block.pointwise
+        mult = block.mult_channels()
+        _copy_conv(sub_block.conv_mult, source.conv_mult, mult, reads)
+        if sub_block.prelu is not None:
+            sub_block.prelu.weight.copy_(source.prelu.weight[mult])
+        _copy_conv(sub_block.conv_residual, source.conv_residual, block.residual, mult)
+    if subnet.conv_after_body is not None:
+        _copy_conv(subnet.conv_after_body, supernet.conv_after_body, arch.after_body, trunk)
+    last_in = sorted(set(arch.head) | set(arch.after_body))
+    _copy_conv(subnet.conv_last, supernet.conv_last, list(range(supernet.conv_last.out_channels)), last_in)
+    return subnet
+
+
+def extract_subnet(supernet: Supernet) -> FGNAS:
+    """Clean the gates, then build the subnet of the architecture with the supernet's weights."""
+    clean_gates(supernet)
+    arch = extract_architecture(supernet)
+    subnet = FGNAS(arch, upscale=supernet.scale, bicubic_skip=supernet.bicubic is not None)
+    return transfer_weights(supernet, subnet.to(supernet.conv_first.weight.device))

@@ -1,0 +1,118 @@
+"""Typed configuration of the ``search`` section of ``params.yaml`` (FGNAS, paper 001 Sec. 3-4).
+
+``search.sizes`` names the supernets searched (one ``search@<size>`` DVC stage each, FGNAS-S/M/L);
+each size overrides the shared ``supernet`` and ``budget``. The budget is the paper's fixed lambda
+(Eq. 2), or, beyond the paper, a target: a Mult-Adds budget at 720p or a latency budget on the
+deployment runtime (paper 002), for which lambda adapts during the search and the final architecture
+is projected into ``target x (1 +- tolerance)``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+
+from edgesr.schema import StrictModel
+from edgesr.search.supernet import SupernetConfig
+
+__all__ = [
+    "BudgetConfig",
+    "FixedLambda",
+    "LatencyBudget",
+    "MultAddsBudget",
+    "NoBudget",
+    "RetrainConfig",
+    "SearchConfig",
+    "SizeConfig",
+]
+
+
+class NoBudget(StrictModel):
+    """No resource term: objective = L1 (Table 4 rows 1 and 3)."""
+
+    type: Literal["none"] = "none"
+
+
+class FixedLambda(StrictModel):
+    """Eq. 2 with a fixed lambda: ``L1 + value * R``, R in Mult-Adds (paper: 1e-9, Sec. 4.1)."""
+
+    type: Literal["lambda"] = "lambda"
+    value: float = Field(1e-9, ge=0)
+
+
+class _TargetBudget(StrictModel):
+    """A budget that lambda is adapted to (dual ascent on the budget constraint).
+
+    The objective is ``L1 + lambda * cost / target_t``; after every iteration
+    ``log lambda += lambda_rate * (cost / target_t - 1)`` (the hard, forward cost), so lambda grows
+    while the architecture is over budget and shrinks under it. ``target_t`` falls linearly from the
+    full supernet's cost to ``target`` over the first ``ramp_fraction`` of the search, so channels are
+    pruned gradually while the weights adapt. At the end the architecture is projected into
+    ``target * (1 +- tolerance)`` (:func:`edgesr.search.budget.project_to_budget`).
+    """
+
+    tolerance: float = Field(0.05, gt=0, lt=1)
+    lambda_init: float = Field(0.05, gt=0)
+    lambda_rate: float = Field(0.02, gt=0)
+    ramp_fraction: float = Field(0.5, ge=0, le=1)
+
+
+class MultAddsBudget(_TargetBudget):
+    """Target Mult-Adds (G) for a 1280x720 output, counted as Eq. 3 (= the subnet's counted Mult-Adds)."""
+
+    type: Literal["mult_adds"] = "mult_adds"
+    target_g: float = Field(gt=0)
+
+
+class LatencyBudget(_TargetBudget):
+    """Target latency (ms) of a 1280x720 output, estimated from a per-layer table measured on the runtime."""
+
+    type: Literal["latency"] = "latency"
+    target_ms: float = Field(gt=0)
+    runtime: Literal["openvino", "onnxruntime"] = "openvino"
+    threads: int = Field(2, ge=1)
+    channel_step: int = Field(8, ge=1, description="the latency table measures every channel_step channels")
+
+
+BudgetConfig = Annotated[NoBudget | FixedLambda | MultAddsBudget | LatencyBudget, Field(discriminator="type")]
+
+
+class SizeConfig(StrictModel):
+    """One searched size (FGNAS-S / M / L): overrides of the shared supernet and budget."""
+
+    supernet: dict[str, Any] = Field(default_factory=dict)
+    budget: BudgetConfig | None = None
+
+
+class RetrainConfig(StrictModel):
+    """Retraining the searched subnets from scratch (Sec. 4.1), one ``retrain@<size>-<scale>`` stage each."""
+
+    scales: list[Literal[2, 3, 4]] = Field(default_factory=lambda: [2, 3, 4])
+    train: dict[str, Any] = Field(default_factory=dict, description="overrides of the `train` section")
+
+
+class SearchConfig(StrictModel):
+    """The ``search`` section: shared supernet and budget, the sizes, the search and retrain runs."""
+
+    supernet: SupernetConfig = SupernetConfig()
+    budget: BudgetConfig = FixedLambda()
+    output_hw: tuple[int, int] = Field((720, 1280), description="output size the budget is counted at (H, W)")
+    sizes: dict[str, SizeConfig] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict, description="overrides of `train` for the search runs")
+    retrain: RetrainConfig = RetrainConfig()
+
+    @field_validator("sizes")
+    @classmethod
+    def _valid_names(cls, sizes: dict[str, SizeConfig]) -> dict[str, SizeConfig]:
+        for name in sizes:
+            if not name.replace("_", "").isalnum():
+                raise ValueError(f"size name '{name}' must use letters, digits or '_' (it names stages and folders)")
+        return sizes
+
+    def supernet_for(self, size: str) -> SupernetConfig:
+        """The shared supernet with ``sizes[size].supernet`` merged over it."""
+        return SupernetConfig.model_validate(self.supernet.model_dump() | self.sizes[size].supernet)
+
+    def budget_for(self, size: str) -> BudgetConfig:
+        return self.sizes[size].budget or self.budget

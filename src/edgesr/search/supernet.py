@@ -1,0 +1,264 @@
+"""The FGNAS supernet (paper 001, Table 1) with its searchable block (Sec. 3.1, Fig. 1d).
+
+    conv_first   3x3 conv 3 -> C                      gated (head, M = 1)
+    body         n x searchable block                 (below)
+    conv_after_body  3x3 conv C -> C                  gated; closes the global skip from conv_first
+    conv_last    3x3 conv C -> 3 s^2, PixelShuffle(s)
+
+Searchable block, input x (C channels)::
+
+    h = g_pw * conv1x1(x)                                   (1x1 "squeeze", gated, M = 1)
+    m = conv3x3(h)                                          (the "Mult" feature map)
+    a = (g_relu * relu(m) + g_prelu * prelu(m) + g_tanh * tanh(m)) / 3
+    x = x + g_res * conv3x3(a)                              (residual output channels gated)
+
+All three activations are 0 at 0 and the sum is scaled by 1/3 (Sec. 3.1). ``pointwise: false`` drops
+the 1x1 conv (EDSR's residual block, Table 5); ``activations: [relu]`` keeps a single activation.
+What is searched (Table 4) is chosen by ``search_channels`` (head, 1x1, residual and after-body
+gates) and ``search_activations`` (one gate per activation and Mult channel). With channel search but
+no activation search the Mult map gets one gate per channel, shared by the three branches ("relocates
+the pruning ... to the feature map for the Mult operation", Sec. 4.4). An unsearched gate is a
+constant 1 and costs nothing.
+
+Interpretation choices (DESIGN.md): ``conv_after_body``'s output channels are gated too, and the
+global skip is counted as a sub-feature map of it, so ``conv_last`` reads the union of the two; an
+optional bicubic skip (``bicubic_skip``, off in the paper) adds the bicubic-upscaled input to the
+output as SAM_SR does (paper 004), a constant cost in the regularizer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from pydantic import Field, field_validator
+from torch import Tensor, nn
+
+from edgesr.models.bicubic import Bicubic
+from edgesr.models.fgnas import ActivationName
+from edgesr.schema import StrictModel
+from edgesr.search.gates import count_alive, st_gate
+
+__all__ = [
+    "ACTIVATIONS",
+    "BlockGates",
+    "CountedConv",
+    "SearchableBlock",
+    "Supernet",
+    "SupernetConfig",
+    "SupernetGates",
+    "apply_activations",
+]
+
+ACTIVATIONS: tuple[ActivationName, ...] = ("relu", "prelu", "tanh")
+
+
+class SupernetConfig(StrictModel):
+    """The search space: Table 1's supernet and the ablations of Tables 4 and 5."""
+
+    num_blocks: int = Field(16, ge=1, description="searchable blocks: 16 / 32 / 64 for FGNAS-S / M / L")
+    width: int = Field(64, ge=1, description="channels of every conv but the last (Table 1: 64)")
+    activations: list[ActivationName] = Field(default_factory=lambda: list(ACTIVATIONS))
+    pointwise: bool = Field(True, description="the block's 1x1 conv (Table 5); false = EDSR's residual block")
+    search_channels: bool = Field(True, description="gate head, 1x1, residual and after-body channels (Table 4)")
+    search_activations: bool = Field(True, description="one gate per activation per Mult channel (Table 4)")
+    bicubic_skip: bool = Field(False, description="add the bicubic-upscaled input to the output (not in paper 001)")
+    gate_init: float = Field(1.0, description="initial psi of every gate; > 0.5 starts with every channel alive")
+
+    @field_validator("activations")
+    @classmethod
+    def _distinct_activations(cls, activations: list[str]) -> list[str]:
+        if not activations or len(set(activations)) != len(activations):
+            raise ValueError(f"activations must be a non-empty list without repeats from {list(ACTIVATIONS)}")
+        return activations
+
+
+def apply_activations(m: Tensor, names: list[str], prelu: nn.PReLU | None, gates: Tensor | None) -> Tensor:
+    """``sum_a g_a * a(m) / len(names)`` over the activation branches (Sec. 3.1's 1/3 scaling).
+
+    ``gates`` is ``(C, len(names))`` or ``None`` (every branch of every channel kept).
+    """
+    total: Tensor | None = None
+    for index, name in enumerate(names):
+        if name == "relu":
+            branch = torch.relu(m)
+        elif name == "tanh":
+            branch = torch.tanh(m)
+        else:
+            branch = prelu(m)
+        if gates is not None:
+            branch = branch * gates[:, index].view(1, -1, 1, 1)
+        total = branch if total is None else total + branch
+    return total / len(names)
+
+
+def _gate_parameter(shape: tuple[int, ...], init: float) -> nn.Parameter:
+    return nn.Parameter(torch.full(shape, float(init)))
+
+
+def _gate(psi: nn.Parameter | None, channels: int, device: torch.device) -> Tensor:
+    """Binary gates of ``psi`` (Eq. 1), or constant ones when that map is not searched."""
+    return st_gate(psi) if psi is not None else torch.ones(channels, device=device)
+
+
+def _gate_or_none(psi: nn.Parameter | None) -> Tensor | None:
+    return None if psi is None else st_gate(psi)
+
+
+def _scaled(x: Tensor, gate: Tensor | None) -> Tensor:
+    return x if gate is None else x * gate.view(1, -1, 1, 1)
+
+
+@dataclass
+class BlockGates:
+    """Binary gates of one block: ``pointwise`` (C,) or None, ``mult`` (C, M), ``residual`` (C,)."""
+
+    pointwise: Tensor | None
+    mult: Tensor
+    residual: Tensor
+
+
+@dataclass
+class SupernetGates:
+    """Every gate of the supernet, forward values exactly 0 / 1, backward as Eq. 1."""
+
+    head: Tensor
+    blocks: list[BlockGates]
+    after_body: Tensor
+
+
+@dataclass(frozen=True)
+class CountedConv:
+    """One convolution of Eq. 3: kernel size and its (differentiable) alive input and output channels."""
+
+    name: str
+    kernel: int
+    alive_in: Tensor
+    alive_out: Tensor
+
+
+class SearchableBlock(nn.Module):
+    """Sec. 3.1's searchable residual block (Fig. 1d); see the module docstring for the dataflow."""
+
+    def __init__(self, cfg: SupernetConfig) -> None:
+        super().__init__()
+        width, num_acts = cfg.width, len(cfg.activations)
+        self.activations = list(cfg.activations)
+        self.conv_pointwise = nn.Conv2d(width, width, 1) if cfg.pointwise else None
+        self.conv_mult = nn.Conv2d(width, width, 3, padding=1)
+        self.prelu = nn.PReLU(width, init=0.25) if "prelu" in cfg.activations else None
+        self.conv_residual = nn.Conv2d(width, width, 3, padding=1)
+        channels = cfg.search_channels
+        self.psi_pointwise = _gate_parameter((width,), cfg.gate_init) if channels and cfg.pointwise else None
+        if cfg.search_activations:
+            self.psi_mult = _gate_parameter((width, num_acts), cfg.gate_init)
+        else:
+            self.psi_mult = _gate_parameter((width, 1), cfg.gate_init) if channels else None
+        self.psi_residual = _gate_parameter((width,), cfg.gate_init) if channels else None
+        self.search_activations = cfg.search_activations
+
+    def gates(self) -> BlockGates:
+        width, device = self.conv_mult.out_channels, self.conv_mult.weight.device
+        pointwise = _gate(self.psi_pointwise, width, device) if self.conv_pointwise is not None else None
+        mult = st_gate(self.psi_mult) if self.psi_mult is not None else torch.ones(width, 1, device=device)
+        return BlockGates(pointwise, mult, _gate(self.psi_residual, width, device))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x
+        if self.conv_pointwise is not None:
+            h = _scaled(self.conv_pointwise(h), _gate_or_none(self.psi_pointwise))
+        m = self.conv_mult(h)
+        mult_gates = _gate_or_none(self.psi_mult)
+        if not self.search_activations and mult_gates is not None:  # one gate per Mult channel, before the branches
+            m, mult_gates = _scaled(m, mult_gates[:, 0]), None
+        a = apply_activations(m, self.activations, self.prelu, mult_gates)
+        return x + _scaled(self.conv_residual(a), _gate_or_none(self.psi_residual))
+
+
+class Supernet(nn.Module):
+    """Table 1's supernet: (N, 3, H, W) in [0, 1] -> (N, 3, sH, sW), gated by straight-through gates."""
+
+    def __init__(self, cfg: SupernetConfig, scale: int) -> None:
+        super().__init__()
+        self.cfg, self.scale, width = cfg, scale, cfg.width
+        self.conv_first = nn.Conv2d(3, width, 3, padding=1)
+        self.body = nn.ModuleList(SearchableBlock(cfg) for _ in range(cfg.num_blocks))
+        self.conv_after_body = nn.Conv2d(width, width, 3, padding=1)
+        self.conv_last = nn.Conv2d(width, 3 * scale * scale, 3, padding=1)
+        self.pixel_shuffle = nn.PixelShuffle(scale)
+        self.bicubic = Bicubic(3, scale) if cfg.bicubic_skip else None
+        self.psi_head = _gate_parameter((width,), cfg.gate_init) if cfg.search_channels else None
+        self.psi_after_body = _gate_parameter((width,), cfg.gate_init) if cfg.search_channels else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        head = _scaled(self.conv_first(x), _gate_or_none(self.psi_head))
+        trunk = head
+        for block in self.body:
+            trunk = block(trunk)
+        after = _scaled(self.conv_after_body(trunk), _gate_or_none(self.psi_after_body))
+        out = self.pixel_shuffle(self.conv_last(after + head))
+        return out if self.bicubic is None else out + self.bicubic(x)
+
+    # ---- the architecture as data -------------------------------------------------------------------
+
+    def gate_parameters(self) -> list[nn.Parameter]:
+        """Every searched ``psi`` (empty when nothing is searched)."""
+        return [p for name, p in self.named_parameters() if name.rpartition(".")[2].startswith("psi_")]
+
+    def gates(self) -> SupernetGates:
+        device, width = self.conv_first.weight.device, self.cfg.width
+        return SupernetGates(
+            head=_gate(self.psi_head, width, device),
+            blocks=[block.gates() for block in self.body],
+            after_body=_gate(self.psi_after_body, width, device),
+        )
+
+    def counted_convs(self, gates: SupernetGates | None = None) -> list[CountedConv]:
+        """Every conv with its alive input / output channel counts (Eq. 4), in forward order.
+
+        A trunk channel (the input of a block's first conv, or of ``conv_after_body``) is alive when
+        the head gate or any earlier residual gate keeps it: the skip is a sub-feature map of each
+        residual (Sec. 3.2.4), so the count is :func:`count_alive` over all of them.
+        """
+        gates = gates if gates is not None else self.gates()
+        convs = [CountedConv("head", 3, _constant(3, gates.head), gates.head.sum())]
+        trunk_maps = [gates.head]
+        for index, block in enumerate(gates.blocks):
+            trunk = count_alive(torch.stack(trunk_maps, dim=-1)).sum()
+            mult_in = trunk
+            if block.pointwise is not None:
+                convs.append(CountedConv(f"block{index}.pointwise", 1, trunk, block.pointwise.sum()))
+                mult_in = block.pointwise.sum()
+            mult_out = count_alive(block.mult).sum()
+            convs.append(CountedConv(f"block{index}.mult", 3, mult_in, mult_out))
+            convs.append(CountedConv(f"block{index}.residual", 3, mult_out, block.residual.sum()))
+            trunk_maps.append(block.residual)
+        trunk = count_alive(torch.stack(trunk_maps, dim=-1)).sum()
+        convs.append(CountedConv("after_body", 3, trunk, gates.after_body.sum()))
+        last_in = count_alive(torch.stack([gates.after_body, gates.head], dim=-1)).sum()
+        convs.append(CountedConv("last", 3, last_in, _constant(3 * self.scale**2, gates.head)))
+        return convs
+
+    def mult_adds(self, output_hw: tuple[int, int] = (720, 1280)) -> Tensor:
+        """Eq. 3: ``R = sum_l K_l^2 H_l W_l (alive in)(alive out)`` for one ``output_hw`` output.
+
+        Every conv runs at the LR size ``ceil(H / s) x ceil(W / s)``, as :func:`edgesr.complexity.
+        count_complexity` counts it, plus the constant cost of the bicubic skip when there is one. The
+        forward value equals the counted Mult-Adds of the extracted subnet exactly.
+        """
+        lr_pixels = math.ceil(output_hw[0] / self.scale) * math.ceil(output_hw[1] / self.scale)
+        # float64: float32 would round a count of several G Mult-Adds by tens of units.
+        total = sum(c.kernel**2 * lr_pixels * c.alive_in.double() * c.alive_out.double() for c in self.counted_convs())
+        return total + bicubic_mult_adds(self.scale, output_hw) * (self.bicubic is not None)
+
+
+def _constant(value: int, like: Tensor) -> Tensor:
+    return torch.tensor(float(value), device=like.device)
+
+
+def bicubic_mult_adds(scale: int, output_hw: tuple[int, int]) -> int:
+    """Mult-Adds of the exportable bicubic module (its polyphase convs), counted once."""
+    from edgesr.complexity import count_complexity
+
+    return count_complexity(Bicubic(3, scale), scale, output_hw).mult_adds
