@@ -58,6 +58,25 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print(f"{args.model}: best validation PSNR-Y {result.best_psnr:.3f} dB at iteration {result.best_iteration}")
 
 
+def _cmd_search(args: argparse.Namespace) -> None:
+    from edgesr.stages import search
+
+    found = search.run(_load(args), args.size)
+    band = "within" if found.within_budget else "OUTSIDE"
+    print(
+        f"search@{args.size}: {found.mult_adds / 1e9:.3f} G Mult-Adds at 720p, cost {found.cost:.4g} "
+        f"({band} the budget), supernet validation PSNR-Y {found.val_psnr:.3f} dB"
+    )
+
+
+def _cmd_retrain(args: argparse.Namespace) -> None:
+    from edgesr.stages import retrain
+
+    result = retrain.run(_load(args), args.size, args.scale)
+    name = retrain.subnet_name(args.size, args.scale)
+    print(f"{name}: best validation PSNR-Y {result.best_psnr:.3f} dB at iteration {result.best_iteration}")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from edgesr.stages import evaluate
 
@@ -122,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params_args(p)
     p.add_argument("--model", required=True, help="a key of `models` in params.yaml")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("search", help="DVC stage: FGNAS supernet search for one size of `search.sizes`")
+    _add_params_args(p)
+    p.add_argument("--size", required=True, help="a key of `search.sizes` in params.yaml (e.g. S, M, L)")
+    p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("retrain", help="DVC stage: train a searched subnet from scratch at one scale")
+    _add_params_args(p)
+    p.add_argument("--size", required=True, help="a key of `search.sizes` whose search has run")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), required=True)
+    p.set_defaults(func=_cmd_retrain)
 
     p = sub.add_parser("evaluate", help="DVC stage: the table of every trained model and bicubic")
     _add_params_args(p)

@@ -25,6 +25,7 @@ from edgesr.data.settings import PrepareConfig
 from edgesr.files import write_text
 from edgesr.models import ModelConfig
 from edgesr.schema import StrictModel
+from edgesr.search.settings import SearchConfig
 from edgesr.train.settings import TrainConfig
 
 __all__ = [
@@ -51,6 +52,8 @@ class PathsConfig(StrictModel):
 
     prepared: str = "data/prepared"
     models: str = "models/train"
+    search: str = "models/search"
+    retrain: str = "models/retrain"
     metrics: str = "metrics"
     plots: str = "plots"
 
@@ -91,6 +94,7 @@ class Params(StrictModel):
     prepare: PrepareConfig = PrepareConfig()
     train: TrainConfig
     models: dict[str, ModelEntry]
+    search: SearchConfig = SearchConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     tracking: TrackingConfig = TrackingConfig()
 
@@ -118,11 +122,21 @@ class Params(StrictModel):
                 f"scale {self.scale} is trained and evaluated but prepare.scales {self.prepare.scales} does not "
                 f"make it; add {self.scale} to prepare.scales"
             )
-        for name in self.models:
-            hr_patch = self.train_config(name).lr_patch * self.scale
+        missing = sorted(set(self.search.retrain.scales) - set(self.prepare.scales))
+        if missing:
+            raise ValueError(
+                f"search.retrain.scales {self.search.retrain.scales} retrains at x{missing} but prepare.scales "
+                f"{self.prepare.scales} does not make them; add them to prepare.scales or drop them from retrain"
+            )
+        runs = [(f"'{name}'", self.train_config(name), self.scale) for name in self.models]
+        if self.search.sizes:
+            runs.append(("the search", self.search_train_config(), self.scale))
+            runs += [("the retraining", self.retrain_train_config(), s) for s in self.search.retrain.scales]
+        for what, train, scale in runs:
+            hr_patch = train.lr_patch * scale
             if self.prepare.min_hr_size < hr_patch:
                 raise ValueError(
-                    f"prepare.min_hr_size {self.prepare.min_hr_size} is below the HR patch of '{name}' "
+                    f"prepare.min_hr_size {self.prepare.min_hr_size} is below the HR patch of {what} "
                     f"(train.lr_patch x scale = {hr_patch}): smaller images would pass prepare and stop training; "
                     f"raise prepare.min_hr_size to at least {hr_patch} or lower train.lr_patch"
                 )
@@ -131,6 +145,14 @@ class Params(StrictModel):
     def train_config(self, name: str) -> TrainConfig:
         """``train`` with the overrides of ``models[name].train`` merged over it."""
         return _merged_train(self.train, self.models[name].train, f"models.{name}.train")
+
+    def search_train_config(self) -> TrainConfig:
+        """``train`` with ``search.train`` merged over it: the supernet search runs."""
+        return _merged_train(self.train, self.search.train, "search.train")
+
+    def retrain_train_config(self) -> TrainConfig:
+        """``train`` with ``search.retrain.train`` merged over it: the searched subnets, from scratch."""
+        return _merged_train(self.train, self.search.retrain.train, "search.retrain.train")
 
 
 def _merged_train(base: TrainConfig, overrides: Mapping[str, Any], where: str) -> TrainConfig:
@@ -142,11 +164,14 @@ def _merged_train(base: TrainConfig, overrides: Mapping[str, Any], where: str) -
 
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """``override`` over ``base``, section by section. A section whose ``type`` changes (a schedule, a
-    loss, an architecture) is replaced whole: the old type's keys mean nothing to the new one."""
+    loss, an architecture) is replaced whole: the old type's keys mean nothing to the new one; a
+    mapping overridden with ``null`` is removed (e.g. a profile drops ``search.sizes.L``)."""
     merged = dict(base)
     for key, value in override.items():
         old = merged.get(key)
-        if (
+        if value is None and isinstance(old, dict):  # `key: null` in a profile removes a section or entry
+            del merged[key]
+        elif (
             isinstance(value, Mapping)
             and isinstance(old, dict)
             and value.get("type", old.get("type")) == old.get("type")

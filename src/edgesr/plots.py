@@ -16,8 +16,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from edgesr.files import atomic_write  # noqa: E402
+from edgesr.models.fgnas import FGNASArchitecture  # noqa: E402
 
-__all__ = ["save_training_curves", "save_psnr_vs_mult_adds", "save_side_by_side"]
+__all__ = [
+    "save_architecture",
+    "save_psnr_vs_mult_adds",
+    "save_search_curves",
+    "save_side_by_side",
+    "save_training_curves",
+]
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -66,4 +73,62 @@ def save_side_by_side(bicubic: np.ndarray, sr: np.ndarray, hr: np.ndarray, crop:
         ax.set_title(label)
         ax.axis("off")
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def save_search_curves(history: Sequence[Mapping[str, float | None]], title: str, path: Path) -> Path:
+    """FGNAS search: the resource cost against its (ramped) target, lambda, and validation PSNR-Y."""
+    fig, (ax_cost, ax_lambda, ax_psnr) = plt.subplots(1, 3, figsize=(13, 3.6))
+    logged = [h for h in history if h.get("search/cost") is not None]
+    its = [h["iteration"] for h in logged]
+    ax_cost.plot(its, [h["search/cost"] for h in logged], label="cost (hard gates)")
+    if any(h.get("search/target") is not None for h in logged):
+        ax_cost.plot(its, [h.get("search/target") for h in logged], ls="--", label="target")
+    ax_cost.set(xlabel="iteration", ylabel="cost (Mult-Adds or ms)", title=title)
+    ax_cost.legend(fontsize=8)
+    ax_lambda.plot(its, [h["search/lambda"] for h in logged])
+    ax_lambda.set(xlabel="iteration", ylabel="lambda", yscale="log", title="lambda")
+    val = [(h["iteration"], h["val_psnr"]) for h in history if h.get("val_psnr") is not None]
+    if val:
+        ax_psnr.plot(*zip(*val, strict=True), marker="o", ms=3)
+    ax_psnr.set(xlabel="iteration", ylabel="validation PSNR-Y (dB)", title="supernet, hard gates")
+    for ax in (ax_cost, ax_lambda, ax_psnr):
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def save_architecture(arch: FGNASArchitecture, title: str, path: Path) -> Path:
+    """A searched FGNAS architecture in the style of paper 001, Fig. 4.
+
+    Top: channels per layer (head, then per block its 1x1, Mult and residual maps, then after-body),
+    with the alive trunk width as a line. Bottom: the activation mix of each block's Mult channels
+    (how many channels keep each combination of ReLU / PReLU / tanh).
+    """
+    fig, (ax_ch, ax_act) = plt.subplots(2, 1, figsize=(max(7.0, 1.1 * len(arch.blocks) + 3), 6.4), sharex=True)
+    positions = np.arange(len(arch.blocks))
+    width = 0.27
+    pointwise = [len(b.pointwise) if b.pointwise is not None else 0 for b in arch.blocks]
+    ax_ch.bar(positions - width, pointwise, width, label="1x1 conv")
+    ax_ch.bar(positions, [len(b.mult_channels()) for b in arch.blocks], width, label="Mult (3x3)")
+    ax_ch.bar(positions + width, [len(b.residual) for b in arch.blocks], width, label="residual (3x3)")
+    trunk = [len(arch.trunk_channels(i + 1)) for i in range(len(arch.blocks))]
+    ax_ch.plot(positions, trunk, color="black", marker="o", ms=3, label="trunk alive after block")
+    ends = f"head {len(arch.head)}, after-body {len(arch.after_body)}"
+    ax_ch.axhline(len(arch.head), color="grey", ls=":", label=ends)
+    ax_ch.set(ylabel="channels", ylim=(0, arch.width * 1.08), title=title)
+    ax_ch.legend(fontsize=7, ncol=3, loc="lower right")
+    combos: dict[str, list[int]] = {}
+    for index, block in enumerate(arch.blocks):
+        for channel in block.mult_channels():
+            key = "+".join(a for a in arch.activations if channel in set(block.mult.get(a, [])))
+            combos.setdefault(key, [0] * len(arch.blocks))[index] += 1
+    bottom = np.zeros(len(arch.blocks))
+    for key, counts in sorted(combos.items()):
+        ax_act.bar(positions, counts, 0.6, bottom=bottom, label=key)
+        bottom += counts
+    ax_act.set(ylabel="Mult channels", xlabel="block")
+    ax_act.set_xticks(positions, [str(i) for i in positions])
+    ax_act.legend(fontsize=7, ncol=4, title="activation mix", title_fontsize=7)
+    for ax in (ax_ch, ax_act):
+        ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edgesr.schema import StrictModel
 from edgesr.search.supernet import SupernetConfig
@@ -109,6 +109,16 @@ class SearchConfig(StrictModel):
             if not name.replace("_", "").isalnum():
                 raise ValueError(f"size name '{name}' must use letters, digits or '_' (it names stages and folders)")
         return sizes
+
+    @model_validator(mode="after")
+    def _sizes_build(self) -> SearchConfig:
+        for size in self.sizes:
+            try:
+                self.supernet_for(size)
+            except ValidationError as err:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+                raise ValueError(f"search.sizes.{size}.supernet: {problems}") from None
+        return self
 
     def supernet_for(self, size: str) -> SupernetConfig:
         """The shared supernet with ``sizes[size].supernet`` merged over it."""

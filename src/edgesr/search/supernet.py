@@ -28,6 +28,7 @@ output as SAM_SR does (paper 004), a constant cost in the regularizer.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -257,6 +258,7 @@ def _constant(value: int, like: Tensor) -> Tensor:
     return torch.tensor(float(value), device=like.device)
 
 
+@functools.cache
 def bicubic_mult_adds(scale: int, output_hw: tuple[int, int]) -> int:
     """Mult-Adds of the exportable bicubic module (its polyphase convs), counted once."""
     from edgesr.complexity import count_complexity

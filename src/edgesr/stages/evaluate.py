@@ -56,42 +56,61 @@ def score(model: nn.Module, pairs: list[tuple[str, np.ndarray, np.ndarray]], sca
 
 
 def _markdown(rows: list[dict], sets: list[str]) -> str:
-    head = ["model", *(f"{s} PSNR / SSIM" for s in sets), "params", "Mult-Adds 720p (G)", "latency 640x360 (ms)"]
+    head = ["model", "scale", *(f"{s} PSNR / SSIM" for s in sets), "params", "Mult-Adds 720p (G)", "latency (ms)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row["model"], *(f"{row[f'psnr_{s}']:.2f} / {row[f'ssim_{s}']:.4f}" for s in sets)]
+        cells = [row["model"], f"x{row['scale']}", *(f"{row[f'psnr_{s}']:.2f} / {row[f'ssim_{s}']:.4f}" for s in sets)]
         cells += [f"{row['params']:,}", f"{row['mult_adds_g']:.2f}", f"{row['latency_ms']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def models_to_evaluate(params: Params, root: Path = Path(".")) -> list[tuple[str, int, nn.Module]]:
+    """(name, scale, model): bicubic at every scale in play, the zoo at ``scale``, the retrained subnets."""
+    from edgesr.stages.retrain import subnet_name
+
+    subnets = [(size, s) for size in params.search.sizes for s in params.search.retrain.scales]
+    scales = sorted({params.scale} | {s for _, s in subnets})
+    entries = [(BICUBIC if s == params.scale else f"{BICUBIC}_x{s}", s, None) for s in scales]
+    entries += [(name, params.scale, root / params.paths.models / name / "best.pt") for name in params.models]
+    for size, s in subnets:
+        name = subnet_name(size, s)
+        entries.append((name, s, root / params.paths.retrain / name / "best.pt"))
+    return [
+        (name, s, build_model(default_model_config(BICUBIC), s) if ckpt is None else trained_model(ckpt, s))
+        for name, s, ckpt in entries
+    ]
+
+
 def run(params: Params, root: Path = Path(".")) -> list[dict]:
-    """Evaluate bicubic and every model of ``params.models``; returns the table rows."""
+    """Evaluate bicubic, every model of ``params.models`` and every retrained subnet; returns the rows."""
     prepared = root / params.paths.prepared
     cfg = params.evaluate
     sets = available_benchmarks(prepared) or ["val"]
-    pairs = {s: load_pairs(prepared, s, params.scale) for s in sets}
-    models: dict[str, nn.Module] = {BICUBIC: build_model(default_model_config(BICUBIC), params.scale)}
-    for name in params.models:
-        models[name] = trained_model(root / params.paths.models / name / "best.pt", params.scale)
+    models = models_to_evaluate(params, root)
+    pairs = {s: {b: load_pairs(prepared, b, s) for b in sets} for s in {scale for _, scale, _ in models}}
 
     metrics_dir, plots_dir = root / params.paths.metrics, root / params.paths.plots / "evaluate"
     with stage_run(
         "evaluate",
         experiment=params.tracking.experiment,
-        params={"evaluate": cfg.model_dump(mode="json"), "scale": params.scale, "models": list(models)},
+        params={"evaluate": cfg.model_dump(mode="json"), "scale": params.scale, "models": [m[0] for m in models]},
         params_hash=params_hash(cfg),
         data_hash=data_hash(prepared),
         root=root,
     ) as tracker:
-        rows = [_evaluate_one(name, model, pairs, params) for name, model in tqdm(models.items(), desc="evaluate")]
+        rows = [
+            _evaluate_one(name, model, scale, pairs[scale], params)
+            for name, scale, model in tqdm(models, desc="evaluate")
+        ]
         write_json(
             metrics_dir / "evaluate.json",
             {row["model"]: {k: v for k, v in row.items() if k != "model"} for row in rows},
         )
         write_text(metrics_dir / "evaluate.md", _markdown(rows, sets))
-        write_json(plots_dir / "psnr_vs_mult_adds.json", rows)
-        picture = save_psnr_vs_mult_adds(rows, sets[0], plots_dir / "psnr_vs_mult_adds.png")
+        plotted = [row for row in rows if row["scale"] == params.scale]
+        write_json(plots_dir / "psnr_vs_mult_adds.json", plotted)
+        picture = save_psnr_vs_mult_adds(plotted, sets[0], plots_dir / "psnr_vs_mult_adds.png")
         for row in rows:
             tracker.log_metrics(
                 {
@@ -106,17 +125,17 @@ def run(params: Params, root: Path = Path(".")) -> list[dict]:
 
 
 def _evaluate_one(
-    name: str, model: nn.Module, pairs: dict[str, list[tuple[str, np.ndarray, np.ndarray]]], params: Params
+    name: str, model: nn.Module, scale: int, pairs: dict[str, list[tuple[str, np.ndarray, np.ndarray]]], params: Params
 ) -> dict[str, object]:
     """One row of the table: quality per set, complexity at 720p, CPU latency (threads restored)."""
     cfg = params.evaluate
     sets = list(pairs)
-    row: dict[str, object] = {"model": name, "scale": params.scale}
+    row: dict[str, object] = {"model": name, "scale": scale}
     for s in sets:
-        row[f"psnr_{s}"], row[f"ssim_{s}"] = score(model, pairs[s], params.scale)
+        row[f"psnr_{s}"], row[f"ssim_{s}"] = score(model, pairs[s], scale)
     # the plotted axis: the first benchmark set (Set5 when present, else the validation split)
     row.update(benchmark=sets[0], psnr=row[f"psnr_{sets[0]}"])
-    complexity = count_complexity(model, params.scale, cfg.complexity_output_hw)
+    complexity = count_complexity(model, scale, cfg.complexity_output_hw)
     row.update(params=complexity.params, mult_adds_g=complexity.mult_adds / 1e9, other_ops_g=complexity.other_ops / 1e9)
     latency = measure_latency(
         model, cfg.latency_input_hw, repeats=cfg.latency_repeats, warmup=cfg.latency_warmup, threads=cfg.latency_threads

@@ -1,0 +1,160 @@
+"""Stage ``search@<size>``: FGNAS supernet search for one size (paper 001, Sec. 3.2 and 4.1).
+
+Trains the supernet's weights and gate parameters jointly on ``L1 + lambda R`` (Eq. 2), cleans and,
+for a target budget, projects the final gates into the budget's tolerance band, then writes to
+``<paths.search>/<size>/``: ``architecture.json`` (the searched subnet, :class:`FGNASArchitecture`),
+``supernet.pt`` (final supernet weights and gates, ``weights_only`` loadable), ``architecture.png``
+(Fig. 4 style), ``search_curves.png``, the trainer's ``last.pt`` / ``best.pt`` / ``history.json``;
+``metrics/search/<size>.json`` and ``plots/search/<size>.csv``. MLflow gets the loss, R (or the
+latency estimate), lambda, the alive channels of every conv over time and validation PSNR.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from edgesr.config import ConfigError, Params, params_hash
+from edgesr.data.patches import PatchSampler
+from edgesr.data.prepare import load_pairs
+from edgesr.files import atomic_write, write_json, write_text
+from edgesr.models.fgnas import FGNASArchitecture
+from edgesr.plots import save_architecture, save_search_curves
+from edgesr.search.budget import CostFunction, SearchObjective, alive_channels, budget_target, project_to_budget
+from edgesr.search.extract import clean_gates, extract_architecture
+from edgesr.search.settings import BudgetConfig, LatencyBudget
+from edgesr.search.supernet import Supernet
+from edgesr.stages import data_hash
+from edgesr.stages.train import history_csv, keep_only_an_unfinished_run
+from edgesr.tracking import stage_run
+from edgesr.train.trainer import train, validate
+
+ARCHITECTURE_FILE = "architecture.json"
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a finished search found: the architecture and its cost against the budget."""
+
+    architecture: FGNASArchitecture
+    mult_adds: int
+    cost: float
+    target: float | None
+    within_budget: bool
+    val_psnr: float
+
+
+def cost_function(budget: BudgetConfig, supernet: Supernet, output_hw: tuple[int, int]) -> CostFunction:
+    """Eq. 3's Mult-Adds at ``output_hw``, or the latency estimate of a per-layer table (paper 002)."""
+    if isinstance(budget, LatencyBudget):
+        from edgesr.search.latency_table import build_latency_table
+
+        table = build_latency_table(
+            supernet.cfg,
+            supernet.scale,
+            output_hw=output_hw,
+            runtime=budget.runtime,
+            threads=budget.threads,
+            step=budget.channel_step,
+        )
+        return lambda net: table.estimate_ms(net.counted_convs())
+    return lambda net: net.mult_adds(output_hw)
+
+
+def finish_search(supernet: Supernet, budget: BudgetConfig, cost: CostFunction) -> tuple[float, bool]:
+    """Clean the gates and, for a target budget, project them into its band; returns (cost, within band)."""
+    target = budget_target(budget)
+    if target is None:
+        clean_gates(supernet)
+        return float(cost(supernet)), True
+    final = project_to_budget(supernet, cost, target)
+    return final, abs(final / target - 1.0) <= budget.tolerance
+
+
+def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
+    """Search ``params.search.sizes[size]`` at ``params.scale``; resumes an interrupted search."""
+    cfg = params.search
+    if size not in cfg.sizes:
+        known = ", ".join(cfg.sizes) or "none"
+        raise ConfigError(f"no size '{size}' in params.yaml `search.sizes`; known: {known}")
+    supernet_cfg, budget, train_cfg = cfg.supernet_for(size), cfg.budget_for(size), params.search_train_config()
+    prepared, out_dir = root / params.paths.prepared, root / params.paths.search / size
+    torch.manual_seed(train_cfg.seed)
+    supernet = Supernet(supernet_cfg, params.scale)
+    cost = cost_function(budget, supernet, cfg.output_hw)
+    with torch.no_grad():
+        full_cost = float(cost(supernet))
+    objective = SearchObjective(budget, cost, full_cost, train_cfg.iterations)
+    train_pairs = load_pairs(prepared, "train", params.scale)
+    val_pairs = load_pairs(prepared, "val", params.scale)
+    sampler = PatchSampler([(lr, hr) for _, lr, hr in train_pairs], params.scale, train_cfg.lr_patch, train_cfg.seed)
+    settings = {
+        "supernet": supernet_cfg.model_dump(mode="json"),
+        "budget": budget.model_dump(mode="json"),
+        "output_hw": list(cfg.output_hw),
+    }
+    metadata = {"name": size, "scale": params.scale, "search": settings, "data_hash": data_hash(prepared)}
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    keep_only_an_unfinished_run(out_dir, f"search@{size}", train_cfg, params.scale, metadata, is_main)
+    args = (supernet, sampler, val_pairs, train_cfg, params.scale, out_dir)
+    if not is_main:
+        train(*args, metadata=metadata, objective=objective)
+        return _finish(supernet, budget, cost, val_pairs, params.scale)
+    stage_params = {"search": settings, "train": train_cfg.model_dump(mode="json"), "scale": params.scale}
+    with stage_run(
+        f"search@{size}",
+        experiment=params.tracking.experiment,
+        params=stage_params,
+        params_hash=params_hash(stage_params),
+        data_hash=metadata["data_hash"],
+        root=root,
+    ) as tracker:
+        result = train(*args, tracker=tracker, metadata=metadata, objective=objective)
+        found = _finish(supernet, budget, cost, val_pairs, params.scale)
+        if not found.within_budget:
+            print(
+                f"search@{size}: the final cost {found.cost:.4g} is outside target {found.target:.4g} "
+                f"+-{budget.tolerance:.0%}; search longer (search.train.iterations) or raise lambda_rate"
+            )
+        title = f"FGNAS-{size} x{params.scale}: {found.mult_adds / 1e9:.2f} G Mult-Adds at 720p"
+        write_text(out_dir / ARCHITECTURE_FILE, found.architecture.model_dump_json(indent=1) + "\n")
+        atomic_write(out_dir / "supernet.pt", lambda t: torch.save(supernet.state_dict(), t))
+        pictures = [
+            save_architecture(found.architecture, title, out_dir / "architecture.png"),
+            save_search_curves(result.history, f"search@{size}", out_dir / "search_curves.png"),
+        ]
+        summary = {
+            "mult_adds_g": found.mult_adds / 1e9,
+            "cost": found.cost,
+            "target": found.target,
+            "within_budget": found.within_budget,
+            "val_psnr_y": found.val_psnr,
+            "full_cost": full_cost,
+            "iterations": result.final_iteration,
+            "alive": alive_channels(supernet),
+        }
+        write_json(root / params.paths.metrics / "search" / f"{size}.json", summary)
+        columns = ("loss", "search/cost", "search/lambda", "val_psnr")
+        write_text(root / params.paths.plots / "search" / f"{size}.csv", history_csv(result.history, columns))
+        tracker.log_metrics({f"final/{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)})
+        for path in [out_dir / ARCHITECTURE_FILE, *pictures]:
+            tracker.log_artifact(path)
+    return found
+
+
+def _finish(supernet: Supernet, budget: BudgetConfig, cost: CostFunction, val_pairs: list, scale: int) -> SearchResult:
+    final_cost, within = finish_search(supernet, budget, cost)
+    architecture = extract_architecture(supernet)
+    with torch.no_grad():
+        mult_adds = round(float(supernet.mult_adds()))
+    return SearchResult(
+        architecture=architecture,
+        mult_adds=mult_adds,
+        cost=final_cost,
+        target=budget_target(budget),
+        within_budget=within,
+        val_psnr=validate(supernet, val_pairs, scale),
+    )

@@ -1,0 +1,203 @@
+"""FGNAS (paper 001): gates (Eq. 1), union count (Eq. 4), regularizer (Eq. 3), objective (Eq. 2),
+extraction invariants, budget projection and a resumable search with the trainer."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from edgesr.complexity import count_complexity
+from edgesr.data.patches import PatchSampler
+from edgesr.models import FGNASArchitecture, FGNASConfig, build_model
+from edgesr.search.budget import SearchObjective, project_to_budget
+from edgesr.search.extract import clean_gates, extract_architecture, extract_subnet
+from edgesr.search.gates import count_alive, st_gate
+from edgesr.search.settings import FixedLambda, MultAddsBudget, NoBudget
+from edgesr.search.supernet import Supernet, SupernetConfig, bicubic_mult_adds
+from edgesr.train.trainer import train
+from tests.ddp_worker import Interrupted, interrupt_at, tiny_config, tiny_data
+
+LR_PIXELS_X2 = 360 * 640  # the LR frame of a 1280x720 output at x2
+
+
+def _randomise_gates(net: Supernet, seed: int, open_fraction: float = 0.6) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for psi in net.gate_parameters():
+            psi.copy_(torch.rand(psi.shape, generator=generator) + (open_fraction - 0.5))
+
+
+def test_straight_through_gate_is_binary_forward_and_sigmoid_backward():
+    psi = torch.tensor([-1.0, 0.2, 0.5, 0.5001, 2.0], requires_grad=True)
+    gate = st_gate(psi)
+    assert gate.tolist() == [0.0, 0.0, 0.0, 1.0, 1.0]  # Eq. 1: 1[psi > 0.5]
+    weights = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    (gate * weights).sum().backward()
+    sigmoid = torch.sigmoid(psi.detach())
+    torch.testing.assert_close(psi.grad, weights * sigmoid * (1 - sigmoid))
+
+
+def test_count_alive_is_a_union_forward_and_a_sum_backward():
+    gates = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0]], requires_grad=True)
+    alive = count_alive(gates)
+    assert alive.tolist() == [0.0, 1.0, 1.0]  # Eq. 4: 1[sum_i g_i >= 1]
+    (alive * torch.tensor([2.0, 3.0, 5.0])).sum().backward()
+    # backward of sum_i g_i: every sub-map of a channel receives that channel's gradient
+    assert gates.grad.tolist() == [[2.0] * 3, [3.0] * 3, [5.0] * 3]
+
+
+def test_full_supernet_regularizer_equals_table_1_closed_form_and_the_counter():
+    net = Supernet(SupernetConfig(), scale=2)  # Table 1: 16 blocks of width 64, 12 outputs
+    per_block = (1 + 9 + 9) * 64 * 64  # 1x1, Mult 3x3, residual 3x3
+    expected = LR_PIXELS_X2 * (9 * 3 * 64 + 16 * per_block + 9 * 64 * 64 + 9 * 64 * 12)
+    assert net.mult_adds().item() == expected == 297_374_515_200  # paper Table 4 (1): 292.3 G
+    assert count_complexity(net, 2).mult_adds == expected
+
+
+def test_regularizer_counts_trunk_as_union_of_head_and_residuals():
+    cfg = SupernetConfig(num_blocks=2, width=4, activations=["relu", "tanh"])
+    net = Supernet(cfg, scale=2)
+    with torch.no_grad():
+        net.psi_head.copy_(torch.tensor([1.0, 1.0, 0.0, 0.0]))  # head keeps channels {0, 1}
+        net.body[0].psi_pointwise.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))  # 1 channel
+        net.body[0].psi_mult.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]))  # union 3
+        net.body[0].psi_residual.copy_(torch.tensor([0.0, 1.0, 1.0, 0.0]))  # writes {1, 2}
+        net.body[1].psi_pointwise.copy_(torch.tensor([1.0, 1.0, 0.0, 0.0]))  # 2
+        net.body[1].psi_mult.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]))  # 1
+        net.body[1].psi_residual.copy_(torch.tensor([0.0, 0.0, 0.0, 1.0]))  # writes {3}
+        net.psi_after_body.copy_(torch.tensor([0.0, 0.0, 1.0, 0.0]))  # {2}; last reads {0, 1} | {2}
+    terms = [
+        9 * 3 * 2,  # head: 3 -> 2
+        1 * 2 * 1, 9 * 1 * 3, 9 * 3 * 2,  # block 0: trunk {0,1}: 2 -> 1 -> 3 -> 2
+        1 * 3 * 2, 9 * 2 * 1, 9 * 1 * 1,  # block 1: trunk {0,1,2}: 3 -> 2 -> 1 -> 1
+        9 * 4 * 1,  # after body: trunk {0,1,2,3} -> 1
+        9 * 3 * 12,  # last: {0,1,2} -> 12
+    ]  # fmt: skip
+    assert net.mult_adds().item() == LR_PIXELS_X2 * sum(terms)
+
+
+def test_regularizer_gradient_of_a_head_gate_sums_every_conv_that_counts_it():
+    cfg = SupernetConfig(num_blocks=3, width=4)
+    net = Supernet(cfg, scale=2)
+    net.mult_adds().backward()
+    sigmoid = torch.sigmoid(torch.tensor(cfg.gate_init))
+    slope = float(sigmoid * (1 - sigmoid))
+    # dR/dgamma_head: head out (9*3), each block's 1x1 input (1*4), after-body input (9*4), last input (9*12)
+    expected = LR_PIXELS_X2 * (9 * 3 + 3 * 1 * 4 + 9 * 4 + 9 * 12) * slope
+    assert net.psi_head.grad.tolist() == pytest.approx([expected] * 4, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "scale"),
+    [
+        ({}, 2),
+        ({"search_activations": False}, 2),  # Table 4 (2): channel search only
+        ({"search_channels": False}, 3),  # Table 4 (3): activation search only
+        ({"pointwise": False, "activations": ["relu"]}, 2),  # Table 5 (1): EDSR's residual block
+        ({"bicubic_skip": True}, 4),
+    ],
+)
+def test_extracted_subnet_equals_hard_gated_supernet_and_counts_as_the_regularizer(overrides, scale):
+    torch.manual_seed(0)
+    net = Supernet(SupernetConfig(num_blocks=4, width=12, **overrides), scale)
+    _randomise_gates(net, seed=1, open_fraction=0.45)
+    subnet = extract_subnet(net)  # cleans the gates first
+    x = torch.rand(2, 3, 13, 11)
+    with torch.no_grad():
+        assert (net(x) - subnet(x)).abs().max().item() < 1e-5
+    assert count_complexity(subnet, scale).mult_adds == round(net.mult_adds().item())
+    assert count_complexity(subnet, scale).params < count_complexity(net, scale).params
+    # the architecture round-trips through JSON into a zoo model of the same size
+    arch = FGNASArchitecture.model_validate_json(subnet.arch.model_dump_json())
+    rebuilt = build_model(FGNASConfig(architecture=arch, bicubic_skip=overrides.get("bicubic_skip", False)), scale)
+    assert count_complexity(rebuilt, scale) == count_complexity(subnet, scale)
+
+
+def test_cleaning_closes_blocks_whose_work_reaches_nothing():
+    net = Supernet(SupernetConfig(num_blocks=2, width=4), scale=2)
+    with torch.no_grad():
+        net.body[0].psi_residual.fill_(0.0)  # block 0 writes nothing: its 1x1 and Mult work is wasted
+    before = net.mult_adds().item()
+    clean_gates(net)
+    arch = extract_architecture(net)
+    assert arch.blocks[0].is_empty() and arch.blocks[0].pointwise == [] and not arch.blocks[0].mult_channels()
+    assert net.mult_adds().item() == before - LR_PIXELS_X2 * (1 * 4 * 4 + 9 * 4 * 4)
+
+
+def test_architecture_rejects_inconsistent_channel_lists():
+    block = {"pointwise": [0], "mult": {"relu": [1, 0]}, "residual": [2]}
+    with pytest.raises(ValidationError, match=r"blocks\[0\].mult.relu must be sorted, distinct"):
+        FGNASArchitecture(width=4, activations=["relu"], head=[0], blocks=[block], after_body=[])
+    half_dead = {"pointwise": [], "mult": {"relu": [1]}, "residual": [2]}
+    with pytest.raises(ValidationError, match=r"keeps some but not all"):
+        FGNASArchitecture(width=4, activations=["relu"], head=[0], blocks=[half_dead], after_body=[])
+
+
+def test_objective_is_eq_2_with_fixed_lambda_and_adapts_lambda_to_a_target():
+    net = Supernet(SupernetConfig(num_blocks=2, width=8), scale=2)
+    loss = torch.tensor(0.25)
+    full = net.mult_adds().item()
+    fixed = SearchObjective(FixedLambda(value=1e-9), lambda m: m.mult_adds(), full, 100)
+    assert fixed(net, loss, 0).item() == pytest.approx(0.25 + 1e-9 * full)
+    assert SearchObjective(NoBudget(), lambda m: m.mult_adds(), full, 100)(net, loss, 0) is loss
+
+    budget = MultAddsBudget(target_g=full / 2e9, lambda_init=0.1, lambda_rate=0.1, ramp_fraction=0.0)
+    target = SearchObjective(budget, lambda m: m.mult_adds(), full, 100)
+    total = target(net, loss, 0)  # uses lambda_init, then steps log lambda by rate * (R / target - 1) = +0.1
+    assert total.item() == pytest.approx(0.25 + 0.1 * 2.0)
+    assert target.current_lambda() == pytest.approx(0.1 * math.exp(0.1))
+    with torch.no_grad():
+        for psi in net.gate_parameters():
+            psi.fill_(0.0)  # everything closed: far under budget, so lambda falls
+    target(net, loss, 1)
+    assert target.current_lambda() < 0.1 * math.exp(0.1)
+    assert "log_lambda" in target.state_dict()
+    ramped = SearchObjective(budget.model_copy(update={"ramp_fraction": 0.5}), lambda m: m.mult_adds(), full, 100)
+    assert ramped.target_at(0) == full and ramped.target_at(25) == pytest.approx(0.75 * full)
+    assert ramped.target_at(50) == ramped.target_at(99) == pytest.approx(full / 2)
+
+
+@pytest.mark.parametrize("target_g", [3.5, 7.0, 12.0])
+def test_projection_lands_within_five_percent_and_keeps_the_learned_order(target_g):
+    net = Supernet(SupernetConfig(num_blocks=4, width=32, bicubic_skip=True), scale=2)
+    _randomise_gates(net, seed=2, open_fraction=0.8)
+    order = torch.cat([p.detach().flatten() for p in net.gate_parameters()]).argsort()
+    final = project_to_budget(net, lambda m: m.mult_adds(), target_g * 1e9)
+    assert abs(final / (target_g * 1e9) - 1) <= 0.05
+    assert net.mult_adds().item() == final
+    shifted = torch.cat([p.detach().flatten() for p in net.gate_parameters()])
+    assert torch.equal(shifted.argsort(), order)  # one common shift (cleaning only closes gates)
+    assert count_complexity(extract_subnet(net), 2).mult_adds == round(final)
+
+
+def test_bicubic_skip_cost_is_counted_once():
+    with_skip = Supernet(SupernetConfig(num_blocks=1, width=4, bicubic_skip=True), scale=2)
+    without = Supernet(SupernetConfig(num_blocks=1, width=4), scale=2)
+    assert with_skip.mult_adds().item() - without.mult_adds().item() == bicubic_mult_adds(2, (720, 1280)) > 0
+
+
+def test_search_resumes_exactly_with_its_lambda(tmp_path):
+    cfg = tiny_config(iterations=12, checkpoint_every=4, val_every=4)
+    train_pairs, val_pairs = tiny_data()
+    budget = MultAddsBudget(target_g=0.05, lambda_rate=0.5, ramp_fraction=0.25)
+
+    def search(out_dir, on_iteration=None):
+        torch.manual_seed(0)
+        net = Supernet(SupernetConfig(num_blocks=2, width=8), scale=2)
+        objective = SearchObjective(budget, lambda m: m.mult_adds(), net.mult_adds().item(), cfg.iterations)
+        sampler = PatchSampler(train_pairs, 2, cfg.lr_patch, cfg.seed)
+        result = train(net, sampler, val_pairs, cfg, 2, out_dir, objective=objective, on_iteration=on_iteration)
+        return net, objective, result
+
+    reference, ref_objective, ref_result = search(tmp_path / "reference")
+    assert ref_objective.current_lambda() != pytest.approx(budget.lambda_init)  # the controller moved
+    assert {"search/cost", "search/lambda", "alive/block0.mult"} <= set(ref_result.history[-1])
+    with pytest.raises(Interrupted):
+        search(tmp_path / "run", interrupt_at(6))
+    resumed, objective, _ = search(tmp_path / "run")
+    assert objective.current_lambda() == ref_objective.current_lambda()
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
