@@ -52,11 +52,25 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, prefe
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     params = load_params(smoke_project / "params.yaml")
     stages = pipeline_flow(project_dir=str(smoke_project))
-    assert stages == ["prepare", *(f"train@{name}" for name in params.models), "evaluate"]
+    sizes, scales = list(params.search.sizes), params.search.retrain.scales
+    assert stages == [
+        "prepare",
+        *(f"train@{name}" for name in params.models),
+        *(f"search@{size}" for size in sizes),
+        *(f"retrain@{size}-{scale}" for size in sizes for scale in scales),
+        "evaluate",
+    ]
 
-    # the evaluate table has bicubic and every trained model, with the conventions' numbers
+    # the evaluate table has bicubic, every trained model and every retrained subnet
     table = json.loads((smoke_project / "metrics" / "evaluate.json").read_text())
-    assert set(table) == {"bicubic", *params.models}
+    subnets = {f"fgnas_{size}_x{scale}" for size in sizes for scale in scales}
+    assert set(table) == {"bicubic", *params.models, *subnets}
+    for size in sizes:
+        # the searched budget is met, and the retrained subnet costs exactly what the search counted (Eq. 3)
+        found = json.loads((smoke_project / "metrics" / "search" / f"{size}.json").read_text())
+        assert found["within_budget"] and abs(found["cost"] / found["target"] - 1) <= 0.05
+        assert table[f"fgnas_{size}_x2"]["mult_adds_g"] == pytest.approx(found["mult_adds_g"], rel=1e-12)
+        assert (smoke_project / "models" / "search" / size / "architecture.png").stat().st_size > 0
     if (ROOT.parent / "shared" / "data" / "Set5" / "HR").is_dir():
         assert table["bicubic"]["psnr_Set5"] == pytest.approx(33.66, abs=0.03)
         assert table["bicubic"]["ssim_Set5"] == pytest.approx(0.9299, abs=0.002)

@@ -20,7 +20,14 @@ from edgesr.search.gates import GATE_THRESHOLD
 from edgesr.search.settings import BudgetConfig, FixedLambda, LatencyBudget, MultAddsBudget, NoBudget
 from edgesr.search.supernet import Supernet
 
-__all__ = ["CostFunction", "SearchObjective", "alive_channels", "budget_target", "project_to_budget"]
+__all__ = [
+    "CostFunction",
+    "SearchObjective",
+    "alive_channels",
+    "budget_target",
+    "finish_search",
+    "project_to_budget",
+]
 
 #: cost(supernet) -> differentiable resource estimate (Mult-Adds, or ms) of its hard-gated architecture.
 CostFunction = Callable[[Supernet], Tensor]
@@ -137,3 +144,13 @@ def project_to_budget(supernet: Supernet, cost: CostFunction, target: float) -> 
             high = middle
     best = min((low, high), key=lambda index: abs(cost_at(index) / target - 1.0))
     return cost_at(best)
+
+
+def finish_search(supernet: Supernet, budget: BudgetConfig, cost: CostFunction) -> tuple[float, bool]:
+    """Clean the gates and, for a target budget, project them into its band; returns (cost, within band)."""
+    target = budget_target(budget)
+    if target is None:
+        clean_gates(supernet)
+        return float(cost(supernet)), True
+    final = project_to_budget(supernet, cost, target)
+    return final, abs(final / target - 1.0) <= budget.tolerance

@@ -23,8 +23,8 @@ from edgesr.data.prepare import load_pairs
 from edgesr.files import atomic_write, write_json, write_text
 from edgesr.models.fgnas import FGNASArchitecture
 from edgesr.plots import save_architecture, save_search_curves
-from edgesr.search.budget import CostFunction, SearchObjective, alive_channels, budget_target, project_to_budget
-from edgesr.search.extract import clean_gates, extract_architecture
+from edgesr.search.budget import CostFunction, SearchObjective, alive_channels, budget_target, finish_search
+from edgesr.search.extract import extract_architecture
 from edgesr.search.settings import BudgetConfig, LatencyBudget
 from edgesr.search.supernet import Supernet
 from edgesr.stages import data_hash
@@ -62,16 +62,6 @@ def cost_function(budget: BudgetConfig, supernet: Supernet, output_hw: tuple[int
         )
         return lambda net: table.estimate_ms(net.counted_convs())
     return lambda net: net.mult_adds(output_hw)
-
-
-def finish_search(supernet: Supernet, budget: BudgetConfig, cost: CostFunction) -> tuple[float, bool]:
-    """Clean the gates and, for a target budget, project them into its band; returns (cost, within band)."""
-    target = budget_target(budget)
-    if target is None:
-        clean_gates(supernet)
-        return float(cost(supernet)), True
-    final = project_to_budget(supernet, cost, target)
-    return final, abs(final / target - 1.0) <= budget.tolerance
 
 
 def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
