@@ -109,9 +109,17 @@ def _placement(channels: list[int], within: list[int]) -> Tensor:
     return torch.tensor([where.get(c, len(channels)) for c in within], dtype=torch.long)
 
 
-def _place(x: Tensor, placement: Tensor) -> Tensor:
-    """Scatter x's channels into a wider map (zeros elsewhere) as a Gather over x plus one zero channel."""
-    return F.pad(x, (0, 0, 0, 0, 0, 1)).index_select(1, placement)
+def _place(x: Tensor, placement: Tensor | None) -> Tensor:
+    """Scatter x's channels into a wider map (zeros elsewhere) as a Gather over x plus one zero channel.
+
+    ``None`` means x already is the wider map (no Gather: runtimes run Pad + Gather with slow kernels).
+    """
+    return x if placement is None else F.pad(x, (0, 0, 0, 0, 0, 1)).index_select(1, placement)
+
+
+def _register_placement(module: nn.Module, name: str, channels: list[int], within: list[int]) -> None:
+    """A non-persistent buffer with :func:`_placement`, or None when ``channels`` already is ``within``."""
+    module.register_buffer(name, None if channels == within else _placement(channels, within), persistent=False)
 
 
 class FGNASBlock(nn.Module):
@@ -139,7 +147,7 @@ class FGNASBlock(nn.Module):
             self.register_buffer(f"mask_{name}", mask.view(1, -1, 1, 1), persistent=False)
         self.masked = set(masks)
         self.conv_residual = nn.Conv2d(len(mult), len(block.residual), 3, padding=1)
-        self.register_buffer("write", _placement(block.residual, trunk), persistent=False)
+        _register_placement(self, "write", block.residual, trunk)
 
     def forward(self, trunk: Tensor) -> Tensor:
         h = trunk if self.reads_everything else trunk.index_select(1, self.read)
@@ -163,13 +171,13 @@ class FGNAS(nn.Module):
         self.arch, self.upscale, self.num_in_ch = arch, upscale, 3
         trunk = arch.trunk_channels()
         self.conv_first = nn.Conv2d(3, len(arch.head), 3, padding=1)
-        self.register_buffer("head_to_trunk", _placement(arch.head, trunk), persistent=False)
+        _register_placement(self, "head_to_trunk", arch.head, trunk)
         self.body = nn.ModuleList(FGNASBlock(b, arch, i) for i, b in enumerate(arch.blocks) if not b.is_empty())
         self.block_indices = [i for i, b in enumerate(arch.blocks) if not b.is_empty()]
         last_in = sorted(set(arch.head) | set(arch.after_body))
         self.conv_after_body = nn.Conv2d(len(trunk), len(arch.after_body), 3, padding=1) if arch.after_body else None
-        self.register_buffer("after_to_last", _placement(arch.after_body, last_in), persistent=False)
-        self.register_buffer("head_to_last", _placement(arch.head, last_in), persistent=False)
+        _register_placement(self, "after_to_last", arch.after_body, last_in)
+        _register_placement(self, "head_to_last", arch.head, last_in)
         self.conv_last = nn.Conv2d(len(last_in), 3 * upscale * upscale, 3, padding=1)
         self.pixel_shuffle = nn.PixelShuffle(upscale)
         self.bicubic = Bicubic(3, upscale) if bicubic_skip else None
