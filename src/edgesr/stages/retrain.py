@@ -15,7 +15,7 @@ from pathlib import Path
 from edgesr.config import ConfigError, Params
 from edgesr.models.fgnas import FGNASArchitecture, FGNASConfig
 from edgesr.stages.search import ARCHITECTURE_FILE
-from edgesr.stages.train import TrainingRun, train_one
+from edgesr.stages.train import train_one, training_run
 from edgesr.train.trainer import TrainResult
 
 
@@ -40,20 +40,5 @@ def run(params: Params, size: str, scale: int, root: Path = Path(".")) -> TrainR
         raise ConfigError(f"scale {scale} is not in search.retrain.scales {params.search.retrain.scales}")
     bicubic_skip = params.search.supernet_for(size).bicubic_skip
     model_cfg = FGNASConfig(architecture=load_architecture(params, size, root), bicubic_skip=bicubic_skip)
-    name, paths = subnet_name(size, scale), params.paths
-    return train_one(
-        TrainingRun(
-            stage=f"retrain@{size}-{scale}",
-            name=name,
-            model_cfg=model_cfg,
-            train_cfg=params.retrain_train_config(),
-            scale=scale,
-            prepared=Path(paths.prepared),
-            out_dir=Path(paths.retrain) / name,
-            metrics_file=Path(paths.metrics) / "retrain" / f"{name}.json",
-            plot_file=Path(paths.plots) / "retrain" / f"{name}.csv",
-            experiment=params.tracking.experiment,
-            sample_crop=params.tracking.sample_crop,
-        ),
-        root,
-    )
+    name, cfg = subnet_name(size, scale), params.retrain_train_config()
+    return train_one(training_run(params, f"retrain@{size}-{scale}", name, model_cfg, cfg, scale, "retrain"), root)

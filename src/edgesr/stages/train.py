@@ -148,24 +148,29 @@ def train_one(run: TrainingRun, root: Path = Path(".")) -> TrainResult:
     return result
 
 
+def training_run(
+    params: Params, stage: str, name: str, model_cfg: ModelConfig, train_cfg: TrainConfig, scale: int, group: str
+) -> TrainingRun:
+    """The run's paths from ``params.paths``: ``<paths.<group>>/<name>``, ``metrics/<group>/<name>.json``, ..."""
+    paths = params.paths
+    return TrainingRun(
+        stage=stage,
+        name=name,
+        model_cfg=model_cfg,
+        train_cfg=train_cfg,
+        scale=scale,
+        prepared=Path(paths.prepared),
+        out_dir=Path(getattr(paths, group)) / name,
+        metrics_file=Path(paths.metrics) / ("train" if group == "models" else group) / f"{name}.json",
+        plot_file=Path(paths.plots) / ("train" if group == "models" else group) / f"{name}.csv",
+        experiment=params.tracking.experiment,
+        sample_crop=params.tracking.sample_crop,
+    )
+
+
 def run(params: Params, name: str, root: Path = Path(".")) -> TrainResult:
     """Stage ``train@<name>``: train ``params.models[name]`` at ``params.scale``."""
     if name not in params.models:
         raise ConfigError(f"no model '{name}' in params.yaml `models`; known: {', '.join(params.models)}")
-    paths = params.paths
-    return train_one(
-        TrainingRun(
-            stage=f"train@{name}",
-            name=name,
-            model_cfg=params.models[name].arch,
-            train_cfg=params.train_config(name),
-            scale=params.scale,
-            prepared=Path(paths.prepared),
-            out_dir=Path(paths.models) / name,
-            metrics_file=Path(paths.metrics) / "train" / f"{name}.json",
-            plot_file=Path(paths.plots) / "train" / f"{name}.csv",
-            experiment=params.tracking.experiment,
-            sample_crop=params.tracking.sample_crop,
-        ),
-        root,
-    )
+    arch, cfg = params.models[name].arch, params.train_config(name)
+    return train_one(training_run(params, f"train@{name}", name, arch, cfg, params.scale, "models"), root)
