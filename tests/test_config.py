@@ -124,7 +124,10 @@ def test_stages_must_fit_together(tmp_path):
         load_params(_write(tmp_path, lambda d: (d.update(scale=3), d["prepare"].update(scales=[2]))))
     # x4 with 32-pixel LR patches needs HR images of at least 128 pixels
     with pytest.raises(ConfigError, match=r"prepare.min_hr_size 96 is below the HR patch of '\w+' .* = 128"):
-        load_params(_write(tmp_path, lambda d: d.update(scale=4)))
+        load_params(_write(tmp_path, lambda d: (d.update(scale=4), d["prepare"].update(min_hr_size=96))))
+    # the same for the x4 retraining of the searched subnets
+    with pytest.raises(ConfigError, match=r"min_hr_size 96 is below the HR patch of the retraining .* = 128"):
+        load_params(_write(tmp_path, lambda d: d["prepare"].update(min_hr_size=96)))
 
 
 def test_profiles_are_looked_up_beside_the_params_file(tmp_path):
@@ -134,3 +137,21 @@ def test_profiles_are_looked_up_beside_the_params_file(tmp_path):
     assert load_params(path, "tiny").train.iterations == 3
     with pytest.raises(ConfigError, match=r"unknown profile 'smoke'; profiles in .*: tiny"):
         load_params(path, "smoke")
+
+
+def test_search_section_errors_name_the_key(tmp_path):
+    path = _write(tmp_path, lambda d: d["search"]["sizes"]["S"].update(supernet={"widht": 16}))
+    with pytest.raises(ConfigError, match=r"search.sizes.S.supernet: widht: Extra inputs are not permitted"):
+        load_params(path)
+    path = _write(tmp_path, lambda d: d["search"]["sizes"]["S"].update(budget={"type": "flops", "target_g": 1}))
+    with pytest.raises(ConfigError, match=r"search.sizes.S.budget: Input tag 'flops'.*'none', 'lambda', 'mult_adds', 'latency'"):
+        load_params(path)
+    path = _write(tmp_path, lambda d: d["prepare"].update(scales=[2, 3]))
+    with pytest.raises(ConfigError, match=r"retrains at x\[4\] but prepare.scales \[2, 3\] does not make them"):
+        load_params(path)
+
+
+def test_a_profile_removes_a_section_with_null(tmp_path):
+    params = load_params(ROOT / "params.yaml", ROOT / "profiles" / "cpu-long.yaml")
+    assert list(params.search.sizes) == ["S"] and "espcn" not in params.models
+    assert params.search.supernet_for("S").width == 48 and params.search.budget_for("S").target_g == 45.0
