@@ -66,6 +66,44 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print((Path(params.paths.metrics) / "evaluate.md").read_text(), end="")
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from edgesr.stages import export
+
+    for name, parity in export.run(_load(args)).items():
+        diffs = ", ".join(f"{key.removesuffix('_max_abs')} {value:.1e}" for key, value in parity.items())
+        print(f"{name}: max |PyTorch - runtime| {diffs}")
+
+
+def _cmd_quantize(args: argparse.Namespace) -> None:
+    from edgesr.stages import quantize
+
+    params = _load(args)
+    quantize.run(params)
+    print((Path(params.paths.metrics) / "quantize.md").read_text(), end="")
+
+
+def _cmd_upscale(args: argparse.Namespace) -> None:
+    from edgesr.deploy.upscale import plan, upscale_all
+    from edgesr.stages.export import deployed_runner
+
+    params = _load(args)
+    cfg = params.deploy
+    name, runtime, precision = args.model or cfg.default_model, args.runtime or cfg.runtime, args.precision
+    precision = precision or ("fp32" if runtime == "torch" else cfg.precision)
+    if name not in cfg.models:
+        raise ValueError(f"'{name}' is not deployed; deployed models (deploy.models): {', '.join(cfg.models)}")
+    tile, overlap = args.tile or cfg.tile, cfg.overlap if args.overlap is None else args.overlap
+    jobs = plan(args.input, args.output, params.scale)
+    runner = deployed_runner(params, name, runtime, precision)
+    done = upscale_all(jobs, runner, params.scale, tile, overlap)
+    skipped = len(jobs) - len(done)
+    print(
+        f"{name} x{params.scale} ({runtime} {precision}): wrote {len(done)} image(s)"
+        + (f", skipped {skipped} unreadable" if skipped else "")
+        + (f" to {done[0].target.parent}" if len(done) > 1 else f" to {done[0].target}" if done else "")
+    )
+
+
 def _cmd_bicubic(args: argparse.Namespace) -> None:
     from edgesr.data.bicubic_baseline import bicubic_scores
 
@@ -126,6 +164,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="DVC stage: the table of every trained model and bicubic")
     _add_params_args(p)
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("export", help="DVC stage: ONNX and OpenVINO IR of deploy.models, with a parity check")
+    _add_params_args(p)
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("quantize", help="DVC stage: int8 PTQ with NNCF and ONNX Runtime, fp32 vs int8 report")
+    _add_params_args(p)
+    p.set_defaults(func=_cmd_quantize)
+
+    p = sub.add_parser("upscale", help="upscale an image file or a folder with a deployed model, tile by tile")
+    _add_params_args(p)
+    p.add_argument("input", type=Path, help="an image file or a folder of images")
+    p.add_argument("-o", "--output", type=Path, help="PNG file or folder (default: <name>_x<scale> beside the input)")
+    p.add_argument("--model", help="a deploy.models name (default: deploy.default_model)")
+    p.add_argument("--runtime", choices=("openvino", "onnxruntime", "torch"), help="default: deploy.runtime")
+    p.add_argument("--precision", choices=("int8", "fp32"), help="default: deploy.precision (fp32 for torch)")
+    p.add_argument("--tile", type=int, help="LR tile side (default: deploy.tile)")
+    p.add_argument("--overlap", type=int, help="LR context pixels around each tile (default: deploy.overlap)")
+    p.set_defaults(func=_cmd_upscale)
 
     p = sub.add_parser("bicubic", help="PSNR-Y / SSIM-Y of MATLAB bicubic upscaling on a folder of HR images")
     p.add_argument("--hr", type=Path, required=True, help="folder of HR images")

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 
 from edgesr.files import atomic_write  # noqa: E402
 
-__all__ = ["save_training_curves", "save_psnr_vs_mult_adds", "save_side_by_side"]
+__all__ = ["save_int8_drop", "save_latency_bars", "save_training_curves", "save_psnr_vs_mult_adds", "save_side_by_side"]
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -66,4 +66,34 @@ def save_side_by_side(bicubic: np.ndarray, sr: np.ndarray, hr: np.ndarray, crop:
         ax.set_title(label)
         ax.axis("off")
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def save_int8_drop(rows: Sequence[Mapping[str, object]], path: Path) -> Path:
+    """Horizontal bars of the PSNR-Y drop fp32 -> int8 (dB), one per ``row["label"]`` (model / runtime / set)."""
+    fig, ax = plt.subplots(figsize=(7.0, 0.3 * len(rows) + 1.2))
+    labels = [str(row["label"]) for row in rows]
+    drops = [float(row["drop"]) for row in rows]
+    ax.barh(labels, drops, color=["tab:red" if d > 0.3 else "tab:blue" for d in drops])
+    ax.axvline(0.3, color="grey", ls="--", lw=1, label="0.3 dB (paper 003 Table 2)")
+    ax.invert_yaxis()
+    ax.set(xlabel="PSNR-Y drop fp32 -> int8 (dB)", title="int8 post-training quantization")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+def save_latency_bars(models: Mapping[str, Mapping[str, float]], title: str, path: Path) -> Path:
+    """Grouped bars: per model, the median latency (ms, log scale) of each runtime/precision."""
+    names = list(models)
+    variants = list(dict.fromkeys(v for runs in models.values() for v in runs))
+    width = 0.8 / max(len(variants), 1)
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 3, 4.2))
+    for i, variant in enumerate(variants):
+        xs = [j + i * width for j in range(len(names))]
+        ax.bar(xs, [models[n].get(variant, np.nan) for n in names], width, label=variant)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names)
+    ax.set(yscale="log", ylabel="median latency (ms)", title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y", which="both")
     return _save(fig, path)
