@@ -52,7 +52,7 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, prefe
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     params = load_params(smoke_project / "params.yaml")
     stages = pipeline_flow(project_dir=str(smoke_project))
-    assert stages == ["prepare", *(f"train@{name}" for name in params.models), "evaluate"]
+    assert stages == ["prepare", *(f"train@{name}" for name in params.models), "evaluate", "export", "quantize"]
 
     # the evaluate table has bicubic and every trained model, with the conventions' numbers
     table = json.loads((smoke_project / "metrics" / "evaluate.json").read_text())
@@ -66,6 +66,12 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, prefe
     for name in params.models:
         assert table[name]["params"] > 0 and table[name]["mult_adds_g"] > 0 and table[name]["latency_ms"] > 0
     assert (smoke_project / "metrics" / "evaluate.md").read_text().startswith("| model |")
+    # every deployed model exported with parity and quantized with both runtimes
+    parity = json.loads((smoke_project / "metrics" / "export.json").read_text())
+    quantized = json.loads((smoke_project / "metrics" / "quantize.json").read_text())
+    assert set(parity) == set(quantized) == set(params.deploy.models)
+    assert all(p["onnxruntime_max_abs"] < 1e-4 and p["openvino_max_abs"] < 1e-4 for p in parity.values())
+    assert {runtime for result in quantized.values() for runtime in result} == set(params.quantize.runtimes)
 
     # one parent run with every stage nested under it, each with the four tags
     mlflow.set_tracking_uri(f"sqlite:///{smoke_project / 'mlflow.db'}")
