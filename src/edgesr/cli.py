@@ -7,9 +7,11 @@ Errors a user can cause (a bad ``params.yaml``, a missing folder, a wrong model 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -58,12 +60,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print(f"{args.model}: best validation PSNR-Y {result.best_psnr:.3f} dB at iteration {result.best_iteration}")
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from edgesr.stages import evaluate
-
+def _cmd_reporting_stage(args: argparse.Namespace, stage: str) -> None:
+    """Run a stage that writes ``metrics/<stage>.md`` (evaluate, quantize) and print that table."""
+    module = importlib.import_module(f"edgesr.stages.{stage}")
     params = _load(args)
-    evaluate.run(params)
-    print((Path(params.paths.metrics) / "evaluate.md").read_text(), end="")
+    module.run(params)
+    print((Path(params.paths.metrics) / f"{stage}.md").read_text(), end="")
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -72,14 +74,6 @@ def _cmd_export(args: argparse.Namespace) -> None:
     for name, parity in export.run(_load(args)).items():
         diffs = ", ".join(f"{key.removesuffix('_max_abs')} {value:.1e}" for key, value in parity.items())
         print(f"{name}: max |PyTorch - runtime| {diffs}")
-
-
-def _cmd_quantize(args: argparse.Namespace) -> None:
-    from edgesr.stages import quantize
-
-    params = _load(args)
-    quantize.run(params)
-    print((Path(params.paths.metrics) / "quantize.md").read_text(), end="")
 
 
 def _cmd_upscale(args: argparse.Namespace) -> None:
@@ -161,17 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a key of `models` in params.yaml")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="DVC stage: the table of every trained model and bicubic")
-    _add_params_args(p)
-    p.set_defaults(func=_cmd_evaluate)
-
-    p = sub.add_parser("export", help="DVC stage: ONNX and OpenVINO IR of deploy.models, with a parity check")
-    _add_params_args(p)
-    p.set_defaults(func=_cmd_export)
-
-    p = sub.add_parser("quantize", help="DVC stage: int8 PTQ with NNCF and ONNX Runtime, fp32 vs int8 report")
-    _add_params_args(p)
-    p.set_defaults(func=_cmd_quantize)
+    stages = {
+        "evaluate": ("the table of every trained model and bicubic", partial(_cmd_reporting_stage, stage="evaluate")),
+        "export": ("ONNX and OpenVINO IR of deploy.models, with a parity check", _cmd_export),
+        "quantize": (
+            "int8 PTQ with NNCF and ONNX Runtime, fp32 vs int8 report",
+            partial(_cmd_reporting_stage, stage="quantize"),
+        ),
+    }
+    for name, (text, func) in stages.items():
+        p = sub.add_parser(name, help=f"DVC stage: {text}")
+        _add_params_args(p)
+        p.set_defaults(func=func)
 
     p = sub.add_parser("upscale", help="upscale an image file or a folder with a deployed model, tile by tile")
     _add_params_args(p)
