@@ -14,6 +14,7 @@ difference between tiled and whole-image fp32 output on a real image. Writes
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import subprocess
@@ -167,6 +168,7 @@ def main() -> None:
         "repeats": args.repeats,
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
+        "load_average_1_5_15_min": list(os.getloadavg()),  # other work on a shared machine inflates times
         "note": "torch/fp32 is PyTorch eager on the BatchNorm-folded model; OpenVINO with INFERENCE_PRECISION_HINT f32",
         "int8_peak": peak,
         "models": rows,

@@ -134,3 +134,20 @@ def test_profiles_are_looked_up_beside_the_params_file(tmp_path):
     assert load_params(path, "tiny").train.iterations == 3
     with pytest.raises(ConfigError, match=r"unknown profile 'smoke'; profiles in .*: tiny"):
         load_params(path, "smoke")
+
+
+def test_deploy_names_only_trained_models_and_a_deployed_default(tmp_path):
+    path = _write(tmp_path, lambda d: d["deploy"].update(models=["xlsr", "edsr"]))
+    with pytest.raises(ConfigError, match=r"deploy.models names edsr, which no stage trains; pick from .*xlsr"):
+        load_params(path)
+    path = _write(tmp_path, lambda d: d["deploy"].update(default_model="espcn", models=["xlsr"]))
+    with pytest.raises(ConfigError, match=r"deploy.default_model 'espcn' is not exported: add it to deploy.models"):
+        load_params(path)
+    path = _write(tmp_path, lambda d: d["quantize"].update(ignored_layers={"edsr": ["conv_last"]}))
+    with pytest.raises(ConfigError, match=r"quantize.ignored_layers has 'edsr', which is not in deploy.models"):
+        load_params(path)
+    path = _write(tmp_path, lambda d: d["quantize"].update(runtimes=["tflite"]))
+    with pytest.raises(
+        ConfigError, match=r"quantize.runtimes.0 = 'tflite': Input should be 'openvino' or 'onnxruntime'"
+    ):
+        load_params(path)
