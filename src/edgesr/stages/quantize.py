@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 from tqdm import tqdm
 
@@ -34,7 +35,7 @@ from edgesr.tracking import stage_run
 
 __all__ = ["run"]
 
-Pairs = list[tuple[str, object, object]]
+Pairs = list[tuple[str, np.ndarray, np.ndarray]]
 
 
 def _quantize(params: Params, name: str, runtime: str, calibration: list, val_pairs: Pairs, root: Path) -> Path:
