@@ -144,7 +144,9 @@ def test_search_section_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match=r"search.sizes.S.supernet: widht: Extra inputs are not permitted"):
         load_params(path)
     path = _write(tmp_path, lambda d: d["search"]["sizes"]["S"].update(budget={"type": "flops", "target_g": 1}))
-    with pytest.raises(ConfigError, match=r"search.sizes.S.budget: Input tag 'flops'.*'none', 'lambda', 'mult_adds', 'latency'"):
+    with pytest.raises(
+        ConfigError, match=r"search.sizes.S.budget: Input tag 'flops'.*'none', 'lambda', 'mult_adds', 'latency'"
+    ):
         load_params(path)
     path = _write(tmp_path, lambda d: d["prepare"].update(scales=[2, 3]))
     with pytest.raises(ConfigError, match=r"retrains at x\[4\] but prepare.scales \[2, 3\] does not make them"):
@@ -155,3 +157,20 @@ def test_a_profile_removes_a_section_with_null(tmp_path):
     params = load_params(ROOT / "params.yaml", ROOT / "profiles" / "cpu-long.yaml")
     assert list(params.search.sizes) == ["S"] and "espcn" not in params.models
     assert params.search.supernet_for("S").width == 48 and params.search.budget_for("S").target_g == 45.0
+
+
+def test_deploy_names_only_trained_models_and_a_deployed_default(tmp_path):
+    path = _write(tmp_path, lambda d: d["deploy"].update(models=["xlsr", "edsr"]))
+    with pytest.raises(ConfigError, match=r"deploy.models names edsr, which no stage trains; pick from .*xlsr"):
+        load_params(path)
+    path = _write(tmp_path, lambda d: d["deploy"].update(default_model="espcn", models=["xlsr"]))
+    with pytest.raises(ConfigError, match=r"deploy.default_model 'espcn' is not exported: add it to deploy.models"):
+        load_params(path)
+    path = _write(tmp_path, lambda d: d["quantize"].update(ignored_layers={"edsr": ["conv_last"]}))
+    with pytest.raises(ConfigError, match=r"quantize.ignored_layers has 'edsr', which is not in deploy.models"):
+        load_params(path)
+    path = _write(tmp_path, lambda d: d["quantize"].update(runtimes=["tflite"]))
+    with pytest.raises(
+        ConfigError, match=r"quantize.runtimes.0 = 'tflite': Input should be 'openvino' or 'onnxruntime'"
+    ):
+        load_params(path)

@@ -59,6 +59,8 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, prefe
         *(f"search@{size}" for size in sizes),
         *(f"retrain@{size}-{scale}" for size in sizes for scale in scales),
         "evaluate",
+        "export",
+        "quantize",
     ]
 
     # the evaluate table has bicubic, every trained model and every retrained subnet
@@ -80,6 +82,12 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, prefe
     for name in params.models:
         assert table[name]["params"] > 0 and table[name]["mult_adds_g"] > 0 and table[name]["latency_ms"] > 0
     assert (smoke_project / "metrics" / "evaluate.md").read_text().startswith("| model |")
+    # every deployed model exported with parity and quantized with both runtimes
+    parity = json.loads((smoke_project / "metrics" / "export.json").read_text())
+    quantized = json.loads((smoke_project / "metrics" / "quantize.json").read_text())
+    assert set(parity) == set(quantized) == set(params.deploy.models)
+    assert all(p["onnxruntime_max_abs"] < 1e-4 and p["openvino_max_abs"] < 1e-4 for p in parity.values())
+    assert {runtime for result in quantized.values() for runtime in result} == set(params.quantize.runtimes)
 
     # one parent run with every stage nested under it, each with the four tags
     mlflow.set_tracking_uri(f"sqlite:///{smoke_project / 'mlflow.db'}")

@@ -7,9 +7,11 @@ Errors a user can cause (a bad ``params.yaml``, a missing folder, a wrong model 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -77,12 +79,42 @@ def _cmd_retrain(args: argparse.Namespace) -> None:
     print(f"{name}: best validation PSNR-Y {result.best_psnr:.3f} dB at iteration {result.best_iteration}")
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from edgesr.stages import evaluate
+def _cmd_reporting_stage(args: argparse.Namespace, stage: str) -> None:
+    """Run a stage that writes ``metrics/<stage>.md`` (evaluate, quantize) and print that table."""
+    module = importlib.import_module(f"edgesr.stages.{stage}")
+    params = _load(args)
+    module.run(params)
+    print((Path(params.paths.metrics) / f"{stage}.md").read_text(), end="")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from edgesr.stages import export
+
+    for name, parity in export.run(_load(args)).items():
+        diffs = ", ".join(f"{key.removesuffix('_max_abs')} {value:.1e}" for key, value in parity.items())
+        print(f"{name}: max |PyTorch - runtime| {diffs}")
+
+
+def _cmd_upscale(args: argparse.Namespace) -> None:
+    from edgesr.deploy.upscale import plan, upscale_all
+    from edgesr.stages.export import deployed_runner
 
     params = _load(args)
-    evaluate.run(params)
-    print((Path(params.paths.metrics) / "evaluate.md").read_text(), end="")
+    cfg = params.deploy
+    name, runtime, precision = args.model or cfg.default_model, args.runtime or cfg.runtime, args.precision
+    precision = precision or ("fp32" if runtime == "torch" else cfg.precision)
+    if name not in cfg.models:
+        raise ValueError(f"'{name}' is not deployed; deployed models (deploy.models): {', '.join(cfg.models)}")
+    tile, overlap = args.tile or cfg.tile, cfg.overlap if args.overlap is None else args.overlap
+    jobs = plan(args.input, args.output, params.scale)
+    runner = deployed_runner(params, name, runtime, precision)
+    done = upscale_all(jobs, runner, params.scale, tile, overlap)
+    skipped = len(jobs) - len(done)
+    print(
+        f"{name} x{params.scale} ({runtime} {precision}): wrote {len(done)} image(s)"
+        + (f", skipped {skipped} unreadable" if skipped else "")
+        + (f" to {done[0].target.parent}" if len(done) > 1 else f" to {done[0].target}" if done else "")
+    )
 
 
 def _cmd_bicubic(args: argparse.Namespace) -> None:
@@ -153,9 +185,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, choices=(2, 3, 4), required=True)
     p.set_defaults(func=_cmd_retrain)
 
-    p = sub.add_parser("evaluate", help="DVC stage: the table of every trained model and bicubic")
+    stages = {
+        "evaluate": ("the table of every trained model and bicubic", partial(_cmd_reporting_stage, stage="evaluate")),
+        "export": ("ONNX and OpenVINO IR of deploy.models, with a parity check", _cmd_export),
+        "quantize": (
+            "int8 PTQ with NNCF and ONNX Runtime, fp32 vs int8 report",
+            partial(_cmd_reporting_stage, stage="quantize"),
+        ),
+    }
+    for name, (text, func) in stages.items():
+        p = sub.add_parser(name, help=f"DVC stage: {text}")
+        _add_params_args(p)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("upscale", help="upscale an image file or a folder with a deployed model, tile by tile")
     _add_params_args(p)
-    p.set_defaults(func=_cmd_evaluate)
+    p.add_argument("input", type=Path, help="an image file or a folder of images")
+    p.add_argument("-o", "--output", type=Path, help="PNG file or folder (default: <name>_x<scale> beside the input)")
+    p.add_argument("--model", help="a deploy.models name (default: deploy.default_model)")
+    p.add_argument("--runtime", choices=("openvino", "onnxruntime", "torch"), help="default: deploy.runtime")
+    p.add_argument("--precision", choices=("int8", "fp32"), help="default: deploy.precision (fp32 for torch)")
+    p.add_argument("--tile", type=int, help="LR tile side (default: deploy.tile)")
+    p.add_argument("--overlap", type=int, help="LR context pixels around each tile (default: deploy.overlap)")
+    p.set_defaults(func=_cmd_upscale)
 
     p = sub.add_parser("bicubic", help="PSNR-Y / SSIM-Y of MATLAB bicubic upscaling on a folder of HR images")
     p.add_argument("--hr", type=Path, required=True, help="folder of HR images")

@@ -22,18 +22,22 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from edgesr.data.settings import PrepareConfig
+from edgesr.deploy.settings import DeployConfig
 from edgesr.files import write_text
 from edgesr.models import ModelConfig
+from edgesr.quant.settings import QuantizeConfig
 from edgesr.schema import StrictModel
 from edgesr.search.settings import SearchConfig
 from edgesr.train.settings import TrainConfig
 
 __all__ = [
     "ConfigError",
+    "DeployConfig",
     "EvaluateConfig",
     "ModelEntry",
     "Params",
     "PathsConfig",
+    "QuantizeConfig",
     "TrackingConfig",
     "load_params",
     "params_hash",
@@ -56,6 +60,7 @@ class PathsConfig(StrictModel):
     retrain: str = "models/retrain"
     metrics: str = "metrics"
     plots: str = "plots"
+    deploy: str = "models/deploy"
 
 
 class EvaluateConfig(StrictModel):
@@ -96,6 +101,8 @@ class Params(StrictModel):
     models: dict[str, ModelEntry]
     search: SearchConfig = SearchConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    deploy: DeployConfig
+    quantize: QuantizeConfig = QuantizeConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("models")
@@ -140,7 +147,34 @@ class Params(StrictModel):
                     f"(train.lr_patch x scale = {hr_patch}): smaller images would pass prepare and stop training; "
                     f"raise prepare.min_hr_size to at least {hr_patch} or lower train.lr_patch"
                 )
+        self._check_deployed_names()
         return self
+
+    def subnet_names(self) -> list[str]:
+        """The retrained FGNAS subnets at the pipeline's ``scale`` (``fgnas_<size>_x<scale>``)."""
+        if self.scale not in self.search.retrain.scales:
+            return []
+        return [f"fgnas_{size}_x{self.scale}" for size in self.search.sizes]
+
+    def deployable_names(self) -> list[str]:
+        """Models that have a trained checkpoint to export (see ``stages.export.deployable_checkpoint``)."""
+        return [*self.models, *self.subnet_names()]
+
+    def _check_deployed_names(self) -> None:
+        known = self.deployable_names()
+        unknown = [name for name in self.deploy.models if name not in known]
+        if unknown:
+            raise ValueError(
+                f"deploy.models names {', '.join(unknown)}, which no stage trains; pick from {', '.join(known)}"
+            )
+        for name, layers in self.quantize.ignored_layers.items():
+            if name not in self.deploy.models:
+                raise ValueError(
+                    f"quantize.ignored_layers has '{name}', which is not in deploy.models "
+                    f"({', '.join(self.deploy.models)})"
+                )
+            if not layers:
+                raise ValueError(f"quantize.ignored_layers.{name} is empty; list module paths or remove the key")
 
     def train_config(self, name: str) -> TrainConfig:
         """``train`` with the overrides of ``models[name].train`` merged over it."""

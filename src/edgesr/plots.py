@@ -20,6 +20,8 @@ from edgesr.models.fgnas import FGNASArchitecture  # noqa: E402
 
 __all__ = [
     "save_architecture",
+    "save_int8_drop",
+    "save_latency_bars",
     "save_psnr_vs_mult_adds",
     "save_search_curves",
     "save_side_by_side",
@@ -131,4 +133,33 @@ def save_architecture(arch: FGNASArchitecture, title: str, path: Path) -> Path:
     ax_act.legend(fontsize=7, ncol=4, title="activation mix", title_fontsize=7)
     for ax in (ax_ch, ax_act):
         ax.grid(alpha=0.3, axis="y")
+
+
+def save_int8_drop(rows: Sequence[Mapping[str, object]], path: Path) -> Path:
+    """Horizontal bars of the PSNR-Y drop fp32 -> int8 (dB), one per ``row["label"]`` (model / runtime / set)."""
+    fig, ax = plt.subplots(figsize=(7.0, 0.3 * len(rows) + 1.2))
+    labels = [str(row["label"]) for row in rows]
+    drops = [float(row["drop"]) for row in rows]
+    ax.barh(labels, drops, color=["tab:red" if d > 0.3 else "tab:blue" for d in drops])
+    ax.axvline(0.3, color="grey", ls="--", lw=1, label="0.3 dB (paper 003 Table 2)")
+    ax.invert_yaxis()
+    ax.set(xlabel="PSNR-Y drop fp32 -> int8 (dB)", title="int8 post-training quantization")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+def save_latency_bars(models: Mapping[str, Mapping[str, float]], title: str, path: Path) -> Path:
+    """Grouped bars: per model, the median latency (ms, log scale) of each runtime/precision."""
+    names = list(models)
+    variants = list(dict.fromkeys(v for runs in models.values() for v in runs))
+    width = 0.8 / max(len(variants), 1)
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 3, 4.2))
+    for i, variant in enumerate(variants):
+        xs = [j + i * width for j in range(len(names))]
+        ax.bar(xs, [models[n].get(variant, np.nan) for n in names], width, label=variant)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names)
+    ax.set(yscale="log", ylabel="median latency (ms)", title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y", which="both")
     return _save(fig, path)

@@ -20,6 +20,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 import mlflow  # noqa: E402
+import mlflow.onnx  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime  # noqa: E402
 
 from edgesr.tracker import Tracker  # noqa: E402
 
@@ -75,6 +78,14 @@ class MlflowTracker:
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_onnx_model(self, model: onnx.ModelProto, name: str) -> None:
+        """Log an ONNX model with ``mlflow.onnx`` (an MLflow 3 logged model named ``name`` of this run).
+
+        The requirements are given, not inferred: inference imports the model's flavour in a subprocess.
+        """
+        requirements = [f"onnx=={onnx.__version__}", f"onnxruntime=={onnxruntime.__version__}"]
+        mlflow.onnx.log_model(model, name=name, pip_requirements=requirements, save_as_external_data=False)
 
     def log_params(self, params: Mapping[str, object]) -> None:
         flat = flatten(params)

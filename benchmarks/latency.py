@@ -1,0 +1,203 @@
+"""Deployed models side by side: PyTorch eager fp32, ONNX Runtime fp32/int8, OpenVINO fp32/int8 (not a test).
+
+    .venv/bin/python benchmarks/latency.py --threads 2 --repeats 10
+
+Run after `dvc repro quantize`. For each ``deploy.models`` entry and a 1280/s x 720/s input (640x360 at
+x2, a 720p output): median latency of ``--repeats`` runs on ``--threads`` threads, the ratio to PyTorch
+eager measured in the same run, and the achieved GMAC/s against a measured int8 peak of this CPU (a
+large dense int8 convolution in OpenVINO, quantized by the same NNCF path). Also the peak memory (RSS)
+of ``edgesr upscale`` making a 12 MP (4000x3000) output, in a child process, and the largest
+difference between tiled and whole-image fp32 output on a real image. Writes
+``benchmarks/results/latency.json`` and ``latency.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from edgesr.complexity import count_complexity
+from edgesr.config import load_params
+from edgesr.data.images import load_rgb8, save_png
+from edgesr.data.prepare import available_benchmarks, load_pairs
+from edgesr.deploy.export import export_onnx, export_openvino
+from edgesr.deploy.runtimes import Runner, openvino_runner, upscale_image
+from edgesr.deploy.tiling import upscale_tiled
+from edgesr.files import write_json
+from edgesr.plots import save_latency_bars
+from edgesr.quant.openvino_ptq import quantize_openvino
+from edgesr.stages.evaluate import trained_model
+from edgesr.stages.export import deployable_checkpoint, deployed_runner
+
+VARIANTS = [
+    ("torch", "fp32"),
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "int8"),
+    ("openvino", "fp32"),
+    ("openvino", "int8"),
+]
+REFERENCE = "torch/fp32"
+PEAK_CONV = (256, (90, 160))  # channels, LR size: a 3x3 conv of 8.5 G MACs
+
+
+def median_ms(runner: Runner, x: np.ndarray, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        runner(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runner(x)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def int8_peak(threads: int, repeats: int, warmup: int) -> dict[str, float]:
+    """GMAC/s of one large dense 3x3 convolution in OpenVINO, fp32 and NNCF int8."""
+    channels, (height, width) = PEAK_CONV
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1).eval()
+    conv.num_in_ch = channels  # the export example input follows the uniform model surface attribute
+    macs = channels * channels * 9 * height * width
+    x = np.random.default_rng(0).random((1, channels, height, width), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        ir = export_openvino(export_onnx(conv, Path(folder) / "conv.onnx"), Path(folder))["fp32"]
+        int8 = quantize_openvino(ir, [x], Path(folder) / "int8" / "conv.xml")
+        result = {}
+        for name, path in (("fp32", ir), ("int8", int8)):
+            ms = median_ms(openvino_runner(path, threads), x, repeats, warmup)
+            result[f"{name}_ms"], result[f"{name}_gmac_per_s"] = ms, macs / 1e9 / (ms / 1e3)
+    return {"macs": macs, "input": [1, channels, height, width], **result}
+
+
+def upscale_memory(params_path: Path, scale: int, output_hw: tuple[int, int]) -> dict[str, float]:
+    """Peak RSS of a child process running ``edgesr upscale`` (defaults: OpenVINO int8, tiled) to ``output_hw``."""
+    height, width = output_hw[0] // scale, output_hw[1] // scale
+    probe = (
+        "import resource, sys\nfrom edgesr.cli import main\nrc = main(sys.argv[1:])\n"
+        "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(rc)"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        # a real photo repeated to the size: content matters little for time and not for memory
+        tile = load_rgb8(next(Path("data/prepared").rglob("*.png")))
+        reps = (height // tile.shape[0] + 1, width // tile.shape[1] + 1, 1)
+        save_png(Path(folder) / "big.png", np.tile(tile, reps)[:height, :width], compress_level=1)
+        start = time.perf_counter()
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                probe,
+                "upscale",
+                f"{folder}/big.png",
+                "-o",
+                f"{folder}/out.png",
+                "--params",
+                str(params_path),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        seconds = time.perf_counter() - start
+        written = load_rgb8(Path(folder) / "out.png").shape
+    peak_kb = int(next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("peak_rss_kb")))
+    return {"input_hw": [height, width], "output_hwc": list(written), "peak_rss_mb": peak_kb / 1024, "seconds": seconds}
+
+
+def tiled_vs_whole(params, name: str, threads: int) -> dict[str, object]:
+    """Max |tiled - whole| (uint8 levels) of OpenVINO fp32 on the largest benchmark image, default tiling."""
+    prepared = Path(params.paths.prepared)
+    sets = available_benchmarks(prepared) or ["val"]
+    image, lr, _ = max((p for s in sets for p in load_pairs(prepared, s, params.scale)), key=lambda p: p[1].size)
+    runner = deployed_runner(params, name, "openvino", "fp32")
+    whole = upscale_image(runner, lr).astype(int)
+    tiled = upscale_tiled(runner, lr, params.scale, params.deploy.tile, params.deploy.overlap).astype(int)
+    return {
+        "model": name,
+        "image": image,
+        "lr_hw": list(lr.shape[:2]),
+        "tile": params.deploy.tile,
+        "overlap": params.deploy.overlap,
+        "max_abs_diff": int(np.abs(tiled - whole).max()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latency.json"))
+    args = parser.parse_args()
+
+    params = load_params(args.params)
+    params = params.model_copy(update={"deploy": params.deploy.model_copy(update={"threads": args.threads})})
+    output_hw = (720, 1280)
+    input_hw = (output_hw[0] // params.scale, output_hw[1] // params.scale)
+    x = np.random.default_rng(0).random((1, 3, *input_hw), dtype=np.float32)
+    peak = int8_peak(args.threads, args.repeats, args.warmup)
+    rows = {}
+    for name in tqdm(params.deploy.models, desc="models"):
+        macs = count_complexity(
+            trained_model(deployable_checkpoint(params, name), params.scale), params.scale, output_hw
+        )
+        row: dict[str, object] = {"mult_adds": macs.mult_adds}
+        for runtime, precision in VARIANTS:
+            ms = median_ms(deployed_runner(params, name, runtime, precision), x, args.repeats, args.warmup)
+            row[f"{runtime}/{precision}"] = {"median_ms": ms, "gmac_per_s": macs.mult_adds / 1e9 / (ms / 1e3)}
+        for value in row.values():
+            if isinstance(value, dict):
+                value["speedup_vs_torch"] = row[REFERENCE]["median_ms"] / value["median_ms"]
+                value["fraction_of_int8_peak"] = value["gmac_per_s"] / peak["int8_gmac_per_s"]
+        rows[name] = row
+
+    result = {
+        "scale": params.scale,
+        "input_hw": list(input_hw),
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "load_average_1_5_15_min": list(os.getloadavg()),  # other work on a shared machine inflates times
+        "note": "torch/fp32 is PyTorch eager on the BatchNorm-folded model; OpenVINO with INFERENCE_PRECISION_HINT f32",
+        "int8_peak": peak,
+        "models": rows,
+        "upscale_12mp": upscale_memory(args.params, params.scale, (3000, 4000)),
+        "tiled_vs_whole": tiled_vs_whole(params, params.deploy.default_model, args.threads),
+    }
+    write_json(args.out, result)
+    save_latency_bars(
+        {name: {k: v["median_ms"] for k, v in row.items() if isinstance(v, dict)} for name, row in rows.items()},
+        f"{input_hw[1]}x{input_hw[0]} input, {args.threads} threads",
+        args.out.with_suffix(".png"),
+    )
+    print(
+        f"int8 peak (OpenVINO 3x3 conv {PEAK_CONV[0]} ch): {peak['int8_gmac_per_s']:.1f} GMAC/s "
+        f"(fp32 {peak['fp32_gmac_per_s']:.1f})"
+    )
+    print(f"{'model':<14}" + "".join(f"{f'{r}/{p}':>20}" for r, p in VARIANTS))
+    for name, row in rows.items():
+        cells = "".join(
+            f"{row[f'{r}/{p}']['median_ms']:>8.1f}ms x{row[f'{r}/{p}']['speedup_vs_torch']:<5.1f}"
+            f"{row[f'{r}/{p}']['gmac_per_s']:>5.0f}"
+            for r, p in VARIANTS
+        )
+        print(f"{name:<14}{cells}")
+    print(f"upscale 12 MP: {result['upscale_12mp']}")
+    print(f"tiled vs whole: {result['tiled_vs_whole']}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""PyTorch module paths (``conv_last``) -> the ONNX / OpenVINO nodes a runtime's quantizer knows.
+
+:func:`edgesr.deploy.export.export_onnx` keeps each node's module path, so ``quantize.ignored_layers``
+is written in the names of the PyTorch model, the same for both runtimes.
+"""
+
+from __future__ import annotations
+
+import re
+
+import nncf
+import onnx
+
+from edgesr.deploy.export import module_paths
+
+__all__ = ["ignored_nodes", "openvino_ignored_scope"]
+
+
+def ignored_nodes(proto: onnx.ModelProto, layers: list[str], model_name: str) -> list[str]:
+    """ONNX node names of the given layers: module paths (``body.0`` covers ``body.0.conv``) or ONNX node
+    names (for functional ops outside any module, such as ``torch.cat`` in ``forward``: ``node_cat``).
+
+    Raises ``ValueError`` naming every layer that matches no node, with the module paths that exist.
+    """
+    paths = module_paths(proto)
+    node_names = {node.name for node in proto.graph.node}
+    nodes, unknown = [], []
+    for layer in layers:
+        found = [node for node, path in paths.items() if path == layer or path.startswith(f"{layer}.")]
+        found += [layer] if layer in node_names and layer not in found else []
+        if not found:
+            unknown.append(layer)
+        nodes += found
+    if unknown:
+        known = sorted(set(paths.values()))
+        raise ValueError(
+            f"quantize.ignored_layers.{model_name}: no layer {', '.join(map(repr, unknown))} in the exported "
+            f"model; its layers are: {', '.join(known)}"
+        )
+    return nodes
+
+
+def openvino_ignored_scope(onnx_nodes: list[str]) -> nncf.IgnoredScope | None:
+    """NNCF scope for an IR converted from ONNX: OpenVINO names ops ``<onnx node>`` or ``<onnx node>/...``."""
+    if not onnx_nodes:
+        return None
+    patterns = [f"^{re.escape(node)}(/.*)?$" for node in onnx_nodes]
+    return nncf.IgnoredScope(patterns=patterns, validate=False)

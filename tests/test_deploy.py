@@ -1,0 +1,123 @@
+"""Export and tiled upscaling: PyTorch, ONNX Runtime and OpenVINO agree on a real image; tiles are seamless."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from skimage import data
+from torch import nn
+
+from edgesr.data.imresize import imresize
+from edgesr.deploy.export import export_onnx, export_openvino, module_paths, prepare_for_export
+from edgesr.deploy.runtimes import as_input, onnxruntime_runner, openvino_runner, torch_runner, upscale_image
+from edgesr.deploy.tiling import upscale_tiled, windows
+from edgesr.models import build_model, default_model_config
+
+SCALE = 2
+
+
+class SubnetLike(nn.Module):
+    """The operators of a searched FGNAS subnet (paper 001 Sec. 3.1) with a BatchNorm to fold: a channel
+    gather (``index_select``), concatenation, ReLU / PReLU / tanh branches averaged, a residual, PixelShuffle."""
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.num_in_ch = 3
+        self.conv_first = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width))
+        self.conv_mult = nn.Conv2d(width, width, 3, padding=1)
+        self.prelu = nn.PReLU(width)
+        self.conv_body = nn.Conv2d(2 * width, width, 3, padding=1)
+        self.conv_last = nn.Conv2d(width, 3 * SCALE**2, 3, padding=1)
+        self.pixel_shuffle = nn.PixelShuffle(SCALE)
+        self.register_buffer("kept", torch.tensor([0, 2, 3, 5, 7]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        head = self.conv_first(x)
+        mult = self.conv_mult(head)
+        mixed = (torch.relu(mult) + self.prelu(mult) + torch.tanh(mult)) / 3
+        gathered = torch.zeros_like(head).index_add(1, self.kept, torch.index_select(mixed, 1, self.kept))
+        body = head + self.conv_body(torch.cat([gathered, head], dim=1))
+        return self.pixel_shuffle(self.conv_last(body))
+
+
+def _randomised(model: nn.Module) -> nn.Module:
+    """Non-trivial BatchNorm statistics, so that folding has something to fold."""
+    torch.manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.1, 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def real_lr() -> np.ndarray:
+    """A real photograph (scikit-image's astronaut), MATLAB-bicubic downscaled: 47x61 LR, odd sides."""
+    return imresize(data.astronaut()[40:134, 150:272], 1 / SCALE)
+
+
+def _models() -> dict[str, nn.Module]:
+    torch.manual_seed(0)
+    zoo = {name: build_model(default_model_config(name), SCALE) for name in ("fsrcnn", "xlsr", "sam_sr_xlite")}
+    return {"subnet_like": SubnetLike(), **zoo}
+
+
+@pytest.mark.parametrize("name", list(_models()))
+def test_export_agrees_with_pytorch_on_a_real_image(name, real_lr, tmp_path):
+    # Given a model with BatchNorm statistics, folded for export
+    original = _randomised(_models()[name])
+    model = prepare_for_export(original)
+    # When it is exported to ONNX and OpenVINO IR
+    onnx_path = export_onnx(model, tmp_path / "model.onnx")
+    ir = export_openvino(onnx_path, tmp_path)
+    # Then the graph has dynamic H and W, no BatchNorm, and PixelShuffle as DepthToSpace
+    proto = onnx.load(onnx_path)
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims[2:]] == ["height", "width"] and proto.opset_import[0].version >= 17
+    ops = {node.op_type for node in proto.graph.node}
+    assert "BatchNormalization" not in ops
+    assert ("DepthToSpace" in ops) == any(isinstance(m, nn.PixelShuffle) for m in model.modules())
+    # every convolution remembers the PyTorch module it came from (quantize.ignored_layers names them so)
+    paths = module_paths(proto)
+    convs = [node.name for node in proto.graph.node if node.op_type in {"Conv", "ConvTranspose"}]
+    conv_modules = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)}
+    assert all(node in paths for node in convs) and conv_modules <= {paths[node] for node in convs}
+    # and every fp32 runtime reproduces PyTorch (unfolded, original model) within 1e-4 on a real image
+    x = as_input(real_lr)
+    reference = torch_runner(original, 2)(x)
+    for runner in (onnxruntime_runner(onnx_path, 2), openvino_runner(ir["fp32"], 2)):
+        out = runner(x)
+        assert out.shape == (1, 3, SCALE * real_lr.shape[0], SCALE * real_lr.shape[1])
+        assert np.abs(out - reference).max() < 1e-4
+    # the fp16-compressed IR is close, not exact
+    assert np.abs(openvino_runner(ir["fp16"], 2)(x) - reference).max() < 1e-2
+
+
+def test_windows_cover_the_image_once_with_equal_window_sizes():
+    covered = np.zeros((37, 50), dtype=int)
+    sizes = set()
+    for (top, bottom, win_top, win_bottom), (left, right, win_left, win_right) in windows(37, 50, 16, 5):
+        covered[top:bottom, left:right] += 1
+        assert win_top <= top and bottom <= win_bottom and win_left <= left and right <= win_right
+        sizes.add((win_bottom - win_top, win_right - win_left))
+    assert (covered == 1).all()
+    assert sizes == {(26, 26)}
+    assert list(windows(5, 6, 16, 4)) == [((0, 5, 0, 5), (0, 6, 0, 6))]  # smaller than a tile: one window
+
+
+def test_tiles_are_seamless_with_enough_overlap(real_lr, tmp_path):
+    # Given XLSR (5 stacked 3x3 convolutions: 5 LR pixels of receptive radius) on a real image
+    torch.manual_seed(0)
+    model = prepare_for_export(build_model(default_model_config("xlsr"), SCALE))
+    ir = export_openvino(export_onnx(model, tmp_path / "model.onnx"), tmp_path)
+    for runner in (torch_runner(model, 2), openvino_runner(ir["fp32"], 2)):
+        whole = upscale_image(runner, real_lr).astype(int)
+        # When tiled with 8 pixels of context, the result equals the whole-image result within 1/255
+        tiled = upscale_tiled(runner, real_lr, SCALE, tile=16, overlap=8).astype(int)
+        assert np.abs(tiled - whole).max() <= 1
+        # and without context the seams show
+        assert np.abs(upscale_tiled(runner, real_lr, SCALE, tile=16, overlap=0).astype(int) - whole).max() > 1

@@ -1,0 +1,138 @@
+"""The export and quantize stages called directly (no DVC) on the smoke profile; `edgesr upscale` on their files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgesr.cli import main
+from edgesr.config import Params, load_params, write_params
+from edgesr.data.images import load_rgb8
+from edgesr.stages import export, prepare, quantize
+from edgesr.stages import train as train_stage
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "xlsr"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Params]:
+    """A trained (smoke) XLSR, exported and quantized, in a fresh project with its own MLflow database."""
+    root = tmp_path_factory.mktemp("deploy")
+    params = load_params(ROOT / "params.yaml", "smoke")
+    # the embedded photos only (quantize then reports the validation split), one model
+    params = params.model_copy(
+        update={
+            "prepare": params.prepare.model_copy(update={"benchmarks": {}}),
+            "models": {MODEL: params.models[MODEL]},
+        }
+    )
+    write_params(params, root / "params.yaml")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        prepare.run(params, root)
+        train_stage.run(params, MODEL, root)
+        export.run(params, root)
+        quantize.run(params, root)
+    return root, params
+
+
+def _runs(root: Path, params: Params, stage: str) -> list:
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=[params.tracking.experiment], output_format="list")
+    return [run for run in runs if run.data.tags.get("dvc_stage") == stage]
+
+
+def test_export_stage_checks_parity_and_logs_the_models(project):
+    root, params = project
+    parity = json.loads((root / "metrics" / "export.json").read_text())[MODEL]
+    assert parity["onnxruntime_max_abs"] < 1e-4 and parity["openvino_max_abs"] < 1e-4
+    assert parity["openvino_fp16_max_abs"] < 1e-2
+    (run,) = _runs(root, params, "export")
+    assert run.data.metrics[f"parity/{MODEL}/openvino_max_abs"] == pytest.approx(parity["openvino_max_abs"])
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, f"openvino/{MODEL}")}
+    assert {f"openvino/{MODEL}/openvino.xml", f"openvino/{MODEL}/openvino.bin"} <= artifacts
+    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    assert f"{MODEL}-onnx" in {m.name for m in models}
+
+
+def test_quantize_stage_reports_fp32_and_int8_per_runtime(project):
+    root, params = project
+    result = json.loads((root / "metrics" / "quantize.json").read_text())[MODEL]
+    assert set(result) == {"openvino", "onnxruntime"}
+    for runtime, numbers in result.items():
+        fp32, int8 = numbers["psnr"]["fp32"]["val"], numbers["psnr"]["int8"]["val"]
+        assert 10 < int8 < 60 and abs(fp32 - int8) < 3, runtime  # a 12-iteration model, but a real int8 one
+        assert sum(numbers["executed"]["int8"].values()) > 0
+    assert result["openvino"]["executed"]["int8"]["Convolution"] == 11  # every conv, first and last included
+    table = (root / "metrics" / "quantize.md").read_text()
+    assert "| xlsr | openvino |" in table and "paper 003 Table 2" in table
+    (run,) = _runs(root, params, "quantize")
+    drop = run.data.metrics[f"{MODEL}/int8/openvino/psnr_drop/val"]
+    assert drop == pytest.approx(result["openvino"]["psnr"]["fp32"]["val"] - result["openvino"]["psnr"]["int8"]["val"])
+    assert (root / "plots" / "quantize" / "int8_drop.png").stat().st_size > 0
+
+
+def test_upscale_a_folder_skips_unreadable_files_and_converts_modes(project, tmp_path, monkeypatch, capsys):
+    root, _ = project
+    monkeypatch.chdir(root)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(folder / "rgb.png")
+    Image.fromarray(rng.integers(0, 256, (17, 9), dtype=np.uint8)).save(folder / "grey.png")
+    Image.fromarray(rng.integers(0, 256, (12, 40, 4), dtype=np.uint8), "RGBA").save(folder / "rgba.png")
+    (folder / "broken.png").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match="skipped broken.png"):
+        assert main(["upscale", str(folder), "-o", str(tmp_path / "out")]) == 0  # default: OpenVINO int8
+    assert "wrote 3 image(s), skipped 1 unreadable" in capsys.readouterr().out
+    for name, (h, w) in {"rgb": (20, 30), "grey": (17, 9), "rgba": (12, 40)}.items():
+        assert load_rgb8(tmp_path / "out" / f"{name}.png").shape == (2 * h, 2 * w, 3)
+    assert not (tmp_path / "out" / "broken.png").exists()
+
+
+def test_upscale_runtimes_agree_and_tiles_match_the_whole_image(project, tmp_path, monkeypatch):
+    root, _ = project
+    monkeypatch.chdir(root)
+    image = tmp_path / "photo.png"
+    Image.fromarray(load_rgb8(next((root / "data/prepared").rglob("*.png")))[:40, :50]).save(image)
+    outputs = {}
+    for runtime in ("torch", "onnxruntime", "openvino"):
+        target = tmp_path / f"{runtime}.png"
+        assert main(["upscale", str(image), "-o", str(target), "--runtime", runtime, "--precision", "fp32"]) == 0
+        outputs[runtime] = load_rgb8(target).astype(int)
+    whole = tmp_path / "whole.png"
+    assert main(["upscale", str(image), "-o", str(whole), "--precision", "fp32", "--tile", "64"]) == 0
+    assert max(np.abs(out - outputs["torch"]).max() for out in outputs.values()) <= 1
+    assert np.abs(load_rgb8(whole).astype(int) - outputs["openvino"]).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{broken}"], "broken.png: not a recognised image format"),
+        (["{image}", "-o", "{image}"], "would overwrite the input"),
+        (["{image}", "-o", "/proc/out.png"], "cannot write into /proc"),
+        (["{image}", "-o", "{tmp}/out.jpg"], "must be a .png file"),
+        (["{tmp}/missing.png"], "missing.png does not exist"),
+        (["{image}", "--runtime", "torch", "--precision", "int8"], "int8 runs on openvino or onnxruntime"),
+        (["{image}", "--model", "espcn"], "'espcn' is not deployed"),
+    ],
+)
+def test_upscale_errors_name_the_problem(project, tmp_path, monkeypatch, capsys, args, message):
+    root, _ = project
+    monkeypatch.chdir(root)
+    image, broken = tmp_path / "in.png", tmp_path / "broken.png"
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(image)
+    broken.write_bytes(b"not an image")
+    before = image.read_bytes()
+    argv = [a.format(image=image, broken=broken, tmp=tmp_path) for a in args]
+    assert main(["upscale", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert image.read_bytes() == before

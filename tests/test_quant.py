@@ -1,0 +1,138 @@
+"""int8 PTQ with both runtimes on a model built to break int8: full int8, ignored layers, accuracy control.
+
+The model is the failure paper 003 Sec. 3.2 describes: an outlier channel (constant 500) concatenated
+with the image channels shares their int8 range, so the image is quantized to zero. Its fp32 output is
+nearest-neighbour upsampling, about 36 dB PSNR-Y on the test image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from skimage import data
+from torch import nn
+
+from edgesr.data.imresize import imresize
+from edgesr.deploy.export import export_onnx, export_openvino, module_paths
+from edgesr.deploy.runtimes import onnxruntime_runner, openvino_runner, upscale_image
+from edgesr.metrics import psnr_y
+from edgesr.quant.layers import ignored_nodes, openvino_ignored_scope
+from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
+from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_accuracy_control
+from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
+
+SCALE = 2
+
+
+class OutlierNet(nn.Module):
+    """x -> cat[identity 1x1 conv (3 ch), constant-500 1x1 conv (1 ch)] -> 1x1 conv to 12 -> PixelShuffle(2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv_image = nn.Conv2d(3, 3, 1)
+        self.conv_outlier = nn.Conv2d(3, 1, 1)
+        self.conv_up = nn.Conv2d(4, 3 * SCALE**2, 1)
+        self.shuffle = nn.PixelShuffle(SCALE)
+        with torch.no_grad():
+            self.conv_image.weight.copy_(torch.eye(3)[:, :, None, None])
+            self.conv_image.bias.zero_()
+            self.conv_outlier.weight.zero_()
+            self.conv_outlier.bias.fill_(500.0)
+            self.conv_up.weight.zero_()
+            for channel in range(3):  # each image channel to its 4 sub-pixels: nearest-neighbour upsampling
+                self.conv_up.weight[channel * SCALE**2 : (channel + 1) * SCALE**2, channel] = 1.0
+            self.conv_up.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.conv_up(torch.cat([self.conv_image(x), self.conv_outlier(x)], dim=1)))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    root = tmp_path_factory.mktemp("quant")
+    onnx_path = export_onnx(OutlierNet().eval(), root / "model.onnx")
+    hr = data.astronaut()[100:164, 100:164]
+    rng = np.random.default_rng(0)
+    return {
+        "root": root,
+        "onnx": onnx_path,
+        "ir": export_openvino(onnx_path, root)["fp32"],
+        "proto": onnx.load(onnx_path),
+        "val": [("astronaut", imresize(hr, 1 / SCALE), hr)],
+        "calibration": [rng.random((1, 3, 16, 16), dtype=np.float32) for _ in range(16)],
+    }
+
+
+def _psnr(runner, val) -> float:
+    _, lr, hr = val[0]
+    return psnr_y(upscale_image(runner, lr), hr, SCALE)
+
+
+def test_full_int8_quantizes_every_layer_and_loses_the_image(exported):
+    root, val, calibration = exported["root"], exported["val"], exported["calibration"]
+    fp32 = _psnr(openvino_runner(exported["ir"], 2), val)
+    assert fp32 == pytest.approx(_psnr(onnxruntime_runner(exported["onnx"], 2), val), abs=1e-6)
+    assert fp32 > 30
+    modules = module_paths(exported["proto"])
+
+    ov_int8 = quantize_openvino(exported["ir"], calibration, root / "full" / "openvino.xml")
+    assert fp32 - _psnr(openvino_runner(ov_int8, 2), val) > 20
+    # OpenVINO runs all three convolutions in int8, first and last included
+    assert openvino_precisions(ov_int8, modules).int8["Convolution"] == 3
+
+    ort_int8 = quantize_onnxruntime(exported["onnx"], calibration, root / "full" / "model.onnx")
+    assert fp32 - _psnr(onnxruntime_runner(ort_int8, 2), val) > 20
+    executed = onnxruntime_precisions(ort_int8, modules)
+    # ONNX Runtime fuses the concatenation and the last conv into integer kernels; it keeps the two convs
+    # on the model input, and DepthToSpace, in float between quantize / dequantize pairs (reported)
+    assert executed.int8 == {"QLinearConcat": 1, "QLinearConv": 1}
+    assert "conv_up" not in " ".join(executed.float_layers) and "shuffle (DepthToSpace)" in executed.float_layers
+
+
+def test_ignored_layers_stay_in_float_and_restore_the_psnr(exported):
+    root, val, calibration = exported["root"], exported["val"], exported["calibration"]
+    fp32 = _psnr(openvino_runner(exported["ir"], 2), val)
+    # module paths and functional-op node names (the concatenation) both name layers
+    nodes = ignored_nodes(exported["proto"], ["conv_up", "node_cat"], "outlier_net")
+    assert set(nodes) == {"node_cat", *(n for n, m in module_paths(exported["proto"]).items() if m == "conv_up")}
+
+    ov_int8 = quantize_openvino(
+        exported["ir"], calibration, root / "ignored" / "openvino.xml", openvino_ignored_scope(nodes)
+    )
+    executed = openvino_precisions(ov_int8, module_paths(exported["proto"]))
+    assert executed.int8["Convolution"] == 2 and "conv_up (Convolution)" in executed.float_layers
+    assert fp32 - _psnr(openvino_runner(ov_int8, 2), val) < 0.6
+
+    ort_int8 = quantize_onnxruntime(exported["onnx"], calibration, root / "ignored" / "model.onnx", nodes)
+    assert fp32 - _psnr(onnxruntime_runner(ort_int8, 2), val) < 0.6
+
+
+def test_an_unknown_layer_name_lists_the_layers_that_exist(exported):
+    with pytest.raises(ValueError, match=r"quantize.ignored_layers.net: no layer 'conv_lst'.*conv_image, conv_outlier"):
+        ignored_nodes(exported["proto"], ["conv_up", "conv_lst"], "net")
+
+
+def test_accuracy_control_returns_layers_to_float_until_the_drop_fits(exported):
+    root, val, calibration = exported["root"], exported["val"], exported["calibration"]
+    fp32 = _psnr(openvino_runner(exported["ir"], 2), val)
+    out = quantize_openvino_with_accuracy_control(
+        exported["ir"], calibration, val, SCALE, max_drop=0.6, out_xml=root / "ac" / "openvino.xml"
+    )
+    assert fp32 - _psnr(openvino_runner(out, 2), val) <= 0.6
+    # the layer that reads the outlier went back to float; the others stayed int8
+    executed = openvino_precisions(out, module_paths(exported["proto"]))
+    assert "conv_up (Convolution)" in executed.float_layers and executed.int8["Convolution"] == 2
+
+
+def test_calibration_patches_are_seeded_training_crops():
+    from edgesr.quant.calibration import calibration_patches
+
+    hr = data.astronaut()[:96, :96]
+    pairs = [("a", imresize(hr, 1 / SCALE), hr)]
+    first = calibration_patches(pairs, SCALE, 5, 16, seed=3)
+    assert len(first) == 5 and first[0].shape == (1, 3, 16, 16) and first[0].dtype == np.float32
+    again = calibration_patches(pairs, SCALE, 5, 16, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert 0.0 <= min(p.min() for p in first) and max(p.max() for p in first) <= 1.0
