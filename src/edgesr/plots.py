@@ -133,6 +133,7 @@ def save_architecture(arch: FGNASArchitecture, title: str, path: Path) -> Path:
     ax_act.legend(fontsize=7, ncol=4, title="activation mix", title_fontsize=7)
     for ax in (ax_ch, ax_act):
         ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
 
 
 def save_int8_drop(rows: Sequence[Mapping[str, object]], path: Path) -> Path:
