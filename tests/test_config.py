@@ -119,7 +119,11 @@ def test_keys_inside_tagged_sections_read_as_in_the_file(tmp_path):
 
 
 def test_stages_must_fit_together(tmp_path):
-    assert load_params(_write(tmp_path, lambda d: d.update(scale=3))).scale == 3
+    def at_x3(d):  # the deployed subnets are the x2 ones: deploy a zoo model at x3
+        d.update(scale=3)
+        d["deploy"].update(models=["xlsr"], default_model="xlsr")
+
+    assert load_params(_write(tmp_path, at_x3)).scale == 3
     with pytest.raises(ConfigError, match=r"\n  - scale 3 is trained and evaluated but prepare.scales \[2\] does not"):
         load_params(_write(tmp_path, lambda d: (d.update(scale=3), d["prepare"].update(scales=[2]))))
     # x4 with 32-pixel LR patches needs HR images of at least 128 pixels
@@ -160,7 +164,7 @@ def test_a_profile_removes_a_section_with_null(tmp_path):
 
 
 def test_deploy_names_only_trained_models_and_a_deployed_default(tmp_path):
-    path = _write(tmp_path, lambda d: d["deploy"].update(models=["xlsr", "edsr"]))
+    path = _write(tmp_path, lambda d: d["deploy"].update(models=["xlsr", "edsr"], default_model="xlsr"))
     with pytest.raises(ConfigError, match=r"deploy.models names edsr, which no stage trains; pick from .*xlsr"):
         load_params(path)
     path = _write(tmp_path, lambda d: d["deploy"].update(default_model="espcn", models=["xlsr"]))

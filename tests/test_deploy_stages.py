@@ -30,6 +30,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Params]:
         update={
             "prepare": params.prepare.model_copy(update={"benchmarks": {}}),
             "models": {MODEL: params.models[MODEL]},
+            "deploy": params.deploy.model_copy(update={"models": [MODEL], "default_model": MODEL}),
         }
     )
     write_params(params, root / "params.yaml")
