@@ -201,3 +201,33 @@ def test_search_resumes_exactly_with_its_lambda(tmp_path):
     assert objective.current_lambda() == ref_objective.current_lambda()
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_latency_budget_search_lands_in_the_band_with_a_table():
+    """The latency path of the search with a synthetic table ms = K^2 cin cout / 1e6 (bilinear is exact
+    on a product), so the estimate is R / (H W 1e6) and a projected architecture lands within 5%."""
+    from edgesr.search.latency_table import LatencyTable, LayerGrid, channel_grid
+
+    cfg = SupernetConfig(num_blocks=4, width=32)
+    grid = channel_grid(cfg.width, 8)
+
+    def layer(kernel: int, ins: tuple[int, ...], outs: tuple[int, ...]) -> LayerGrid:
+        return LayerGrid(kernel, ins, outs, tuple(tuple(kernel**2 * i * o / 1e6 for o in outs) for i in ins))
+
+    table = LatencyTable(
+        {
+            "head": layer(3, (3,), grid),
+            "conv1x1": layer(1, grid, grid),
+            "conv3x3": layer(3, grid, grid),
+            "last": layer(3, grid, (12,)),
+        }
+    )
+    net = Supernet(cfg, scale=2)
+    _randomise_gates(net, seed=3, open_fraction=0.7)
+    estimate = table.estimate_ms(net.counted_convs())
+    assert estimate.item() == pytest.approx(net.mult_adds().item() / (LR_PIXELS_X2 * 1e6), rel=1e-6)
+    estimate.backward()  # the straight-through gradients flow through the table
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.gate_parameters())
+    target_ms = 0.3 * estimate.item()
+    final = project_to_budget(net, lambda m: table.estimate_ms(m.counted_convs()), target_ms)
+    assert abs(final / target_ms - 1) <= 0.05
