@@ -83,7 +83,7 @@ def search_overhead(cfg: SupernetConfig, budget: BudgetConfig, device: torch.dev
         net = Supernet(cfg.model_copy(update=overrides), SCALE).to(device)
         objective = None
         if name == "search":
-            objective = SearchObjective(budget, lambda m: m.mult_adds(), float(net.mult_adds()), repeats).to(device)
+            objective = SearchObjective(budget, lambda m: m.mult_adds(), net.mult_adds().item(), repeats).to(device)
         optimizer = torch.optim.Adam(net.parameters(), 1e-4)
         lr, hr = torch.rand(16, 3, 32, 32, device=device), torch.rand(16, 3, 64, 64, device=device)
         samples = []
@@ -136,7 +136,7 @@ def main() -> None:
         torch.manual_seed(0)
         supernet = Supernet(cfg, SCALE)
         cost = lambda net: net.mult_adds()  # noqa: E731
-        objective = SearchObjective(budget, cost, float(supernet.mult_adds()), args.search_iterations)
+        objective = SearchObjective(budget, cost, supernet.mult_adds().item(), args.search_iterations)
         run_cfg = _config(args.search_iterations, device)
         sampler = PatchSampler([(lr, hr) for _, lr, hr in train_pairs], SCALE, run_cfg.lr_patch, run_cfg.seed)
         out = args.out.parent / "fgnas_ablation_runs" / row.split()[0] / row.split()[1]
