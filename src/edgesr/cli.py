@@ -72,10 +72,11 @@ def _cmd_search(args: argparse.Namespace) -> None:
 
 
 def _cmd_retrain(args: argparse.Namespace) -> None:
+    from edgesr.config import subnet_name
     from edgesr.stages import retrain
 
     result = retrain.run(_load(args), args.size, args.scale)
-    name = retrain.subnet_name(args.size, args.scale)
+    name = subnet_name(args.size, args.scale)
     print(f"{name}: best validation PSNR-Y {result.best_psnr:.3f} dB at iteration {result.best_iteration}")
 
 

@@ -42,8 +42,14 @@ __all__ = [
     "load_params",
     "params_hash",
     "resolve_profile",
+    "subnet_name",
     "write_params",
 ]
+
+
+def subnet_name(size: str, scale: int) -> str:
+    """The name of a retrained FGNAS subnet in folders, tables and ``deploy.models``, e.g. ``fgnas_S_x2``."""
+    return f"fgnas_{size}_x{scale}"
 
 
 class ConfigError(ValueError):
@@ -154,7 +160,7 @@ class Params(StrictModel):
         """The retrained FGNAS subnets at the pipeline's ``scale`` (``fgnas_<size>_x<scale>``)."""
         if self.scale not in self.search.retrain.scales:
             return []
-        return [f"fgnas_{size}_x{self.scale}" for size in self.search.sizes]
+        return [subnet_name(size, self.scale) for size in self.search.sizes]
 
     def deployable_names(self) -> list[str]:
         """Models that have a trained checkpoint to export (see ``stages.export.deployable_checkpoint``)."""

@@ -36,6 +36,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
+from edgesr.complexity import count_complexity
 from edgesr.models.bicubic import Bicubic
 from edgesr.models.fgnas import ActivationName
 from edgesr.schema import StrictModel
@@ -261,6 +262,4 @@ def _constant(value: int, like: Tensor) -> Tensor:
 @functools.cache
 def bicubic_mult_adds(scale: int, output_hw: tuple[int, int]) -> int:
     """Mult-Adds of the exportable bicubic module (its polyphase convs), counted once."""
-    from edgesr.complexity import count_complexity
-
     return count_complexity(Bicubic(3, scale), scale, output_hw).mult_adds

@@ -17,7 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from edgesr.complexity import count_complexity
-from edgesr.config import Params, params_hash
+from edgesr.config import Params, params_hash, subnet_name
 from edgesr.data.prepare import available_benchmarks, load_pairs
 from edgesr.files import write_json, write_text
 from edgesr.inference import super_resolve
@@ -67,8 +67,6 @@ def _markdown(rows: list[dict], sets: list[str]) -> str:
 
 def models_to_evaluate(params: Params, root: Path = Path(".")) -> list[tuple[str, int, nn.Module]]:
     """(name, scale, model): bicubic at every scale in play, the zoo at ``scale``, the retrained subnets."""
-    from edgesr.stages.retrain import subnet_name
-
     subnets = [(size, s) for size in params.search.sizes for s in params.search.retrain.scales]
     scales = sorted({params.scale} | {s for _, s in subnets})
     entries = [(BICUBIC if s == params.scale else f"{BICUBIC}_x{s}", s, None) for s in scales]

@@ -12,16 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgesr.config import ConfigError, Params
+from edgesr.config import ConfigError, Params, subnet_name
 from edgesr.models.fgnas import FGNASArchitecture, FGNASConfig
 from edgesr.stages.search import ARCHITECTURE_FILE
 from edgesr.stages.train import train_one, training_run
 from edgesr.train.trainer import TrainResult
-
-
-def subnet_name(size: str, scale: int) -> str:
-    """The name of a retrained subnet in folders and tables, e.g. ``fgnas_S_x2``."""
-    return f"fgnas_{size}_x{scale}"
 
 
 def load_architecture(params: Params, size: str, root: Path = Path(".")) -> FGNASArchitecture:

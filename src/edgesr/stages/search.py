@@ -18,8 +18,6 @@ from pathlib import Path
 import torch
 
 from edgesr.config import ConfigError, Params, params_hash
-from edgesr.data.patches import PatchSampler
-from edgesr.data.prepare import load_pairs
 from edgesr.files import atomic_write, write_json, write_text
 from edgesr.models.fgnas import FGNASArchitecture
 from edgesr.plots import save_architecture, save_search_curves
@@ -28,7 +26,7 @@ from edgesr.search.extract import extract_architecture
 from edgesr.search.settings import BudgetConfig, LatencyBudget
 from edgesr.search.supernet import Supernet
 from edgesr.stages import data_hash
-from edgesr.stages.train import history_csv, keep_only_an_unfinished_run
+from edgesr.stages.train import history_csv, keep_only_an_unfinished_run, training_data
 from edgesr.tracking import stage_run
 from edgesr.train.trainer import train, validate
 
@@ -78,9 +76,7 @@ def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
     with torch.no_grad():
         full_cost = float(cost(supernet))
     objective = SearchObjective(budget, cost, full_cost, train_cfg.iterations)
-    train_pairs = load_pairs(prepared, "train", params.scale)
-    val_pairs = load_pairs(prepared, "val", params.scale)
-    sampler = PatchSampler([(lr, hr) for _, lr, hr in train_pairs], params.scale, train_cfg.lr_patch, train_cfg.seed)
+    sampler, val_pairs = training_data(prepared, params.scale, train_cfg)
     settings = {
         "supernet": supernet_cfg.model_dump(mode="json"),
         "budget": budget.model_dump(mode="json"),

@@ -114,14 +114,19 @@ def keep_only_an_unfinished_run(
             shutil.rmtree(out_dir)
 
 
+def training_data(prepared: Path, scale: int, cfg: TrainConfig) -> tuple[PatchSampler, list]:
+    """The patch sampler over the prepared training split and the validation pairs, at ``scale``."""
+    train_pairs = load_pairs(prepared, "train", scale)
+    sampler = PatchSampler([(lr, hr) for _, lr, hr in train_pairs], scale, cfg.lr_patch, cfg.seed)
+    return sampler, load_pairs(prepared, "val", scale)
+
+
 def train_one(run: TrainingRun, root: Path = Path(".")) -> TrainResult:
     """Train ``run.model_cfg`` from scratch; resumes an interrupted run, retrains anything else."""
     prepared, cfg = root / run.prepared, run.train_cfg
     torch.manual_seed(cfg.seed)  # the initial weights: a rerun of the stage reproduces the run
     model = build_model(run.model_cfg, run.scale)
-    train_pairs = load_pairs(prepared, "train", run.scale)
-    val_pairs = load_pairs(prepared, "val", run.scale)
-    sampler = PatchSampler([(lr, hr) for _, lr, hr in train_pairs], run.scale, cfg.lr_patch, cfg.seed)
+    sampler, val_pairs = training_data(prepared, run.scale, cfg)
     out_dir = root / run.out_dir
     metadata = {
         "name": run.name,
@@ -153,6 +158,7 @@ def training_run(
 ) -> TrainingRun:
     """The run's paths from ``params.paths``: ``<paths.<group>>/<name>``, ``metrics/<group>/<name>.json``, ..."""
     paths = params.paths
+    reports = "train" if group == "models" else group  # the zoo's metrics and plots sit under train/
     return TrainingRun(
         stage=stage,
         name=name,
@@ -161,8 +167,8 @@ def training_run(
         scale=scale,
         prepared=Path(paths.prepared),
         out_dir=Path(getattr(paths, group)) / name,
-        metrics_file=Path(paths.metrics) / ("train" if group == "models" else group) / f"{name}.json",
-        plot_file=Path(paths.plots) / ("train" if group == "models" else group) / f"{name}.csv",
+        metrics_file=Path(paths.metrics) / reports / f"{name}.json",
+        plot_file=Path(paths.plots) / reports / f"{name}.csv",
         experiment=params.tracking.experiment,
         sample_crop=params.tracking.sample_crop,
     )

@@ -229,13 +229,13 @@ def train(
                 if is_log or is_val:
                     entry = {"iteration": done, "loss": _mean_over_processes(loss, ctx), "lr": lr_used}
                     entry["val_psnr"] = validate(model, val_pairs, scale, ctx) if is_val else None
-                    if objective is not None:
-                        entry |= objective.metrics(model, done)
+                    searched = objective.metrics(model, done) if objective is not None else {}
+                    entry |= searched
                     progress.history.append(entry)
                     bar.set_postfix(loss=f"{entry['loss']:.4g}", lr=f"{lr_used:.3g}", best=f"{progress.best_psnr:.2f}")
                     if ctx.is_main and tracker is not None:
                         metrics = {"train/loss": entry["loss"], "train/lr": lr_used} if is_log else {}
-                        metrics |= {k: v for k, v in entry.items() if "/" in k}  # the objective's metrics
+                        metrics |= searched
                         if is_val:
                             metrics["val/psnr_y"] = entry["val_psnr"]
                         tracker.log_metrics(metrics, step=done)
