@@ -131,7 +131,9 @@ def test_stages_must_fit_together(tmp_path):
         load_params(_write(tmp_path, lambda d: (d.update(scale=4), d["prepare"].update(min_hr_size=96))))
     # the same for the x4 retraining of the searched subnets
     with pytest.raises(ConfigError, match=r"min_hr_size 96 is below the HR patch of the retraining .* = 128"):
-        load_params(_write(tmp_path, lambda d: d["prepare"].update(min_hr_size=96)))
+        load_params(
+            _write(tmp_path, lambda d: (d["prepare"].update(min_hr_size=96), d["search"]["retrain"].update(scales=[2, 4])))
+        )
 
 
 def test_profiles_are_looked_up_beside_the_params_file(tmp_path):
@@ -152,7 +154,7 @@ def test_search_section_errors_name_the_key(tmp_path):
         ConfigError, match=r"search.sizes.S.budget: Input tag 'flops'.*'none', 'lambda', 'mult_adds', 'latency'"
     ):
         load_params(path)
-    path = _write(tmp_path, lambda d: d["prepare"].update(scales=[2, 3]))
+    path = _write(tmp_path, lambda d: (d["prepare"].update(scales=[2, 3]), d["search"]["retrain"].update(scales=[2, 4])))
     with pytest.raises(ConfigError, match=r"retrains at x\[4\] but prepare.scales \[2, 3\] does not make them"):
         load_params(path)
 
@@ -161,6 +163,9 @@ def test_a_profile_removes_a_section_with_null(tmp_path):
     params = load_params(ROOT / "params.yaml", ROOT / "profiles" / "cpu-long.yaml")
     assert list(params.search.sizes) == ["S"] and "espcn" not in params.models
     assert params.search.supernet_for("S").width == 48 and params.search.budget_for("S").target_g == 45.0
+    # `edgesr config --profile cpu-long --write params.yaml` run twice: the second merge changes nothing
+    merged = write_params(params, tmp_path / "params.yaml")
+    assert load_params(merged, ROOT / "profiles" / "cpu-long.yaml") == params
 
 
 def test_deploy_names_only_trained_models_and_a_deployed_default(tmp_path):

@@ -205,12 +205,13 @@ def _merged_train(base: TrainConfig, overrides: Mapping[str, Any], where: str) -
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """``override`` over ``base``, section by section. A section whose ``type`` changes (a schedule, a
     loss, an architecture) is replaced whole: the old type's keys mean nothing to the new one; a
-    mapping overridden with ``null`` is removed (e.g. a profile drops ``search.sizes.L``)."""
+    mapping overridden with ``null`` is removed (e.g. a profile drops ``search.sizes.L``), and a ``null``
+    for a key that is already gone is a no-op, so applying a profile twice changes nothing."""
     merged = dict(base)
     for key, value in override.items():
         old = merged.get(key)
-        if value is None and isinstance(old, dict):  # `key: null` in a profile removes a section or entry
-            del merged[key]
+        if value is None and (isinstance(old, dict) or key not in merged):  # `key: null` removes it
+            merged.pop(key, None)
         elif (
             isinstance(value, Mapping)
             and isinstance(old, dict)
