@@ -118,6 +118,10 @@ def test_keys_inside_tagged_sections_read_as_in_the_file(tmp_path):
         load_params(path)
 
 
+def _retrain_at(d, scales):
+    d["search"]["retrain"].update(scales=scales)
+
+
 def test_stages_must_fit_together(tmp_path):
     def at_x3(d):  # the deployed subnets are the x2 ones: deploy a zoo model at x3
         d.update(scale=3)
@@ -131,9 +135,7 @@ def test_stages_must_fit_together(tmp_path):
         load_params(_write(tmp_path, lambda d: (d.update(scale=4), d["prepare"].update(min_hr_size=96))))
     # the same for the x4 retraining of the searched subnets
     with pytest.raises(ConfigError, match=r"min_hr_size 96 is below the HR patch of the retraining .* = 128"):
-        load_params(
-            _write(tmp_path, lambda d: (d["prepare"].update(min_hr_size=96), d["search"]["retrain"].update(scales=[2, 4])))
-        )
+        load_params(_write(tmp_path, lambda d: (d["prepare"].update(min_hr_size=96), _retrain_at(d, [2, 4]))))
 
 
 def test_profiles_are_looked_up_beside_the_params_file(tmp_path):
@@ -154,7 +156,7 @@ def test_search_section_errors_name_the_key(tmp_path):
         ConfigError, match=r"search.sizes.S.budget: Input tag 'flops'.*'none', 'lambda', 'mult_adds', 'latency'"
     ):
         load_params(path)
-    path = _write(tmp_path, lambda d: (d["prepare"].update(scales=[2, 3]), d["search"]["retrain"].update(scales=[2, 4])))
+    path = _write(tmp_path, lambda d: (d["prepare"].update(scales=[2, 3]), _retrain_at(d, [2, 4])))
     with pytest.raises(ConfigError, match=r"retrains at x\[4\] but prepare.scales \[2, 3\] does not make them"):
         load_params(path)
 
