@@ -4,10 +4,11 @@
 
 Builds (or reads from the cache) the per-layer OpenVINO latency table of ``Supernet(blocks, width)`` at
 the LR size of a 1280x720 output, then draws random architectures with 10 % .. 90 % of the gates open
-(psi set to random values, Eq. 1's threshold psi > 0.5), extracts each subnet, converts it to OpenVINO
-(fp32) and times it on the same LR input. The subnets are timed round-robin (one run of each per
-round, ``--repeats`` rounds, median per subnet), so load from other processes is spread over all of
-them instead of biasing a few. For every subnet it records:
+(psi set to random values, Eq. 1's threshold psi > 0.5), extracts each subnet, converts its deployed
+form (:func:`edgesr.deploy.export.prepare_for_export`: the export form, plain convolutions without
+channel Gather / Pad) to OpenVINO (fp32) and times it on the same LR input. The subnets are timed
+round-robin (one run of each per round, ``--repeats`` rounds, median per subnet), so load from other
+processes is spread over all of them instead of biasing a few. For every subnet it records:
 
 - ``measured_ms``: median wall time of ``infer()`` (no profiling);
 - ``measured_conv_ms``: the OpenVINO profiler's time of the convolution nodes alone (a separate,
@@ -39,6 +40,7 @@ import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from edgesr.deploy.export import prepare_for_export  # noqa: E402
 from edgesr.files import atomic_write, write_json  # noqa: E402
 from edgesr.search.extract import extract_subnet  # noqa: E402
 from edgesr.search.gates import GATE_THRESHOLD  # noqa: E402
@@ -143,7 +145,7 @@ def main() -> None:
             convs = supernet.counted_convs()
             estimate = float(table.estimate_ms(convs))
             mult_adds = float(supernet.mult_adds(OUTPUT_HW))
-            model = ov.convert_model(subnet, example_input=example)
+            model = ov.convert_model(prepare_for_export(subnet), example_input=example)
         profiled = core.compile_model(model, "CPU", openvino_config(args.threads, "f32", profile=True))
         profile_request = profiled.create_infer_request()
         profile_request.set_input_tensor(ov.Tensor(example.numpy()))

@@ -13,7 +13,9 @@ from edgesr.data.imresize import imresize
 from edgesr.deploy.export import export_onnx, export_openvino, module_paths, prepare_for_export
 from edgesr.deploy.runtimes import as_input, onnxruntime_runner, openvino_runner, torch_runner, upscale_image
 from edgesr.deploy.tiling import upscale_tiled, windows
-from edgesr.models import build_model, default_model_config
+from edgesr.models import FGNAS, build_model, default_model_config
+from edgesr.search.extract import extract_subnet
+from edgesr.search.supernet import Supernet, SupernetConfig
 
 SCALE = 2
 
@@ -60,10 +62,23 @@ def real_lr() -> np.ndarray:
     return imresize(data.astronaut()[40:134, 150:272], 1 / SCALE)
 
 
+def _fgnas_subnet() -> nn.Module:
+    """A searched FGNAS subnet whose blocks read and write channel subsets of the trunk (Gathers)."""
+    torch.manual_seed(0)
+    supernet = Supernet(SupernetConfig(num_blocks=3, width=8, bicubic_skip=True), SCALE)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for psi in supernet.gate_parameters():
+            psi.copy_(torch.rand(psi.shape, generator=generator) - 0.05)
+    subnet = extract_subnet(supernet)
+    assert subnet.head_to_trunk is not None and any(block.write is not None for block in subnet.body)
+    return subnet
+
+
 def _models() -> dict[str, nn.Module]:
     torch.manual_seed(0)
     zoo = {name: build_model(default_model_config(name), SCALE) for name in ("fsrcnn", "xlsr", "sam_sr_xlite")}
-    return {"subnet_like": SubnetLike(), **zoo}
+    return {"subnet_like": SubnetLike(), "fgnas_subnet": _fgnas_subnet(), **zoo}
 
 
 @pytest.mark.parametrize("name", list(_models()))
@@ -80,6 +95,8 @@ def test_export_agrees_with_pytorch_on_a_real_image(name, real_lr, tmp_path):
     assert [d.dim_param for d in dims[2:]] == ["height", "width"] and proto.opset_import[0].version >= 17
     ops = {node.op_type for node in proto.graph.node}
     assert "BatchNormalization" not in ops
+    if isinstance(original, FGNAS):  # the export form folds the subnet's channel reads and writes into convs
+        assert not ops & {"Gather", "Pad"}
     assert ("DepthToSpace" in ops) == any(isinstance(m, nn.PixelShuffle) for m in model.modules())
     # every convolution remembers the PyTorch module it came from (quantize.ignored_layers names them so)
     paths = module_paths(proto)

@@ -110,6 +110,11 @@ def test_extracted_subnet_equals_hard_gated_supernet_and_counts_as_the_regulariz
         assert (net(x) - subnet(x)).abs().max().item() < 1e-5
     assert count_complexity(subnet, scale).mult_adds == round(net.mult_adds().item())
     assert count_complexity(subnet, scale).params < count_complexity(net, scale).params
+    # the export form (no Gather / Pad: reads and writes folded into convs) is the same function
+    dense = subnet.export_form()
+    with torch.no_grad():
+        assert (dense(x) - subnet(x)).abs().max().item() < 1e-5
+    assert count_complexity(dense, scale).mult_adds >= count_complexity(subnet, scale).mult_adds
     # the architecture round-trips through JSON into a zoo model of the same size
     arch = FGNASArchitecture.model_validate_json(subnet.arch.model_dump_json())
     rebuilt = build_model(FGNASConfig(architecture=arch, bicubic_skip=overrides.get("bicubic_skip", False)), scale)

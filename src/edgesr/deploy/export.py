@@ -45,8 +45,12 @@ _EXAMPLE_HW = (24, 32)
 
 
 def prepare_for_export(model: nn.Module) -> nn.Module:
-    """Eval-mode copy with every Conv -> BatchNorm pair folded into one conv (paper 004 Sec. 4.4)."""
-    return fold_batchnorm(model)
+    """Eval-mode copy with every Conv -> BatchNorm pair folded into one conv (paper 004 Sec. 4.4), in
+    the model's own export form when it has an ``export_form()`` (an FGNAS subnet without channel
+    Gather / Pad nodes, :meth:`edgesr.models.fgnas.FGNAS.export_form`)."""
+    folded = fold_batchnorm(model)
+    export_form = getattr(folded, "export_form", None)
+    return folded if export_form is None else export_form()
 
 
 def _keep_module_paths(proto: onnx.ModelProto) -> None:

@@ -12,12 +12,17 @@ its Mult-Adds are Eq. 3's ``K^2 H W (alive in)(alive out)`` and the total equals
 regularizer (tested). Reading a subset is an ``index_select`` and writing one is a zero-padded
 ``index_select`` (a Gather either way in ONNX), which cost no Mult-Adds.
 
+Runtimes run those Pad + Gather nodes with slow kernels, so deployment uses :meth:`FGNAS.export_form`:
+the same function with every read and write folded into the convs as zero weight columns and rows
+over one channel space, a graph of plain convolutions and adds at a few more Mult-Adds.
+
 Tensor contract: (N, 3, H, W) float RGB in [0, 1] -> (N, 3, sH, sW) for s in {2, 3, 4} (Sec. 4.1:
 other scales change only the last conv to 3 s^2 outputs and retrain from scratch).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Literal
 
 import torch
@@ -122,6 +127,31 @@ def _register_placement(module: nn.Module, name: str, channels: list[int], withi
     module.register_buffer(name, None if channels == within else _placement(channels, within), persistent=False)
 
 
+def _embedded_conv(
+    conv: nn.Conv2d, width: int, rows: list[int] | None = None, columns: list[int] | None = None
+) -> nn.Conv2d:
+    """``conv`` inside a wider conv: its output channels at positions ``rows`` of ``width`` outputs and/or
+    its input channels at positions ``columns`` of ``width`` inputs, zero weights (and bias) elsewhere.
+
+    On a ``width``-channel map that is zero outside ``columns`` (or whose other channels should be
+    ignored), the wider conv gives ``conv``'s output at ``rows`` and exact zeros elsewhere.
+    """
+    out_rows = torch.arange(conv.out_channels) if rows is None else torch.tensor(rows)
+    in_columns = torch.arange(conv.in_channels) if columns is None else torch.tensor(columns)
+    wide = nn.Conv2d(
+        conv.in_channels if columns is None else width,
+        conv.out_channels if rows is None else width,
+        conv.kernel_size,
+        padding=conv.padding,
+    ).to(conv.weight.device)
+    with torch.no_grad():
+        wide.weight.zero_()
+        wide.weight[out_rows[:, None], in_columns[None, :]] = conv.weight
+        wide.bias.zero_()
+        wide.bias[out_rows] = conv.bias
+    return wide
+
+
 class FGNASBlock(nn.Module):
     """One kept block: gather alive trunk channels, 1x1, 3x3 Mult, masked activations, 3x3, scatter-add."""
 
@@ -192,6 +222,42 @@ class FGNAS(nn.Module):
             skip = skip + _place(self.conv_after_body(trunk), self.after_to_last)
         out = self.pixel_shuffle(self.conv_last(skip))
         return out if self.bicubic is None else out + self.bicubic(x)
+
+    def export_form(self) -> FGNAS:
+        """An eval-mode copy without Gather / Pad: every map lives in one channel space, trunk ∪ after-body.
+
+        The head, residual and after-body convs write their kept channels at their places in that space
+        (zero rows elsewhere) and every conv that reads the trunk or the skip takes all of it (zero
+        columns for channels it does not read), so the copy equals this network up to float rounding
+        (tested) and exports as plain convolutions and adds. Zero weights still cost Mult-Adds: the
+        copy counts more than Eq. 3's R, which stays the subnet's cost.
+        """
+        dense = copy.deepcopy(self).eval()
+        space = sorted(set(self.arch.trunk_channels()) | set(self.arch.after_body))
+        width, trunk = len(space), self.arch.trunk_channels()
+
+        def at(channels: list[int]) -> list[int]:
+            return _positions(channels, space).tolist()
+
+        dense.conv_first = _embedded_conv(self.conv_first, width, rows=at(self.arch.head))
+        for block, index in zip(dense.body, self.block_indices, strict=True):
+            spec = self.arch.blocks[index]
+            reads = at(self.arch.trunk_channels(index))
+            if block.conv_pointwise is not None:
+                block.conv_pointwise = _embedded_conv(block.conv_pointwise, width, columns=reads)
+            else:
+                block.conv_mult = _embedded_conv(block.conv_mult, width, columns=reads)
+            block.conv_residual = _embedded_conv(block.conv_residual, width, rows=at(spec.residual))
+            block.reads_everything, block.write = True, None
+        if self.conv_after_body is not None:
+            dense.conv_after_body = _embedded_conv(
+                _embedded_conv(self.conv_after_body, width, columns=at(trunk)), width, rows=at(self.arch.after_body)
+            )
+        dense.conv_last = _embedded_conv(
+            self.conv_last, width, columns=at(sorted(set(self.arch.head) | set(self.arch.after_body)))
+        )
+        dense.head_to_trunk = dense.head_to_last = dense.after_to_last = None
+        return dense
 
 
 @MODEL_REGISTRY.register("fgnas")

@@ -11,13 +11,12 @@ latency estimate), lambda, the alive channels of every conv over time and valida
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from edgesr.config import ConfigError, Params, params_hash
+from edgesr.config import ConfigError, Params
 from edgesr.files import atomic_write, write_json, write_text
 from edgesr.models.fgnas import FGNASArchitecture
 from edgesr.plots import save_architecture, save_search_curves
@@ -26,8 +25,7 @@ from edgesr.search.extract import extract_architecture
 from edgesr.search.settings import BudgetConfig, LatencyBudget
 from edgesr.search.supernet import Supernet
 from edgesr.stages import data_hash
-from edgesr.stages.train import history_csv, keep_only_an_unfinished_run, training_data
-from edgesr.tracking import stage_run
+from edgesr.stages.train import history_csv, recorded_run, training_data
 from edgesr.train.trainer import train, validate
 
 ARCHITECTURE_FILE = "architecture.json"
@@ -83,23 +81,23 @@ def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
         "output_hw": list(cfg.output_hw),
     }
     metadata = {"name": size, "scale": params.scale, "search": settings, "data_hash": data_hash(prepared)}
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    keep_only_an_unfinished_run(out_dir, f"search@{size}", train_cfg, params.scale, metadata, is_main)
-    args = (supernet, sampler, val_pairs, train_cfg, params.scale, out_dir)
-    if not is_main:
-        train(*args, metadata=metadata, objective=objective)
-        return _finish(supernet, budget, cost, val_pairs, params.scale)
-    stage_params = {"search": settings, "train": train_cfg.model_dump(mode="json"), "scale": params.scale}
-    with stage_run(
-        f"search@{size}",
-        experiment=params.tracking.experiment,
-        params=stage_params,
-        params_hash=params_hash(stage_params),
-        data_hash=metadata["data_hash"],
-        root=root,
-    ) as tracker:
-        result = train(*args, tracker=tracker, metadata=metadata, objective=objective)
-        found = _finish(supernet, budget, cost, val_pairs, params.scale)
+    scale, experiment = params.scale, params.tracking.experiment
+    stage_params = {"search": settings, "train": train_cfg.model_dump(mode="json"), "scale": scale}
+    with recorded_run(f"search@{size}", out_dir, train_cfg, scale, metadata, stage_params, experiment, root) as tracker:
+        result = train(
+            supernet,
+            sampler,
+            val_pairs,
+            train_cfg,
+            scale,
+            out_dir,
+            tracker=tracker,
+            metadata=metadata,
+            objective=objective,
+        )
+        found = _finish(supernet, budget, cost, val_pairs, scale)
+        if tracker is None:  # not rank 0: nothing to record
+            return found
         if not found.within_budget:
             print(
                 f"search@{size}: the final cost {found.cost:.4g} is outside target {found.target:.4g} "

@@ -12,6 +12,8 @@ import csv
 import io
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +116,35 @@ def keep_only_an_unfinished_run(
             shutil.rmtree(out_dir)
 
 
+@contextmanager
+def recorded_run(
+    stage: str,
+    out_dir: Path,
+    cfg: TrainConfig,
+    scale: int,
+    metadata: dict[str, object],
+    stage_params: dict[str, object],
+    experiment: str,
+    root: Path,
+) -> Iterator[Tracker | None]:
+    """The frame of every training stage: resume or restart (:func:`keep_only_an_unfinished_run`), then
+    the stage's MLflow run. Under ``torchrun`` only rank 0 records anything: other ranks get ``None``."""
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    keep_only_an_unfinished_run(out_dir, stage, cfg, scale, metadata, is_main)
+    if not is_main:
+        yield None
+        return
+    with stage_run(
+        stage,
+        experiment=experiment,
+        params=stage_params,
+        params_hash=params_hash(stage_params),
+        data_hash=str(metadata["data_hash"]),
+        root=root,
+    ) as tracker:
+        yield tracker
+
+
 def training_data(prepared: Path, scale: int, cfg: TrainConfig) -> tuple[PatchSampler, list]:
     """The patch sampler over the prepared training split and the validation pairs, at ``scale``."""
     train_pairs = load_pairs(prepared, "train", scale)
@@ -134,22 +165,11 @@ def train_one(run: TrainingRun, root: Path = Path(".")) -> TrainResult:
         "model": run.model_cfg.model_dump(mode="json"),
         "data_hash": data_hash(prepared),
     }
-    is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 records anything
-    keep_only_an_unfinished_run(out_dir, run.name, cfg, run.scale, metadata, is_main)
-    args = (model, sampler, val_pairs, cfg, run.scale, out_dir)
-    if not is_main:
-        return train(*args, metadata=metadata)
     stage_params = {"model": metadata["model"], "train": cfg.model_dump(mode="json"), "scale": run.scale}
-    with stage_run(
-        run.stage,
-        experiment=run.experiment,
-        params=stage_params,
-        params_hash=params_hash(stage_params),
-        data_hash=metadata["data_hash"],
-        root=root,
-    ) as tracker:
-        result = train(*args, tracker=tracker, metadata=metadata)
-        _log_results(run, root, result, tracker, model, val_pairs)
+    with recorded_run(run.stage, out_dir, cfg, run.scale, metadata, stage_params, run.experiment, root) as tracker:
+        result = train(model, sampler, val_pairs, cfg, run.scale, out_dir, tracker=tracker, metadata=metadata)
+        if tracker is not None:
+            _log_results(run, root, result, tracker, model, val_pairs)
     return result
 
 
