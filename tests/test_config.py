@@ -126,6 +126,7 @@ def test_stages_must_fit_together(tmp_path):
     def at_x3(d):  # the deployed subnets are the x2 ones: deploy a zoo model at x3
         d.update(scale=3)
         d["deploy"].update(models=["xlsr"], default_model="xlsr")
+        d["quantize"].update(ignored_layers={})
 
     assert load_params(_write(tmp_path, at_x3)).scale == 3
     with pytest.raises(ConfigError, match=r"\n  - scale 3 is trained and evaluated but prepare.scales \[2\] does not"):

@@ -31,6 +31,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Params]:
             "prepare": params.prepare.model_copy(update={"benchmarks": {}}),
             "models": {MODEL: params.models[MODEL]},
             "deploy": params.deploy.model_copy(update={"models": [MODEL], "default_model": MODEL}),
+            "quantize": params.quantize.model_copy(update={"ignored_layers": {}}),
         }
     )
     write_params(params, root / "params.yaml")
