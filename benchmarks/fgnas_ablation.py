@@ -42,7 +42,7 @@ from edgesr.search.extract import extract_architecture
 from edgesr.search.settings import BudgetConfig, MultAddsBudget, NoBudget
 from edgesr.search.supernet import Supernet, SupernetConfig
 from edgesr.train.settings import CyclicSchedule, TrainConfig
-from edgesr.train.trainer import train
+from edgesr.train.trainer import load_model_weights, train
 
 SCALE = 2
 ROWS: dict[str, tuple[dict[str, Any], bool]] = {
@@ -136,7 +136,8 @@ def main() -> None:
         torch.manual_seed(0)
         supernet = Supernet(cfg, SCALE)
         cost = lambda net: net.mult_adds()  # noqa: E731
-        objective = SearchObjective(budget, cost, supernet.mult_adds().item(), args.search_iterations)
+        full_mult_adds = supernet.mult_adds().item()
+        objective = SearchObjective(budget, cost, full_mult_adds, args.search_iterations)
         run_cfg = _config(args.search_iterations, device)
         sampler = PatchSampler([(lr, hr) for _, lr, hr in train_pairs], SCALE, run_cfg.lr_patch, run_cfg.seed)
         out = args.out.parent / "fgnas_ablation_runs" / row.split()[0] / row.split()[1]
@@ -149,16 +150,15 @@ def main() -> None:
         subnet = FGNAS(arch, SCALE, bicubic_skip=cfg.bicubic_skip)
         retrain_cfg = _config(args.retrain_iterations, device)
         retrained = train(subnet, sampler, val_pairs, retrain_cfg, SCALE, out / "retrain")
-        subnet.load_state_dict(torch.load(retrained.best_checkpoint, weights_only=True)["model"])
+        load_model_weights(subnet, retrained.best_checkpoint)
         dev = next(subnet.parameters()).device
-        complexity = count_complexity(subnet.cpu(), SCALE)
-        subnet.to(dev)
+        complexity = count_complexity(subnet, SCALE)
         results["rows"][row] = {
             "mult_adds_g": complexity.mult_adds / 1e9,
             "params": complexity.params,
             "within_budget": within if budgeted else None,
             "psnr": {s: _score(subnet, pairs, dev) for s, pairs in benchmarks.items()},
-            "supernet_mult_adds_g": float(Supernet(cfg, SCALE).mult_adds()) / 1e9,
+            "supernet_mult_adds_g": full_mult_adds / 1e9,
             "search_seconds": search_s,
             "trunk": len(arch.trunk_channels()),
             "mult_channels": [len(b.mult_channels()) for b in arch.blocks],

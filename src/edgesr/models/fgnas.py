@@ -87,6 +87,10 @@ class FGNASArchitecture(StrictModel):
                 raise ValueError(f"{key} must be sorted, distinct channel numbers in [0, {self.width}), got {channels}")
         return self
 
+    def skip_channels(self) -> list[int]:
+        """Channels of the global skip that ``conv_last`` reads: head ∪ after-body."""
+        return sorted(set(self.head) | set(self.after_body))
+
     def trunk_channels(self, before_block: int | None = None) -> list[int]:
         """Trunk channels alive before block ``before_block`` (all blocks when None): head ∪ residuals."""
         stop = len(self.blocks) if before_block is None else before_block
@@ -204,7 +208,7 @@ class FGNAS(nn.Module):
         _register_placement(self, "head_to_trunk", arch.head, trunk)
         self.body = nn.ModuleList(FGNASBlock(b, arch, i) for i, b in enumerate(arch.blocks) if not b.is_empty())
         self.block_indices = [i for i, b in enumerate(arch.blocks) if not b.is_empty()]
-        last_in = sorted(set(arch.head) | set(arch.after_body))
+        last_in = arch.skip_channels()
         self.conv_after_body = nn.Conv2d(len(trunk), len(arch.after_body), 3, padding=1) if arch.after_body else None
         _register_placement(self, "after_to_last", arch.after_body, last_in)
         _register_placement(self, "head_to_last", arch.head, last_in)
@@ -234,7 +238,7 @@ class FGNAS(nn.Module):
         """
         dense = copy.deepcopy(self).eval()
         space = sorted(set(self.arch.trunk_channels()) | set(self.arch.after_body))
-        width, trunk = len(space), self.arch.trunk_channels()
+        width = len(space)
 
         def at(channels: list[int]) -> list[int]:
             return _positions(channels, space).tolist()
@@ -251,11 +255,9 @@ class FGNAS(nn.Module):
             block.reads_everything, block.write = True, None
         if self.conv_after_body is not None:
             dense.conv_after_body = _embedded_conv(
-                _embedded_conv(self.conv_after_body, width, columns=at(trunk)), width, rows=at(self.arch.after_body)
+                self.conv_after_body, width, rows=at(self.arch.after_body), columns=at(self.arch.trunk_channels())
             )
-        dense.conv_last = _embedded_conv(
-            self.conv_last, width, columns=at(sorted(set(self.arch.head) | set(self.arch.after_body)))
-        )
+        dense.conv_last = _embedded_conv(self.conv_last, width, columns=at(self.arch.skip_channels()))
         dense.head_to_trunk = dense.head_to_last = dense.after_to_last = None
         return dense
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from edgesr.schema import StrictModel
+from edgesr.schema import StrictModel, distinct_choices
 
 __all__ = ["QUANT_RUNTIMES", "QuantizeConfig"]
 
@@ -35,6 +35,4 @@ class QuantizeConfig(StrictModel):
     @field_validator("runtimes")
     @classmethod
     def _some_runtime(cls, runtimes: list[str]) -> list[str]:
-        if not runtimes or len(set(runtimes)) != len(runtimes):
-            raise ValueError(f"list each int8 runtime once, from {', '.join(QUANT_RUNTIMES)}; got {runtimes}")
-        return runtimes
+        return distinct_choices(runtimes, QUANT_RUNTIMES, "int8 runtime")

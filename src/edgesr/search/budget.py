@@ -69,7 +69,6 @@ class SearchObjective(nn.Module):
         self.budget, self.cost, self.full_cost, self.iterations = budget, cost, float(full_cost), iterations
         initial = budget.lambda_init if isinstance(budget, MultAddsBudget | LatencyBudget) else 1.0
         self.register_buffer("log_lambda", torch.tensor(math.log(initial), dtype=torch.float64))
-        self.last_cost = float("nan")
 
     def target_at(self, iteration: int) -> float | None:
         """The ramped target for ``iteration`` (0-based), or None without a target."""
@@ -84,13 +83,12 @@ class SearchObjective(nn.Module):
         if isinstance(self.budget, NoBudget):
             return loss
         cost = self.cost(model)
-        self.last_cost = float(cost.detach())
         if isinstance(self.budget, FixedLambda):
             return loss + self.budget.value * cost.to(loss.dtype)
         target = self.target_at(iteration)
         penalty = (self.log_lambda.exp() * cost / target).to(loss.dtype)
         with torch.no_grad():  # dual ascent on cost <= target, after this iteration used the current lambda
-            self.log_lambda.add_(self.budget.lambda_rate * (self.last_cost / target - 1.0)).clamp_(*_LOG_LAMBDA_RANGE)
+            self.log_lambda.add_(self.budget.lambda_rate * (float(cost) / target - 1.0)).clamp_(*_LOG_LAMBDA_RANGE)
         return loss + penalty
 
     def metrics(self, model: Supernet, iteration: int) -> dict[str, float]:

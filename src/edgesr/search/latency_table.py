@@ -250,11 +250,6 @@ class LatencyTable:
             total = total + self.interpolate(kind, alive_in, alive_out).sum()
         return total
 
-    def breakdown_ms(self, convs: Sequence[CountedConv]) -> dict[str, float]:
-        """Forward value of each conv's term (ms), by conv name; for reports, not for gradients."""
-        with torch.no_grad():
-            return {c.name: float(self.interpolate(conv_kind(c), c.alive_in, c.alive_out)) for c in convs}
-
     def with_overhead(self, overhead_ms: float) -> LatencyTable:
         """The same table with another constant per-network overhead (ms)."""
         return LatencyTable(dict(self.grids), overhead_ms=float(overhead_ms), meta=dict(self.meta))

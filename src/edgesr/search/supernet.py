@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from edgesr.complexity import count_complexity
 from edgesr.models.bicubic import Bicubic
 from edgesr.models.fgnas import ActivationName
-from edgesr.schema import StrictModel
+from edgesr.schema import StrictModel, distinct_choices
 from edgesr.search.gates import count_alive, st_gate
 
 __all__ = [
@@ -71,9 +71,7 @@ class SupernetConfig(StrictModel):
     @field_validator("activations")
     @classmethod
     def _distinct_activations(cls, activations: list[str]) -> list[str]:
-        if not activations or len(set(activations)) != len(activations):
-            raise ValueError(f"activations must be a non-empty list without repeats from {list(ACTIVATIONS)}")
-        return activations
+        return distinct_choices(activations, ACTIVATIONS, "activation")
 
 
 def apply_activations(m: Tensor, names: list[str], prelu: nn.PReLU | None, gates: Tensor | None) -> Tensor:

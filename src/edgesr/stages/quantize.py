@@ -38,15 +38,11 @@ __all__ = ["run"]
 Pairs = list[tuple[str, np.ndarray, np.ndarray]]
 
 
-def _quantize(params: Params, name: str, runtime: str, calibration: list, val_pairs: Pairs, root: Path) -> Path:
-    """Write the int8 model of ``name`` for ``runtime``; returns its path."""
+def _quantize(
+    params: Params, fp32: Path, out: Path, onnx_nodes: list[str], calibration: list, val_pairs: Pairs, runtime: str
+) -> Path:
+    """Write the int8 model of ``fp32`` for ``runtime`` to ``out``, ``onnx_nodes`` kept in float."""
     cfg = params.quantize
-    deploy_root = root / params.paths.deploy
-    fp32 = deployed_file(deploy_root, name, runtime, "fp32")
-    onnx_nodes = ignored_nodes(
-        onnx.load(deployed_file(deploy_root, name, "onnxruntime", "fp32")), cfg.ignored_layers.get(name, []), name
-    )
-    out = model_dir(deploy_root, "int8", name) / fp32.name
     if runtime == "onnxruntime":
         return quantize_onnxruntime(fp32, calibration, out, onnx_nodes)
     scope = openvino_ignored_scope(onnx_nodes)
@@ -62,13 +58,16 @@ def quantize_one(
 ) -> dict[str, dict]:
     """Both int8 models of ``name`` with fp32 and int8 PSNR-Y per set and the executed precisions."""
     deploy_root, threads = root / params.paths.deploy, params.deploy.threads
-    modules = module_paths(onnx.load(deployed_file(deploy_root, name, "onnxruntime", "fp32")))
+    proto = onnx.load(deployed_file(deploy_root, name, "onnxruntime", "fp32"))
+    modules = module_paths(proto)
+    onnx_nodes = ignored_nodes(proto, params.quantize.ignored_layers.get(name, []), name)
     make_runner = {"openvino": openvino_runner, "onnxruntime": onnxruntime_runner}
     inspect = {"openvino": openvino_precisions, "onnxruntime": onnxruntime_precisions}
     results = {}
     for runtime in params.quantize.runtimes:
-        int8 = _quantize(params, name, runtime, calibration, val_pairs, root)
         fp32 = deployed_file(deploy_root, name, runtime, "fp32")
+        out = model_dir(deploy_root, "int8", name) / fp32.name
+        int8 = _quantize(params, fp32, out, onnx_nodes, calibration, val_pairs, runtime)
         results[runtime] = {
             "psnr": {
                 "fp32": psnr_by_set(make_runner[runtime](fp32, threads), pairs, params.scale),
@@ -94,7 +93,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, dict]:
     cfg = params.quantize
     sets = available_benchmarks(prepared) or ["val"]
     pairs = {s: load_pairs(prepared, s, params.scale) for s in sets}
-    val_pairs = load_pairs(prepared, "val", params.scale)
+    val_pairs = pairs.get("val") or load_pairs(prepared, "val", params.scale)
     calibration = calibration_patches(
         load_pairs(prepared, "train", params.scale),
         params.scale,
