@@ -186,3 +186,17 @@ def test_deploy_names_only_trained_models_and_a_deployed_default(tmp_path):
         ConfigError, match=r"quantize.runtimes.0 = 'tflite': Input should be 'openvino' or 'onnxruntime'"
     ):
         load_params(path)
+
+
+def test_int8_limits_calibration_shares_and_border_are_checked(tmp_path):
+    path = _write(tmp_path, lambda d: d["quantize"]["limits"].update(flat_mean_level=2))
+    with pytest.raises(ConfigError, match=r"unknown key 'quantize.limits.flat_mean_level'"):
+        load_params(path)
+    path = _write(tmp_path, lambda d: d["quantize"].update(exposed_fraction=0.6, synthetic_fraction=0.5))
+    with pytest.raises(ConfigError, match=r"exposed_fraction 0.6 \+ synthetic_fraction 0.5 is more than 1"):
+        load_params(path)
+    path = _write(tmp_path, lambda d: d["deploy"].update(border="zero"))
+    with pytest.raises(ConfigError, match=r"deploy.border = 'zero': Input should be 'symmetric' or 'edge'"):
+        load_params(path)
+    params = load_params(ROOT / "params.yaml")
+    assert params.quantize.limits.set_drop_db == 0.3 and params.deploy.border == "symmetric"

@@ -11,7 +11,7 @@ from torch import nn
 
 from edgesr.data.imresize import imresize
 from edgesr.deploy.export import export_onnx, export_openvino, module_paths, prepare_for_export
-from edgesr.deploy.runtimes import as_input, onnxruntime_runner, openvino_runner, torch_runner, upscale_image
+from edgesr.deploy.runtimes import as_input, onnxruntime_runner, openvino_runner, torch_runner
 from edgesr.deploy.tiling import upscale_tiled, windows
 from edgesr.models import FGNAS, build_model, default_model_config
 from edgesr.search.extract import extract_subnet
@@ -119,11 +119,44 @@ def test_windows_cover_the_image_once_with_equal_window_sizes():
     sizes = set()
     for (top, bottom, win_top, win_bottom), (left, right, win_left, win_right) in windows(37, 50, 16, 5):
         covered[top:bottom, left:right] += 1
-        assert win_top <= top and bottom <= win_bottom and win_left <= left and right <= win_right
+        # windows index the image padded by 5: each core (at top + 5 there) keeps 5 pixels of context each side
+        assert win_top <= top and bottom + 10 <= win_bottom and win_left <= left and right + 10 <= win_right
+        assert win_bottom <= 37 + 10 and win_right <= 50 + 10
         sizes.add((win_bottom - win_top, win_right - win_left))
     assert (covered == 1).all()
     assert sizes == {(26, 26)}
-    assert list(windows(5, 6, 16, 4)) == [((0, 5, 0, 5), (0, 6, 0, 6))]  # smaller than a tile: one window
+    assert list(windows(5, 6, 16, 4)) == [((0, 5, 0, 13), (0, 6, 0, 14))]  # smaller than a tile: one padded window
+
+
+class BoxBlurUp(nn.Module):
+    """A zero-padded 3x3 box blur then nearest-neighbour x2: on a flat image its border sees black outside."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blur = nn.Conv2d(3, 3, 3, padding=1, groups=3, bias=False)
+        nn.init.constant_(self.blur.weight, 1 / 9)
+        self.up = nn.Upsample(scale_factor=SCALE, mode="nearest")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.blur(x))
+
+
+@pytest.mark.parametrize("border", ["symmetric", "edge"])
+def test_border_pixels_get_the_context_of_a_real_image(border):
+    # Given a white image and a network with zero padding
+    runner = torch_runner(BoxBlurUp().eval(), 2)
+    white = np.full((12, 20, 3), 255, dtype=np.uint8)
+    # Without padding (no overlap) the border comes back dark: the corner sees 4 of 9 white pixels
+    bare = upscale_tiled(runner, white, SCALE, tile=64, overlap=0)
+    assert bare[0, 0, 0] == round(255 * 4 / 9) and bare[0, 5, 0] == round(255 * 6 / 9)
+    # With the image extended by the overlap the whole output is white, tiled or not
+    for tile in (64, 5):
+        assert (upscale_tiled(runner, white, SCALE, tile=tile, overlap=2, border=border) == 255).all()
+    # and on a real image the interior is untouched by the padding
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    padded = upscale_tiled(runner, image, SCALE, tile=64, overlap=2, border=border).astype(int)
+    assert np.abs(padded[2:-2, 2:-2] - upscale_tiled(runner, image, SCALE, 64, 0)[2:-2, 2:-2]).max() <= 1
 
 
 def test_tiles_are_seamless_with_enough_overlap(real_lr, tmp_path):
@@ -132,7 +165,7 @@ def test_tiles_are_seamless_with_enough_overlap(real_lr, tmp_path):
     model = prepare_for_export(build_model(default_model_config("xlsr"), SCALE))
     ir = export_openvino(export_onnx(model, tmp_path / "model.onnx"), tmp_path)
     for runner in (torch_runner(model, 2), openvino_runner(ir["fp32"], 2)):
-        whole = upscale_image(runner, real_lr).astype(int)
+        whole = upscale_tiled(runner, real_lr, SCALE, tile=10_000, overlap=8).astype(int)  # one padded window
         # When tiled with 8 pixels of context, the result equals the whole-image result within 1/255
         tiled = upscale_tiled(runner, real_lr, SCALE, tile=16, overlap=8).astype(int)
         assert np.abs(tiled - whole).max() <= 1

@@ -123,15 +123,22 @@ def image_names(files: list[Path]) -> list[str]:
     return [path.stem if stems[path.stem] == 1 else f"{path.stem}_{path.suffix.lower()[1:]}" for path in files]
 
 
-def folder_images(folder: Path, skipped: list[SkippedImage] | None = None) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield (name, uint8 (H, W, 3) RGB) for every image file in ``folder``, in sorted order.
+def folder_images(
+    folder: Path, skipped: list[SkippedImage] | None = None, limit: int | None = None
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield (name, uint8 (H, W, 3) RGB) for every image file in ``folder``, in sorted order, or for
+    ``limit`` of them evenly spaced in that order.
 
     Checks the folder before returning (missing or no image files: :class:`EmptySourceError`). An
     unreadable file is warned about by name, appended to ``skipped`` and skipped; if every file is
     unreadable, :class:`EmptySourceError` is raised once the files have been tried.
     """
     files = image_files(folder)
-    return _read_folder(Path(folder), files, image_names(files), skipped)
+    names = image_names(files)
+    if limit is not None and limit < len(files):
+        keep = sorted({int(i) for i in np.linspace(0, len(files) - 1, limit).round()})
+        files, names = [files[i] for i in keep], [names[i] for i in keep]
+    return _read_folder(Path(folder), files, names, skipped)
 
 
 def _read_folder(

@@ -5,13 +5,17 @@ fp32/<model>/openvino.xml, .bin    OpenVINO IR, fp32 weights                    
 fp32/<model>/openvino_fp16.xml     OpenVINO IR, fp16-compressed weights         (export)
 int8/<model>/model.onnx            ONNX Runtime static QDQ int8                 (quantize)
 int8/<model>/openvino.xml, .bin    NNCF int8 IR                                 (quantize)
+int8/<model>/checks.json           per runtime: deployable, failed checks       (quantize)
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-__all__ = ["FILES", "deployed_file", "model_dir"]
+__all__ = ["CHECKS_FILE", "FILES", "Int8NotDeployableError", "check_int8_deployable", "deployed_file", "model_dir"]
+
+CHECKS_FILE = "checks.json"
 
 FILES = {"onnxruntime": "model.onnx", "openvino": "openvino.xml"}
 _STAGE = {"fp32": "export", "int8": "quantize"}
@@ -33,3 +37,25 @@ def deployed_file(deploy_root: Path, model: str, runtime: str, precision: str) -
             f"(and list {model} in deploy.models)"
         )
     return path
+
+
+class Int8NotDeployableError(ValueError):
+    """An int8 model that failed the quantize stage's checks (``quantize.limits``)."""
+
+
+def check_int8_deployable(deploy_root: Path, model: str, runtime: str) -> None:
+    """Raise :class:`Int8NotDeployableError` naming the failed checks unless the quantize stage passed ``model``'s
+    int8 form on ``runtime`` (its ``checks.json``)."""
+    path = model_dir(deploy_root, "int8", model) / CHECKS_FILE
+    if not path.is_file():
+        raise Int8NotDeployableError(
+            f"{path} not found: {model}'s int8 model has not been checked; run `dvc repro quantize`"
+        )
+    verdict = json.loads(path.read_text()).get(runtime)
+    if verdict is None:
+        raise Int8NotDeployableError(f"{path} has no verdict for {runtime}: add it to quantize.runtimes and rerun")
+    if not verdict["deployable"]:
+        raise Int8NotDeployableError(
+            f"{model} int8 on {runtime} failed the quantize checks: {'; '.join(verdict['failures'])}. "
+            "Use --precision fp32, or change the calibration or quantize.limits and rerun `dvc repro quantize`"
+        )

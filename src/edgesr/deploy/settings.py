@@ -13,10 +13,11 @@ from pydantic import Field, field_validator, model_validator
 
 from edgesr.schema import StrictModel
 
-__all__ = ["DeployConfig", "PRECISIONS", "Precision", "RUNTIMES", "Runtime"]
+__all__ = ["BorderMode", "DeployConfig", "PRECISIONS", "Precision", "RUNTIMES", "Runtime"]
 
 Runtime = Literal["openvino", "onnxruntime", "torch"]
 Precision = Literal["int8", "fp32"]
+BorderMode = Literal["symmetric", "edge"]
 RUNTIMES: tuple[str, ...] = ("openvino", "onnxruntime", "torch")
 PRECISIONS: tuple[str, ...] = ("int8", "fp32")
 
@@ -32,6 +33,9 @@ class DeployConfig(StrictModel):
     precision: Precision = "int8"
     tile: int = Field(256, ge=8, description="LR side of one upscale tile")
     overlap: int = Field(16, ge=0, description="LR pixels of context added on each side of a tile")
+    border: BorderMode = Field(
+        "symmetric", description="how the image is extended by `overlap` pixels so its border has context"
+    )
     threads: int = Field(2, ge=1, description="CPU threads of the runtimes")
 
     @field_validator("models")

@@ -1,7 +1,9 @@
-"""The quantization report: fp32 vs int8 PSNR-Y side by side, per model, runtime and benchmark set.
+"""The quantization report: fp32 vs int8 side by side, per model, runtime and set, with the verdict.
 
 STYLE.md point 9 (the NNCF examples' habit): every quantized result next to its fp32 reference, with
-what really ran in int8. The XLSR rows reproduce paper 003 Table 2 (clipped-ReLU vs linear output,
+what really ran in int8. Besides the mean PSNR-Y per set the report names each set's worst image, the
+stress suite's worst image and the flat images' errors (:mod:`edgesr.quant.verify`), and whether the
+int8 model is deployable. The XLSR rows reproduce paper 003 Table 2 (clipped-ReLU vs linear output,
 the int8 drop of each) on our data.
 """
 
@@ -9,33 +11,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
+__all__ = ["markdown", "plot_rows", "stress_summary"]
 
-from edgesr.deploy.runtimes import Runner, upscale_image
-from edgesr.metrics import psnr_y
-
-__all__ = ["markdown", "plot_rows", "psnr_by_set"]
+Results = Mapping[str, Mapping[str, Mapping]]
 
 
-def psnr_by_set(runner: Runner, pairs: Mapping[str, list[tuple[str, np.ndarray, np.ndarray]]], scale: int) -> dict:
-    """Mean PSNR-Y (border ``scale``) of whole-image upscaling per set of (name, LR, HR) pairs."""
-    return {
-        name: float(np.mean([psnr_y(upscale_image(runner, lr), hr, scale) for _, lr, hr in set_pairs]))
-        for name, set_pairs in pairs.items()
-    }
+def stress_summary(stress: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, object]:
+    """The stress suite in a few numbers: the worst int8-vs-fp32 image, the worst flat image for each form."""
+    worst = min(stress, key=lambda name: stress[name]["int8_vs_fp32"]["psnr"])
+    summary: dict[str, object] = {"worst_image": worst, **stress[worst]["int8_vs_fp32"]}
+    flats = [name for name in stress if "int8_flat" in stress[name]]
+    for form in ("fp32", "int8"):
+        if flats:
+            name = max(flats, key=lambda n: stress[n][f"{form}_flat"]["mean_abs"])
+            summary[f"{form}_worst_flat"] = {"image": name, **stress[name][f"{form}_flat"]}
+    return summary
 
 
-def plot_rows(results: Mapping[str, Mapping[str, Mapping]], sets: list[str]) -> list[dict[str, object]]:
+def plot_rows(results: Results, sets: list[str]) -> list[dict[str, object]]:
     """One row per model, runtime and set (``label`` for the DVC bar plot): fp32, int8 and the drop."""
     rows = []
     for model, runtimes in results.items():
         for runtime, result in runtimes.items():
             for s in sets:
                 fp32, int8 = result["psnr"]["fp32"][s], result["psnr"]["int8"][s]
-                label = f"{model} / {runtime} / {s}"
                 rows.append(
                     {
-                        "label": label,
+                        "label": f"{model} / {runtime} / {s}",
                         "model": model,
                         "runtime": runtime,
                         "set": s,
@@ -51,44 +53,92 @@ def _layer_counts(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{op} {n}" for op, n in sorted(counts.items())) or "-"
 
 
-def markdown(results: Mapping[str, Mapping[str, Mapping]], sets: list[str], outputs: Mapping[str, str]) -> str:
-    """The report as Markdown: the PSNR table, the layers each runtime ran in float, the XLSR ablation.
+def _table(head: list[str]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
-    ``outputs`` maps XLSR model names to their output activation (paper 003 Table 2 rows).
-    """
-    head = ["model", "runtime", *(f"{s} fp32 / int8 (drop)" for s in sets)]
-    lines = ["## PSNR-Y fp32 vs int8", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row_model, runtimes in results.items():
+
+def _psnr_section(results: Results, sets: list[str]) -> list[str]:
+    lines = ["## PSNR-Y fp32 vs int8 (mean per set, drop, worst image)", ""]
+    lines += _table(["model", "runtime", *(f"{s} fp32 / int8 (drop; worst image)" for s in sets)])
+    for model, runtimes in results.items():
         for runtime, result in runtimes.items():
-            cells = [row_model, runtime]
+            cells = [model, runtime]
             for s in sets:
-                fp32, int8 = result["psnr"]["fp32"][s], result["psnr"]["int8"][s]
-                cells.append(f"{fp32:.2f} / {int8:.2f} ({fp32 - int8:+.2f})")
+                fp32, int8, summary = result["psnr"]["fp32"][s], result["psnr"]["int8"][s], result["sets"][s]
+                worst = f"{summary['worst_image']} {summary['worst_drop']:+.2f}"
+                cells.append(f"{fp32:.2f} / {int8:.2f} ({fp32 - int8:+.2f}; {worst})")
             lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "## What ran in int8 (executed graph)",
-        "",
-        "| model | runtime | int8 | float | float layers |",
-        "|---|---|---|---|---|",
-    ]
-    for row_model, runtimes in results.items():
+    return lines
+
+
+def _flat(summary: Mapping[str, object], form: str) -> str:
+    flat = summary.get(f"{form}_worst_flat")
+    if not isinstance(flat, Mapping):
+        return "-"
+    return f"{flat['image']}: {flat['mean_abs']:.1f} / {flat['max_abs']:.0f} (stripes {flat['phase_spread']:.1f})"
+
+
+def _stress_section(results: Results) -> list[str]:
+    lines = ["", "## Stress suite (int8 vs fp32 of the same model) and flat images (output vs input colour)", ""]
+    lines += _table(
+        [
+            "model",
+            "runtime",
+            "worst int8 vs fp32: PSNR / max / mean (levels)",
+            "int8 worst flat: mean / max",
+            "fp32 worst flat: mean / max",
+        ]  # fmt: skip
+    )
+    for model, runtimes in results.items():
+        for runtime, result in runtimes.items():
+            s = result["stress_summary"]
+            lines.append(
+                f"| {model} | {runtime} | {s['worst_image']}: {s['psnr']:.1f} dB / {s['max_abs']:.0f} / "
+                f"{s['mean_abs']:.2f} | {_flat(s, 'int8')} | {_flat(s, 'fp32')} |"
+            )
+    return lines
+
+
+def _verdict_section(results: Results) -> list[str]:
+    lines = ["", "## Deployable int8 models (quantize.limits)", ""]
+    lines += _table(["model", "runtime", "int8 deployable", "failed checks"])
+    for model, runtimes in results.items():
+        for runtime, result in runtimes.items():
+            failures = "<br>".join(result["failures"]) or "-"
+            lines.append(f"| {model} | {runtime} | {'yes' if result['deployable'] else '**no**'} | {failures} |")
+    return lines
+
+
+def _executed_section(results: Results) -> list[str]:
+    lines = ["", "## What ran in int8 (executed graph)", ""]
+    lines += _table(["model", "runtime", "int8", "float", "float layers"])
+    for model, runtimes in results.items():
         for runtime, result in runtimes.items():
             executed = result["executed"]
             lines.append(
-                f"| {row_model} | {runtime} | {_layer_counts(executed['int8'])} | {_layer_counts(executed['float'])} | "
+                f"| {model} | {runtime} | {_layer_counts(executed['int8'])} | {_layer_counts(executed['float'])} | "
                 f"{'; '.join(executed['float_layers']) or '-'} |"
             )
+    return lines
+
+
+def _xlsr_section(results: Results, sets: list[str], outputs: Mapping[str, str]) -> list[str]:
+    lines = ["", "## XLSR output activation and int8 drop (paper 003 Table 2)", ""]
+    lines += _table(["model", "output", "runtime", *(f"{s} drop (dB)" for s in sets)])
+    for model, output in outputs.items():
+        for runtime, result in results[model].items():
+            drops = [result["psnr"]["fp32"][s] - result["psnr"]["int8"][s] for s in sets]
+            lines.append(f"| {model} | {output} | {runtime} | " + " | ".join(f"{d:.2f}" for d in drops) + " |")
+    return lines
+
+
+def markdown(results: Results, sets: list[str], outputs: Mapping[str, str]) -> str:
+    """The report as Markdown: PSNR per set, stress suite, verdicts, executed precisions, XLSR ablation.
+
+    ``outputs`` maps XLSR model names to their output activation (paper 003 Table 2 rows).
+    """
+    lines = _psnr_section(results, sets) + _stress_section(results) + _verdict_section(results)
+    lines += _executed_section(results)
     if outputs:
-        lines += [
-            "",
-            "## XLSR output activation and int8 drop (paper 003 Table 2)",
-            "",
-            "| model | output | runtime | " + " | ".join(f"{s} drop (dB)" for s in sets) + " |",
-            "|" + "---|" * (3 + len(sets)),
-        ]
-        for xlsr_model, output in outputs.items():
-            for runtime, result in results[xlsr_model].items():
-                drops = [result["psnr"]["fp32"][s] - result["psnr"]["int8"][s] for s in sets]
-                lines.append(f"| {xlsr_model} | {output} | {runtime} | " + " | ".join(f"{d:.2f}" for d in drops) + " |")
+        lines += _xlsr_section(results, sets, outputs)
     return "\n".join(lines) + "\n"

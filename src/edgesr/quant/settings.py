@@ -10,13 +10,26 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edgesr.schema import StrictModel, distinct_choices
 
-__all__ = ["QUANT_RUNTIMES", "QuantizeConfig"]
+__all__ = ["QUANT_RUNTIMES", "Int8Limits", "QuantizeConfig"]
 
 QUANT_RUNTIMES: tuple[str, ...] = ("openvino", "onnxruntime")
+
+
+class Int8Limits(StrictModel):
+    """When an int8 model is deployable: limits on how far it may fall from its own fp32 form (issue 9).
+
+    A model that breaks one is marked not deployable in the report and in MLflow, ``edgesr upscale``
+    refuses its int8 form, and the ``quantize`` stage fails when it is ``deploy.default_model``.
+    """
+
+    set_drop_db: float = Field(0.3, gt=0, description="max mean PSNR-Y drop (dB) on each photo set")
+    stress_psnr_db: float = Field(35.0, gt=0, description="min PSNR (dB) of int8 vs fp32 on every stress image")
+    flat_mean_levels: float = Field(2.0, ge=0, description="max mean |output - colour| (levels) on flat images")
+    flat_max_levels: float = Field(8.0, ge=0, description="max |output - colour| (levels) on flat images")
 
 
 class QuantizeConfig(StrictModel):
@@ -24,6 +37,10 @@ class QuantizeConfig(StrictModel):
 
     calibration_patches: int = Field(300, ge=1, description="LR training patches (paper 003: full-set PTQ)")
     calibration_patch: int = Field(32, ge=4, description="LR side of a calibration patch")
+    exposed_fraction: float = Field(0.25, ge=0, le=1, description="share of training crops re-exposed bright or dark")
+    synthetic_fraction: float = Field(
+        0.25, ge=0, le=1, description="share of synthetic flat / edge / ramp / checkerboard patches in extreme colours"
+    )
     seed: int = 0
     runtimes: list[Literal["openvino", "onnxruntime"]] = Field(default_factory=lambda: list(QUANT_RUNTIMES))
     ignored_layers: dict[str, list[str]] = Field(
@@ -31,8 +48,23 @@ class QuantizeConfig(StrictModel):
     )
     mode: Literal["full_int8", "accuracy_control"] = "full_int8"
     max_drop: float = Field(0.3, gt=0, description="accuracy_control: max PSNR-Y drop (dB) on the validation split")
+    limits: Int8Limits = Int8Limits()
+    photo_sets: dict[str, str] = Field(
+        default_factory=dict,
+        description="name -> HR folder of photographs checked besides the benchmark sets (missing: skipped)",
+    )
+    photo_set_images: int | None = Field(None, ge=1, description="at most this many images of each photo set")
 
     @field_validator("runtimes")
     @classmethod
     def _some_runtime(cls, runtimes: list[str]) -> list[str]:
         return distinct_choices(runtimes, QUANT_RUNTIMES, "int8 runtime")
+
+    @model_validator(mode="after")
+    def _calibration_shares(self) -> QuantizeConfig:
+        if self.exposed_fraction + self.synthetic_fraction > 1:
+            raise ValueError(
+                f"quantize.exposed_fraction {self.exposed_fraction} + synthetic_fraction {self.synthetic_fraction} "
+                "is more than 1: they are shares of calibration_patches"
+            )
+        return self

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from edgesr.config import Params, params_hash
 from edgesr.data.prepare import load_pairs
 from edgesr.deploy.export import export_onnx, export_openvino, prepare_for_export
-from edgesr.deploy.layout import deployed_file, model_dir
+from edgesr.deploy.layout import check_int8_deployable, deployed_file, model_dir
 from edgesr.deploy.runtimes import Runner, as_input, onnxruntime_runner, openvino_runner, torch_runner
 from edgesr.files import write_json
 from edgesr.stages import data_hash
@@ -46,7 +46,10 @@ def deployable_checkpoint(params: Params, name: str, root: Path = Path(".")) -> 
 
 
 def deployed_runner(params: Params, name: str, runtime: str, precision: str, root: Path = Path(".")) -> Runner:
-    """A runner of the deployed ``name``: the exported/quantized file, or the folded checkpoint for torch fp32."""
+    """A runner of the deployed ``name``: the exported/quantized file, or the folded checkpoint for torch fp32.
+
+    An int8 model that failed the quantize stage's checks is refused (:class:`Int8NotDeployableError`).
+    """
     threads = params.deploy.threads
     if runtime == "torch":
         if precision != "fp32":
@@ -54,6 +57,8 @@ def deployed_runner(params: Params, name: str, runtime: str, precision: str, roo
         model = prepare_for_export(trained_model(deployable_checkpoint(params, name, root), params.scale))
         return torch_runner(model, threads)
     path = deployed_file(root / params.paths.deploy, name, runtime, precision)
+    if precision == "int8":
+        check_int8_deployable(root / params.paths.deploy, name, runtime)
     return openvino_runner(path, threads) if runtime == "openvino" else onnxruntime_runner(path, threads)
 
 

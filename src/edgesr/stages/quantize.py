@@ -1,16 +1,25 @@
-"""Stage ``quantize``: int8 PTQ of every exported model with NNCF (OpenVINO) and ONNX Runtime QDQ, and the report.
+"""Stage ``quantize``: int8 PTQ of every exported model with NNCF (OpenVINO) and ONNX Runtime QDQ, verified.
 
-Calibration: ``quantize.calibration_patches`` random LR training patches (paper 003 Sec. 4.3 quantizes
-after training, on training data). Full int8, first and last layers included, unless
-``quantize.ignored_layers`` names layers to keep in float; ``mode: accuracy_control`` runs
-``nncf.quantize_with_accuracy_control`` with ``max_drop`` dB PSNR-Y on the validation split (ONNX
-Runtime has no such mode and stays full int8). Writes ``<paths.deploy>/int8/<name>/``,
-``metrics/quantize.json`` (DVC metric), ``metrics/quantize.md``, ``plots/quantize/int8_drop.{json,png}``
-and logs the metrics (``<model>/int8/<runtime>/psnr_drop/<set>``) and the int8 files to MLflow.
+Calibration (:mod:`edgesr.quant.calibration`): ``quantize.calibration_patches`` LR patches that cover
+the input domain: training crops (paper 003 Sec. 4.3 quantizes on training data), the same crops
+re-exposed bright and dark, and synthetic flat, edge, ramp and checkerboard patches in extreme colours.
+Full int8, first and last layers included, unless ``quantize.ignored_layers`` names layers to keep in
+float; ``mode: accuracy_control`` runs ``nncf.quantize_with_accuracy_control`` with ``max_drop`` dB
+PSNR-Y on the validation split (ONNX Runtime has no such mode and stays full int8).
+
+Every int8 model is verified against its own fp32 form through ``edgesr upscale``'s path (tiling and
+border padding) on every benchmark set (or the validation split), the ``quantize.photo_sets`` that
+exist here, and the stress suite (:mod:`edgesr.data.stress`); ``quantize.limits`` decides whether it
+is deployable (:mod:`edgesr.quant.checks`). Writes ``<paths.deploy>/int8/<name>/`` (with
+``checks.json``, which ``edgesr upscale`` reads), ``metrics/quantize.json`` (DVC metric),
+``metrics/quantize_detail.json`` (per image), ``metrics/quantize.md``, ``plots/quantize/int8_drop.{json,png}``
+and logs the metrics (``<model>/int8/<runtime>/psnr_drop/<set>``, ``.../deployable``) and files to MLflow.
+The stage fails, after writing the report, when ``deploy.default_model`` is not deployable.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +27,13 @@ import onnx
 from tqdm import tqdm
 
 from edgesr.config import Params, params_hash
+from edgesr.data.photo_sets import folder_pairs
 from edgesr.data.prepare import available_benchmarks, load_pairs
+from edgesr.data.stress import StressImage, stress_images
 from edgesr.deploy.export import module_paths
-from edgesr.deploy.layout import deployed_file, model_dir
+from edgesr.deploy.layout import CHECKS_FILE, deployed_file, model_dir
 from edgesr.deploy.runtimes import onnxruntime_runner, openvino_runner
+from edgesr.deploy.tiling import upscale_tiled
 from edgesr.files import write_json, write_text
 from edgesr.plots import save_int8_drop
 from edgesr.quant.calibration import calibration_patches
@@ -29,11 +41,12 @@ from edgesr.quant.layers import ignored_nodes, openvino_ignored_scope
 from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
 from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_accuracy_control
 from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
-from edgesr.quant.report import markdown, plot_rows, psnr_by_set
+from edgesr.quant.report import markdown, plot_rows, stress_summary
+from edgesr.quant.verify import Upscale, verify_int8
 from edgesr.stages import data_hash
 from edgesr.tracking import stage_run
 
-__all__ = ["run"]
+__all__ = ["DefaultModelNotDeployableError", "run"]
 
 Pairs = list[tuple[str, np.ndarray, np.ndarray]]
 
@@ -53,10 +66,21 @@ def _quantize(
     return quantize_openvino(fp32, calibration, out, scope)
 
 
+class DefaultModelNotDeployableError(RuntimeError):
+    """The model ``edgesr upscale`` runs by default failed its int8 checks: the stage must not ship it."""
+
+
 def quantize_one(
-    params: Params, name: str, calibration: list, pairs: dict[str, Pairs], val_pairs: Pairs, root: Path
+    params: Params,
+    name: str,
+    calibration: list,
+    sets: dict[str, Pairs],
+    val_pairs: Pairs,
+    stress: list[StressImage],
+    upscale: Upscale,
+    root: Path,
 ) -> dict[str, dict]:
-    """Both int8 models of ``name`` with fp32 and int8 PSNR-Y per set and the executed precisions."""
+    """Both int8 models of ``name``, each verified against its fp32 form, with the executed precisions."""
     deploy_root, threads = root / params.paths.deploy, params.deploy.threads
     proto = onnx.load(deployed_file(deploy_root, name, "onnxruntime", "fp32"))
     modules = module_paths(proto)
@@ -68,13 +92,19 @@ def quantize_one(
         fp32 = deployed_file(deploy_root, name, runtime, "fp32")
         out = model_dir(deploy_root, "int8", name) / fp32.name
         int8 = _quantize(params, fp32, out, onnx_nodes, calibration, val_pairs, runtime)
-        results[runtime] = {
-            "psnr": {
-                "fp32": psnr_by_set(make_runner[runtime](fp32, threads), pairs, params.scale),
-                "int8": psnr_by_set(make_runner[runtime](int8, threads), pairs, params.scale),
-            },
-            "executed": inspect[runtime](int8, modules).as_dict(),
-        }
+        results[runtime] = verify_int8(
+            make_runner[runtime](fp32, threads),
+            make_runner[runtime](int8, threads),
+            sets,
+            stress,
+            params.scale,
+            upscale,
+            params.quantize.limits,
+        )
+        results[runtime]["executed"] = inspect[runtime](int8, modules).as_dict()
+        results[runtime]["stress_summary"] = stress_summary(results[runtime]["stress"])
+    verdicts = {runtime: {k: r[k] for k in ("deployable", "failures")} for runtime, r in results.items()}
+    write_json(model_dir(deploy_root, "int8", name) / CHECKS_FILE, verdicts)
     return results
 
 
@@ -87,46 +117,97 @@ def _xlsr_outputs(params: Params) -> dict[str, str]:
     }
 
 
+def _photo_sets(params: Params, root: Path) -> dict[str, Pairs]:
+    """The ``quantize.photo_sets`` whose folders exist here; a missing one is skipped with a message."""
+    sets = {}
+    for name, folder in params.quantize.photo_sets.items():
+        path = root / folder
+        if not path.is_dir():
+            tqdm.write(f"quantize: photo set {name} skipped, folder {path} not found")
+            continue
+        sets[name] = folder_pairs(path, params.scale, params.quantize.photo_set_images)
+    return sets
+
+
+_DETAIL = ("images", "stress")
+
+
+def _metrics(results: dict) -> dict:
+    """quantize.json: everything but the per-image detail (which goes to quantize_detail.json)."""
+    return {
+        model: {runtime: {k: v for k, v in r.items() if k not in _DETAIL} for runtime, r in runtimes.items()}
+        for model, runtimes in results.items()
+    }
+
+
+def _log(tracker, name: str, runtime: str, result: dict, sets: list[str]) -> None:
+    fp32, int8 = result["psnr"]["fp32"], result["psnr"]["int8"]
+    worst = result["stress_summary"]
+    tracker.log_metrics(
+        {f"{name}/int8/{runtime}/psnr/{s}": int8[s] for s in sets}
+        | {f"{name}/fp32/{runtime}/psnr/{s}": fp32[s] for s in sets}
+        | {f"{name}/int8/{runtime}/psnr_drop/{s}": result["sets"][s]["drop"] for s in sets}
+        | {f"{name}/int8/{runtime}/worst_drop/{s}": result["sets"][s]["worst_drop"] for s in sets}
+        | {f"{name}/int8/{runtime}/stress_min_psnr": worst["psnr"]}
+        | {f"{name}/int8/{runtime}/stress_max_abs": worst["max_abs"]}
+        | {f"{name}/int8/{runtime}/deployable": float(result["deployable"])}
+    )
+    tracker.set_tags({f"int8_deployable.{name}.{runtime}": "yes" if result["deployable"] else "no"})
+
+
 def run(params: Params, root: Path = Path(".")) -> dict[str, dict]:
-    """Quantize every ``deploy.models`` entry with each runtime of ``quantize.runtimes``; returns the results."""
+    """Quantize and verify every ``deploy.models`` entry with each runtime of ``quantize.runtimes``.
+
+    Returns the results; raises :class:`DefaultModelNotDeployableError` (after writing every output) when
+    ``deploy.default_model`` fails a check on any runtime.
+    """
     prepared = root / params.paths.prepared
-    cfg = params.quantize
-    sets = available_benchmarks(prepared) or ["val"]
-    pairs = {s: load_pairs(prepared, s, params.scale) for s in sets}
-    val_pairs = pairs.get("val") or load_pairs(prepared, "val", params.scale)
+    cfg, deploy = params.quantize, params.deploy
+    sets = {s: load_pairs(prepared, s, params.scale) for s in (available_benchmarks(prepared) or ["val"])}
+    sets |= _photo_sets(params, root)
+    val_pairs = sets.get("val") or load_pairs(prepared, "val", params.scale)
     calibration = calibration_patches(
         load_pairs(prepared, "train", params.scale),
         params.scale,
         cfg.calibration_patches,
         cfg.calibration_patch,
         cfg.seed,
+        cfg.exposed_fraction,
+        cfg.synthetic_fraction,
     )
+    upscale = partial(upscale_tiled, scale=params.scale, tile=deploy.tile, overlap=deploy.overlap, border=deploy.border)
+    stress = stress_images()
     metrics_dir, plots_dir = root / params.paths.metrics, root / params.paths.plots / "quantize"
     with stage_run(
         "quantize",
         experiment=params.tracking.experiment,
-        params={"quantize": cfg.model_dump(mode="json"), "models": params.deploy.models, "scale": params.scale},
+        params={"quantize": cfg.model_dump(mode="json"), "models": deploy.models, "scale": params.scale},
         params_hash=params_hash(cfg),
         data_hash=data_hash(prepared),
         root=root,
     ) as tracker:
         results = {}
-        for name in tqdm(params.deploy.models, desc="quantize"):
-            results[name] = quantize_one(params, name, calibration, pairs, val_pairs, root)
+        for name in tqdm(deploy.models, desc="quantize"):
+            results[name] = quantize_one(params, name, calibration, sets, val_pairs, stress, upscale, root)
             for runtime, result in results[name].items():
-                fp32, int8 = result["psnr"]["fp32"], result["psnr"]["int8"]
-                tracker.log_metrics(
-                    {f"{name}/int8/{runtime}/psnr/{s}": int8[s] for s in sets}
-                    | {f"{name}/fp32/{runtime}/psnr/{s}": fp32[s] for s in sets}
-                    | {f"{name}/int8/{runtime}/psnr_drop/{s}": fp32[s] - int8[s] for s in sets}
-                )
+                _log(tracker, name, runtime, result, list(sets))
             for path in sorted(model_dir(root / params.paths.deploy, "int8", name).iterdir()):
                 tracker.log_artifact(path, f"int8/{name}")
-        rows = plot_rows(results, sets)
-        write_json(metrics_dir / "quantize.json", results)
-        write_text(metrics_dir / "quantize.md", markdown(results, sets, _xlsr_outputs(params)))
+        rows = plot_rows(results, list(sets))
+        write_json(metrics_dir / "quantize.json", _metrics(results))
+        detail = {m: {rt: {k: r[k] for k in _DETAIL} for rt, r in runtimes.items()} for m, runtimes in results.items()}
+        write_json(metrics_dir / "quantize_detail.json", detail)
+        write_text(metrics_dir / "quantize.md", markdown(results, list(sets), _xlsr_outputs(params)))
         write_json(plots_dir / "int8_drop.json", rows)
         picture = save_int8_drop(rows, plots_dir / "int8_drop.png")
-        for path in (metrics_dir / "quantize.json", metrics_dir / "quantize.md", picture):
-            tracker.log_artifact(path)
+        for path in ("quantize.json", "quantize_detail.json", "quantize.md"):
+            tracker.log_artifact(metrics_dir / path)
+        tracker.log_artifact(picture)
+    failed = {rt: r["failures"] for rt, r in results[deploy.default_model].items() if not r["deployable"]}
+    if failed:
+        reasons = "; ".join(f"{rt}: {' / '.join(f)}" for rt, f in failed.items())
+        raise DefaultModelNotDeployableError(
+            f"the default deploy model {deploy.default_model} breaks quantize.limits in int8 ({reasons}); the report "
+            "is in metrics/quantize.md. Fix the model or its calibration, or choose another deploy.default_model"
+        )
     return results
