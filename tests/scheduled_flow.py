@@ -1,0 +1,29 @@
+"""A tiny flow that tests/test_prefect_server.py serves on a cron schedule against a real Prefect server.
+
+Run as ``python tests/scheduled_flow.py CRON OUT_DIR`` with ``PREFECT_API_URL`` set: like
+``pipelines.serve``, it registers the deployment ``edgesr-schedule-probe/probe-cron`` and polls for its
+scheduled runs; each run writes the file ``OUT_DIR/<its flow run id>``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from prefect import flow, runtime
+
+FLOW_NAME = "edgesr-schedule-probe"
+DEPLOYMENT_NAME = "probe-cron"
+
+
+@flow(name=FLOW_NAME)
+def probe(out_dir: str) -> str:
+    """Write the file ``out_dir/<this flow run's id>`` and return the id."""
+    run_id = str(runtime.flow_run.id)
+    (Path(out_dir) / run_id).write_text(f"{FLOW_NAME} ran\n")
+    return run_id
+
+
+if __name__ == "__main__":
+    cron, out_dir = sys.argv[1], sys.argv[2]
+    probe.serve(name=DEPLOYMENT_NAME, cron=cron, parameters={"out_dir": out_dir})

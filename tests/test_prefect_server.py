@@ -1,0 +1,232 @@
+"""The scheduled path against a real `prefect server start`: its scheduler turns a served deployment's
+cron schedule into scheduled flow runs, and the serving runner executes one of them.
+
+`prefect_test_harness` does not cover this: its server is ephemeral and runs no services, so no
+scheduler inserts cron runs there, and a dependency that breaks the scheduler (SQLAlchemy 2.1 with
+Prefect 3.8.8: `InvalidRequestError: Can't evaluate bulk DML statement` in `_insert_scheduled_flow_runs`)
+passes every other test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.scheduled_flow import DEPLOYMENT_NAME, FLOW_NAME
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("prefect_server")]
+
+CRON = "* * * * *"
+# the first start migrates a fresh SQLite database: slow on 2 cores (DESIGN.md, MLOps)
+SERVER_START_TIMEOUT_S = 150
+WAIT_TIMEOUT_S = 60
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen[bytes], grace_s: float = 20) -> None:
+    """SIGTERM the process's group (it leads its own session), then SIGKILL it if it lingers."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: Path, chars: int = 4000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
+
+class Harness:
+    """One real Prefect server and, once :meth:`serve` is called, one process serving the probe flow."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.port = _free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.server_log = tmp_path / "server.log"
+        self.serve_log = tmp_path / "serve.log"
+        self.processes: list[subprocess.Popen[bytes]] = []
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("PREFECT_API_", "PREFECT_SERVER_DATABASE_", "PREFECT_PROFILE"))
+        }
+        self.env = {
+            **env,
+            "PREFECT_HOME": str(tmp_path / "prefect_home"),  # a fresh SQLite database in there
+            "PREFECT_API_URL": self.api_url,
+            "DO_NOT_TRACK": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        }
+
+    def _start(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                args,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.processes.append(process)
+        return process
+
+    def start_server(self) -> None:
+        server = self._start(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)], self.server_log
+        )
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{self.api_url}/health", timeout=2).json() is True
+            except (httpx.HTTPError, ValueError):
+                return False
+
+        self.wait_for(healthy, "the server's health endpoint", SERVER_START_TIMEOUT_S, watch=[server])
+
+    def serve(self, out_dir: Path) -> None:
+        self._start([sys.executable, str(ROOT / "tests" / "scheduled_flow.py"), CRON, str(out_dir)], self.serve_log)
+
+    def diagnostics(self) -> str:
+        return f"--- server log ---\n{_tail(self.server_log)}\n--- serve log ---\n{_tail(self.serve_log)}"
+
+    def assert_server_log_clean(self) -> None:
+        """No service of the server raised (the broken scheduler logs a traceback at each tick)."""
+        log = self.server_log.read_text(errors="replace") if self.server_log.exists() else ""
+        for needle in ("InvalidRequestError", "Traceback"):
+            assert needle not in log, f"{needle!r} in the server log\n{self.diagnostics()}"
+
+    def wait_for(
+        self,
+        probe: Callable[[], Any],
+        what: str,
+        timeout_s: float = WAIT_TIMEOUT_S,
+        watch: list[subprocess.Popen[bytes]] | None = None,
+    ) -> Any:
+        """Poll ``probe`` until it returns something truthy; fail as soon as a process dies or the server
+        logs a traceback, and after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for process in watch if watch is not None else self.processes:
+                if process.poll() is not None:
+                    pytest.fail(
+                        f"{process.args[:3]} exited ({process.returncode}) while waiting for {what}\n"
+                        f"{self.diagnostics()}"
+                    )
+            self.assert_server_log_clean()
+            value = probe()
+            if value:
+                return value
+            time.sleep(0.5)
+        pytest.fail(f"timed out after {timeout_s} s waiting for {what}\n{self.diagnostics()}")
+
+    def close(self) -> None:
+        # the serving process first: on shutdown it pauses its schedule through the server
+        for process in reversed(self.processes):
+            _stop(process)
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(tmp_path)
+    try:
+        h.start_server()
+        yield h
+    finally:
+        h.close()
+
+
+def test_real_server_schedules_cron_runs_and_runner_executes_one(harness: Harness, tmp_path: Path):
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterDeploymentId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Scheduled
+
+    out_dir = tmp_path / "ran"  # each run of the probe flow writes out_dir/<its id>
+    out_dir.mkdir()
+    started = datetime.now(UTC)
+    harness.serve(out_dir)
+
+    with temporary_settings(updates={PREFECT_API_URL: harness.api_url}), get_client(sync_client=True) as client:
+
+        def deployment():
+            try:
+                return client.read_deployment_by_name(f"{FLOW_NAME}/{DEPLOYMENT_NAME}")
+            except ObjectNotFound:
+                return None
+
+        dep = harness.wait_for(deployment, "the served deployment")
+        assert [s.schedule.cron for s in dep.schedules] == [CRON] and all(s.active for s in dep.schedules)
+
+        def scheduled_runs():
+            return client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    deployment_id=FlowRunFilterDeploymentId(any_=[dep.id]),
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+                ),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            )
+
+        # the server's scheduler, not the client, creates them: at least its min_runs (3) ahead
+        runs = harness.wait_for(lambda: (r := scheduled_runs()) and len(r) >= 3 and r, "the scheduler's flow runs")
+        assert all(run.auto_scheduled for run in runs)
+        assert all(run.parameters == {"out_dir": str(out_dir)} for run in runs)
+        times = [run.expected_start_time for run in runs]
+        # cron "* * * * *": whole minutes, one a minute, from the current minute on
+        assert all(t.second == 0 and t.microsecond == 0 for t in times)
+        assert all(b - a == timedelta(minutes=1) for a, b in pairwise(times))
+        assert times[0] >= started.replace(second=0, microsecond=0)
+
+        # bring one run that is well ahead (the runner does not touch it yet) to now rather than wait for
+        # its minute; the serving runner picks it up
+        target = next(run for run in runs if run.expected_start_time > datetime.now(UTC) + timedelta(seconds=30))
+        result = client.set_flow_run_state(target.id, Scheduled(scheduled_time=datetime.now(UTC)))
+        assert result.state is not None and result.state.is_scheduled(), result
+        state = harness.wait_for(
+            lambda: (s := client.read_flow_run(target.id).state) is not None and s.is_final() and s,
+            "the rescheduled run to finish",
+        )
+        assert state.is_completed(), f"{state}\n{harness.diagnostics()}"
+        assert (out_dir / str(target.id)).read_text() == f"{FLOW_NAME} ran\n"
+        # the runner runs nothing early: the runs a few minutes ahead still wait for their minute
+        later = {run.id for run in runs if run.expected_start_time > datetime.now(UTC) + timedelta(minutes=2)}
+        assert later and later <= {run.id for run in scheduled_runs()}
+
+    harness.assert_server_log_clean()
