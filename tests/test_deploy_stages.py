@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -13,8 +14,13 @@ from PIL import Image
 from edgesr.cli import main
 from edgesr.config import Params, load_params, write_params
 from edgesr.data.images import load_rgb8
+from edgesr.data.stress import stress_images
+from edgesr.deploy.tiling import upscale_tiled
+from edgesr.quant.checks import flat_errors, output_errors
 from edgesr.stages import export, prepare, quantize
 from edgesr.stages import train as train_stage
+from edgesr.stages.export import deployed_runner
+from edgesr.stages.quantize import DefaultModelNotDeployableError
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "xlsr"
@@ -138,3 +144,106 @@ def test_upscale_errors_name_the_problem(project, tmp_path, monkeypatch, capsys,
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
     assert image.read_bytes() == before
+
+
+def test_quantize_stage_verifies_int8_on_the_stress_suite(project):
+    root, params = project
+    result = json.loads((root / "metrics" / "quantize.json").read_text())[MODEL]
+    detail = json.loads((root / "metrics" / "quantize_detail.json").read_text())[MODEL]
+    checks = json.loads((root / "models" / "deploy" / "int8" / MODEL / "checks.json").read_text())
+    names = {image.name for image in stress_images()}
+    for runtime in ("openvino", "onnxruntime"):
+        summary = result[runtime]
+        # per set: the mean drop and the worst image of the set
+        val = summary["sets"]["val"]
+        assert val["worst_image"] in {"chelsea", "flower"}
+        images = detail[runtime]["images"]["val"]
+        assert val["drop"] == pytest.approx(np.mean([i["fp32"] - i["int8"] for i in images.values()]))
+        assert val["worst_drop"] == pytest.approx(max(i["fp32"] - i["int8"] for i in images.values()))
+        # every stress image, flat ones against their colour in both forms
+        stress = detail[runtime]["stress"]
+        assert set(stress) == names
+        assert set(stress["flat_grey_255"]) == {"int8_vs_fp32", "fp32_flat", "int8_flat"}
+        worst = min(stress, key=lambda n: stress[n]["int8_vs_fp32"]["psnr"])
+        assert summary["stress_summary"]["worst_image"] == worst
+        # the verdict: deployable exactly when no check failed; upscale reads it from checks.json
+        assert summary["deployable"] == (summary["failures"] == [])
+        assert checks[runtime] == {"deployable": summary["deployable"], "failures": summary["failures"]}
+    table = (root / "metrics" / "quantize.md").read_text()
+    assert "## Stress suite" in table and "## Deployable int8 models" in table and "(drop; worst image)" in table
+    (run,) = _runs(root, params, "quantize")
+    assert run.data.tags[f"int8_deployable.{MODEL}.openvino"] == ("yes" if result["openvino"]["deployable"] else "no")
+    assert run.data.metrics[f"{MODEL}/int8/openvino/stress_min_psnr"] == pytest.approx(
+        result["openvino"]["stress_summary"]["psnr"]
+    )
+
+
+def test_the_stress_numbers_are_the_upscaled_outputs(project, monkeypatch):
+    root, params = project
+    monkeypatch.chdir(root)
+    detail = json.loads((root / "metrics" / "quantize_detail.json").read_text())[MODEL]["openvino"]["stress"]
+    flat = next(image for image in stress_images() if image.name == "flat_magenta")
+    cfg = params.deploy
+    outputs = {
+        precision: upscale_tiled(
+            deployed_runner(params, MODEL, "openvino", precision) if precision == "fp32" else _int8_runner(root),
+            flat.lr,
+            params.scale,
+            cfg.tile,
+            cfg.overlap,
+            border=cfg.border,
+        )
+        for precision in ("fp32", "int8")
+    }
+    expected = output_errors(outputs["int8"], outputs["fp32"], params.scale)
+    assert detail["flat_magenta"]["int8_vs_fp32"] == pytest.approx(expected)
+    level = flat_errors(outputs["fp32"], flat.flat_level, params.scale, 2 * params.scale)
+    assert detail["flat_magenta"]["fp32_flat"] == pytest.approx(level)
+
+
+def _int8_runner(root: Path):
+    from edgesr.deploy.runtimes import openvino_runner
+
+    return openvino_runner(root / "models" / "deploy" / "int8" / MODEL / "openvino.xml", 2)
+
+
+def test_an_int8_model_that_fails_a_check_is_refused_and_stops_the_stage(project, tmp_path, monkeypatch, capsys):
+    root, params = project
+    copy = tmp_path / "project"
+    shutil.copytree(root, copy)
+    # Given limits no int8 model can meet (a 99 dB stress floor)
+    limits = params.quantize.limits.model_copy(update={"stress_psnr_db": 99.0})
+    strict = params.model_copy(update={"quantize": params.quantize.model_copy(update={"limits": limits})})
+    write_params(strict, copy / "params.yaml")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{copy / 'mlflow.db'}")
+    # When the default deploy model is quantized, the stage fails naming the check
+    with pytest.raises(DefaultModelNotDeployableError, match=r"xlsr breaks quantize.limits .*< 99.0"):
+        quantize.run(strict, copy)
+    # after writing the report, which marks the model not deployable
+    assert f"| {MODEL} | openvino | **no** |" in (copy / "metrics" / "quantize.md").read_text()
+    assert json.loads((copy / "metrics" / "quantize.json").read_text())[MODEL]["openvino"]["deployable"] is False
+    # and `edgesr upscale` refuses the int8 form with the failed check, while fp32 still works
+    monkeypatch.chdir(copy)
+    image = tmp_path / "in.png"
+    Image.fromarray(np.full((20, 24, 3), 200, dtype=np.uint8)).save(image)
+    assert main(["upscale", str(image), "-o", str(tmp_path / "int8.png")]) == 2
+    err = capsys.readouterr().err
+    assert f"{MODEL} int8 on openvino failed the quantize checks: stress image" in err and "--precision fp32" in err
+    assert not (tmp_path / "int8.png").exists()
+    assert main(["upscale", str(image), "-o", str(tmp_path / "fp32.png"), "--precision", "fp32"]) == 0
+    assert load_rgb8(tmp_path / "fp32.png").shape == (40, 48, 3)
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_int8_upscale_tiled_equals_one_window(project, tmp_path, monkeypatch, runtime):
+    root, params = project
+    monkeypatch.chdir(root)
+    image = tmp_path / "photo.png"
+    Image.fromarray(load_rgb8(next((root / "data/prepared").rglob("*.png")))[:45, :60]).save(image)
+    outputs = {}
+    for tile in (16, 4096):
+        target = tmp_path / f"{tile}.png"
+        assert main(["upscale", str(image), "-o", str(target), "--runtime", runtime, "--tile", str(tile)]) == 0
+        outputs[tile] = load_rgb8(target).astype(int)
+    # XLSR's receptive radius (5 LR pixels) is inside the 8-pixel overlap: int8 tiles are seamless too
+    assert np.abs(outputs[16] - outputs[4096]).max() <= 1

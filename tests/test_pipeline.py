@@ -117,3 +117,39 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, prefe
     (smoke_project / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     status = json.loads(_run(smoke_project, "dvc", "status", "--json"))
     assert set(status) == {"evaluate"}
+
+
+def test_default_upscale_keeps_flat_and_bright_content(smoke_project: Path, tmp_path):
+    """`edgesr upscale` with the pipeline's default (the S subnet, OpenVINO int8) on a flat grey, a white and a
+    bright photo: the levels of its own fp32 form within quantize.limits' flat bounds, no stripes, bright borders."""
+    import numpy as np
+    from PIL import Image
+
+    from edgesr.data.images import load_rgb8
+    from edgesr.data.stress import stress_images
+    from edgesr.quant.checks import flat_errors, output_errors
+
+    params = load_params(smoke_project / "params.yaml")
+    limits, scale = params.quantize.limits, params.scale
+    bright = next(image.lr for image in stress_images() if image.name == "bright_snow")
+    inputs = {"grey": np.full((40, 56, 3), 128, np.uint8), "white": np.full((40, 56, 3), 255, np.uint8)}
+    for name, image in {**inputs, "bright": bright}.items():
+        Image.fromarray(image).save(tmp_path / f"{name}.png")
+        outputs = {}
+        for precision, runtime in (("int8", "openvino"), ("fp32", "torch")):
+            target = tmp_path / f"{name}_{precision}.png"
+            _run(smoke_project, "edgesr", "upscale", str(tmp_path / f"{name}.png"), "-o", str(target),
+                 "--runtime", runtime, "--precision", precision)  # fmt: skip
+            outputs[precision] = load_rgb8(target)
+        assert outputs["int8"].shape == (scale * image.shape[0], scale * image.shape[1], 3)
+        errors = output_errors(outputs["int8"], outputs["fp32"], margin=0)  # borders included
+        if name == "bright":
+            assert errors["psnr"] >= limits.stress_psnr_db, errors
+            continue
+        assert errors["mean_abs"] <= limits.flat_mean_levels and errors["max_abs"] <= limits.flat_max_levels, errors
+        level = (int(image[0, 0, 0]),) * 3
+        # no stripes in int8 beyond the fp32 form's own, and the border as bright as the interior
+        for precision in ("fp32", "int8"):
+            flat = flat_errors(outputs[precision], level, scale, margin=0)
+            assert flat["phase_spread"] <= 2, (name, precision, flat)
+        assert abs(outputs["int8"][0, 0].astype(int) - outputs["int8"][20, 20].astype(int)).max() <= 2

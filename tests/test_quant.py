@@ -17,8 +17,12 @@ from torch import nn
 from edgesr.data.imresize import imresize
 from edgesr.deploy.export import export_onnx, export_openvino, module_paths
 from edgesr.deploy.runtimes import onnxruntime_runner, openvino_runner, upscale_image
+from edgesr.deploy.tiling import upscale_tiled
 from edgesr.metrics import psnr_y
-from edgesr.quant.layers import ignored_nodes, openvino_ignored_scope
+from edgesr.models.bicubic import Bicubic
+from edgesr.quant.calibration import calibration_patches
+from edgesr.quant.checks import output_errors
+from edgesr.quant.layers import ignored_nodes, module_nodes, openvino_ignored_scope
 from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
 from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_accuracy_control
 from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
@@ -127,8 +131,6 @@ def test_accuracy_control_returns_layers_to_float_until_the_drop_fits(exported):
 
 
 def test_calibration_patches_are_seeded_training_crops():
-    from edgesr.quant.calibration import calibration_patches
-
     hr = data.astronaut()[:96, :96]
     pairs = [("a", imresize(hr, 1 / SCALE), hr)]
     first = calibration_patches(pairs, SCALE, 5, 16, seed=3)
@@ -136,3 +138,47 @@ def test_calibration_patches_are_seeded_training_crops():
     again = calibration_patches(pairs, SCALE, 5, 16, seed=3)
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert 0.0 <= min(p.min() for p in first) and max(p.max() for p in first) <= 1.0
+
+
+class SkipNet(nn.Module):
+    """A small residual network plus the fixed bicubic skip (FGNAS, SAM_SR): x -> PixelShuffle(body(x)) + bicubic(x)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.num_in_ch = 3
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3 * SCALE**2, 3, padding=1))
+        self.shuffle = nn.PixelShuffle(SCALE)
+        self.bicubic = Bicubic(3, SCALE)
+        with torch.no_grad():  # a small residual, as a trained SR network's
+            self.body[2].weight.mul_(0.1)
+            self.body[2].bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.body(x)) + self.bicubic(x)
+
+
+def test_the_bicubic_skip_in_float_keeps_flat_levels(tmp_path):
+    # Given a network with the bicubic skip, calibrated on a photo's crops and synthetic patches
+    torch.manual_seed(0)
+    onnx_path = export_onnx(SkipNet().eval(), tmp_path / "model.onnx")
+    ir = export_openvino(onnx_path, tmp_path)["fp32"]
+    hr = data.astronaut()[:256, :256]
+    calibration = calibration_patches([("a", imresize(hr, 1 / SCALE), hr)], SCALE, 64, 16, seed=0)
+    skip = module_nodes(onnx.load(onnx_path), "bicubic")
+    assert {"node_Conv_87", "node_Conv_88", "node_pixel_shuffle_1"} <= set(skip)  # the skip's two convs and shuffle
+    flats = [np.full((24, 24, 3), level, np.uint8) for level in (0, 16, 64, 128, 192, 235, 255)]
+
+    def flat_errors(ignored: list[str], folder: str) -> list[float]:
+        int8 = quantize_openvino(ir, calibration, tmp_path / folder / "openvino.xml", openvino_ignored_scope(ignored))
+        fp32_runner, int8_runner = openvino_runner(ir, 2), openvino_runner(int8, 2)
+        return [
+            output_errors(upscale_tiled(int8_runner, f, SCALE, 64, 4), upscale_tiled(fp32_runner, f, SCALE, 64, 4), 0)[
+                "mean_abs"
+            ]
+            for f in flats
+        ]
+
+    # When the skip is int8 too, its 5-tap filters' rounding and two requantizations move flat levels by ~2
+    assert max(flat_errors([], "int8_skip")) > 1.5
+    # with the skip in float (quantize.float_modules), every flat level stays within one level
+    assert max(flat_errors(skip, "float_skip")) <= 1.0

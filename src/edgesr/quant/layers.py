@@ -13,7 +13,12 @@ import onnx
 
 from edgesr.deploy.export import module_paths
 
-__all__ = ["ignored_nodes", "openvino_ignored_scope"]
+__all__ = ["ignored_nodes", "module_nodes", "openvino_ignored_scope"]
+
+
+def module_nodes(proto: onnx.ModelProto, module: str) -> list[str]:
+    """ONNX node names of ``module`` and its submodules (``bicubic`` covers ``bicubic.pixel_shuffle``)."""
+    return [node for node, path in module_paths(proto).items() if path == module or path.startswith(f"{module}.")]
 
 
 def ignored_nodes(proto: onnx.ModelProto, layers: list[str], model_name: str) -> list[str]:
@@ -22,17 +27,16 @@ def ignored_nodes(proto: onnx.ModelProto, layers: list[str], model_name: str) ->
 
     Raises ``ValueError`` naming every layer that matches no node, with the module paths that exist.
     """
-    paths = module_paths(proto)
     node_names = {node.name for node in proto.graph.node}
     nodes, unknown = [], []
     for layer in layers:
-        found = [node for node, path in paths.items() if path == layer or path.startswith(f"{layer}.")]
+        found = module_nodes(proto, layer)
         found += [layer] if layer in node_names and layer not in found else []
         if not found:
             unknown.append(layer)
         nodes += found
     if unknown:
-        known = sorted(set(paths.values()))
+        known = sorted(set(module_paths(proto).values()))
         raise ValueError(
             f"quantize.ignored_layers.{model_name}: no layer {', '.join(map(repr, unknown))} in the exported "
             f"model; its layers are: {', '.join(known)}"

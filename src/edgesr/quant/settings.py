@@ -2,7 +2,8 @@
 
 Full int8 by default, first and last layers included: the Mobile AI 2021 challenge rule XLSR was built
 for (paper 003 Sec. 2, "not allowing partial quantization such as leaving the first and the last layers
-floating"). ``ignored_layers`` leaves named layers (PyTorch module paths, e.g. ``conv_last``) in float;
+floating"). ``ignored_layers`` leaves named layers of one model (PyTorch module paths, e.g. ``conv_last``) in
+float, ``float_modules`` leaves a module in float in every model that has one (the fixed bicubic skip);
 ``mode: accuracy_control`` lets NNCF return layers to float until the PSNR drop is within ``max_drop``.
 """
 
@@ -45,6 +46,10 @@ class QuantizeConfig(StrictModel):
     runtimes: list[Literal["openvino", "onnxruntime"]] = Field(default_factory=lambda: list(QUANT_RUNTIMES))
     ignored_layers: dict[str, list[str]] = Field(
         default_factory=dict, description="model name -> module paths or ONNX node names kept in float"
+    )
+    float_modules: list[str] = Field(
+        default_factory=list,
+        description="module paths kept in float in every model that has them: fixed (not learned) interpolation skips",
     )
     mode: Literal["full_int8", "accuracy_control"] = "full_int8"
     max_drop: float = Field(0.3, gt=0, description="accuracy_control: max PSNR-Y drop (dB) on the validation split")

@@ -4,8 +4,9 @@ Calibration (:mod:`edgesr.quant.calibration`): ``quantize.calibration_patches`` 
 the input domain: training crops (paper 003 Sec. 4.3 quantizes on training data), the same crops
 re-exposed bright and dark, and synthetic flat, edge, ramp and checkerboard patches in extreme colours.
 Full int8, first and last layers included, unless ``quantize.ignored_layers`` names layers to keep in
-float; ``mode: accuracy_control`` runs ``nncf.quantize_with_accuracy_control`` with ``max_drop`` dB
-PSNR-Y on the validation split (ONNX Runtime has no such mode and stays full int8).
+float; ``quantize.float_modules`` keeps the fixed bicubic skip of the models that have one in float.
+``mode: accuracy_control`` runs ``nncf.quantize_with_accuracy_control`` with ``max_drop`` dB PSNR-Y on
+the validation split (ONNX Runtime has no such mode and stays full int8).
 
 Every int8 model is verified against its own fp32 form through ``edgesr upscale``'s path (tiling and
 border padding) on every benchmark set (or the validation split), the ``quantize.photo_sets`` that
@@ -37,7 +38,7 @@ from edgesr.deploy.tiling import upscale_tiled
 from edgesr.files import write_json, write_text
 from edgesr.plots import save_int8_drop
 from edgesr.quant.calibration import calibration_patches
-from edgesr.quant.layers import ignored_nodes, openvino_ignored_scope
+from edgesr.quant.layers import ignored_nodes, module_nodes, openvino_ignored_scope
 from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
 from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_accuracy_control
 from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
@@ -66,7 +67,7 @@ def _quantize(
     return quantize_openvino(fp32, calibration, out, scope)
 
 
-class DefaultModelNotDeployableError(RuntimeError):
+class DefaultModelNotDeployableError(ValueError):
     """The model ``edgesr upscale`` runs by default failed its int8 checks: the stage must not ship it."""
 
 
@@ -85,6 +86,7 @@ def quantize_one(
     proto = onnx.load(deployed_file(deploy_root, name, "onnxruntime", "fp32"))
     modules = module_paths(proto)
     onnx_nodes = ignored_nodes(proto, params.quantize.ignored_layers.get(name, []), name)
+    onnx_nodes += [node for module in params.quantize.float_modules for node in module_nodes(proto, module)]
     make_runner = {"openvino": openvino_runner, "onnxruntime": onnxruntime_runner}
     inspect = {"openvino": openvino_precisions, "onnxruntime": onnxruntime_precisions}
     results = {}
