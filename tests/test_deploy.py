@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -171,3 +173,31 @@ def test_tiles_are_seamless_with_enough_overlap(real_lr, tmp_path):
         assert np.abs(tiled - whole).max() <= 1
         # and without context the seams show
         assert np.abs(upscale_tiled(runner, real_lr, SCALE, tile=16, overlap=0).astype(int) - whole).max() > 1
+
+
+def test_int8_verdicts_are_tied_to_the_checked_file(tmp_path):
+    from edgesr.deploy.layout import Int8NotDeployableError, check_int8_deployable, file_sha256, model_dir
+
+    folder = model_dir(tmp_path, "int8", "net")
+    folder.mkdir(parents=True)
+    model = folder / "openvino.xml"
+    model.write_text("<net/>")
+    with pytest.raises(Int8NotDeployableError, match="has not been checked; run `dvc repro quantize`"):
+        check_int8_deployable(tmp_path, "net", "openvino")
+    verdicts = {
+        "openvino": {"deployable": True, "failures": [], "sha256": file_sha256(model)},
+        "onnxruntime": {"deployable": False, "failures": ["Set5: mean PSNR-Y drop 0.52 dB > 0.3"], "sha256": "x"},
+    }
+    (folder / "checks.json").write_text(json.dumps(verdicts))
+    check_int8_deployable(tmp_path, "net", "openvino")  # checked and passed: no error
+    (folder / "model.onnx").write_text("onnx")
+    with pytest.raises(Int8NotDeployableError, match=r"net int8 on onnxruntime failed the quantize checks: Set5: mean"):
+        verdicts["onnxruntime"]["sha256"] = file_sha256(folder / "model.onnx")
+        (folder / "checks.json").write_text(json.dumps(verdicts))
+        check_int8_deployable(tmp_path, "net", "onnxruntime")
+    model.write_text("<net changed='after the checks'/>")
+    with pytest.raises(Int8NotDeployableError, match="not the file the quantize stage checked"):
+        check_int8_deployable(tmp_path, "net", "openvino")
+    (folder / "checks.json").write_text(json.dumps({"openvino": verdicts["openvino"]}))
+    with pytest.raises(Int8NotDeployableError, match="has no verdict for onnxruntime"):
+        check_int8_deployable(tmp_path, "net", "onnxruntime")

@@ -234,3 +234,18 @@ def test_config_defaults() -> None:
     assert cfg.train_sources == ["embedded"] and cfg.val_images == ["chelsea", "flower"]
     assert cfg.scales == [2, 3, 4] and cfg.benchmarks["Set5"] == "../shared/data/Set5/HR"
     assert PrepareConfig(scales=[4, 2]).scales == [2, 4]
+
+
+def test_folder_pairs_are_prepared_like_benchmarks_and_can_be_thinned(tmp_path: Path) -> None:
+    from edgesr.data.photo_sets import folder_pairs
+
+    rng = np.random.default_rng(0)
+    images = {f"p{i}": rng.integers(0, 256, (21 + i, 30, 3), dtype=np.uint8) for i in range(5)}
+    for name, image in images.items():
+        save_png(tmp_path / f"{name}.png", image)
+    pairs = folder_pairs(tmp_path, 2)
+    assert [name for name, _, _ in pairs] == list(images)
+    for name, lr, hr in pairs:  # mod-crop, then MATLAB bicubic (the prepare stage's recipe)
+        assert np.array_equal(hr, modcrop(images[name], 2)) and np.array_equal(lr, imresize(hr, 0.5))
+    # a limit keeps that many, evenly spaced in sorted order
+    assert [name for name, _, _ in folder_pairs(tmp_path, 2, limit=3)] == ["p0", "p2", "p4"]

@@ -7,6 +7,8 @@ nearest-neighbour upsampling, about 36 dB PSNR-Y on the test image.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import onnx
 import pytest
@@ -15,6 +17,7 @@ from skimage import data
 from torch import nn
 
 from edgesr.data.imresize import imresize
+from edgesr.data.stress import stress_images
 from edgesr.deploy.export import export_onnx, export_openvino, module_paths
 from edgesr.deploy.runtimes import onnxruntime_runner, openvino_runner, upscale_image
 from edgesr.deploy.tiling import upscale_tiled
@@ -26,6 +29,8 @@ from edgesr.quant.layers import ignored_nodes, module_nodes, openvino_ignored_sc
 from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
 from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_accuracy_control
 from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
+from edgesr.quant.settings import Int8Limits
+from edgesr.quant.verify import verify_int8
 
 SCALE = 2
 
@@ -165,7 +170,12 @@ def test_the_bicubic_skip_in_float_keeps_flat_levels(tmp_path):
     hr = data.astronaut()[:256, :256]
     calibration = calibration_patches([("a", imresize(hr, 1 / SCALE), hr)], SCALE, 64, 16, seed=0)
     skip = module_nodes(onnx.load(onnx_path), "bicubic")
-    assert {"node_Conv_87", "node_Conv_88", "node_pixel_shuffle_1"} <= set(skip)  # the skip's two convs and shuffle
+    ops = {node.name: node.op_type for node in onnx.load(onnx_path).graph.node}
+    assert sorted(ops[node] for node in skip if ops[node] in {"Conv", "DepthToSpace"}) == [
+        "Conv",
+        "Conv",
+        "DepthToSpace",
+    ]
     flats = [np.full((24, 24, 3), level, np.uint8) for level in (0, 16, 64, 128, 192, 235, 255)]
 
     def flat_errors(ignored: list[str], folder: str) -> list[float]:
@@ -182,3 +192,31 @@ def test_the_bicubic_skip_in_float_keeps_flat_levels(tmp_path):
     assert max(flat_errors([], "int8_skip")) > 1.5
     # with the skip in float (quantize.float_modules), every flat level stays within one level
     assert max(flat_errors(skip, "float_skip")) <= 1.0
+
+
+def test_calibration_without_saturated_content_is_caught_and_the_fix_passes(tmp_path):
+    """Issue 9's defect on a small model: calibrated on mid-tone crops only (the old calibration), flat white and
+    bright images clip in int8 and the checks say so; the domain-covering calibration with the skip in float passes."""
+    torch.manual_seed(0)
+    onnx_path = export_onnx(SkipNet().eval(), tmp_path / "model.onnx")
+    ir = export_openvino(onnx_path, tmp_path)["fp32"]
+    hr = (data.astronaut()[100:260, 100:260] * 0.75).astype(np.uint8)  # a photo without highlights
+    pairs = [("a", imresize(hr, 1 / SCALE), hr)]
+    stress = [image for image in stress_images() if image.kind in {"flat", "bright"}]
+    upscale = partial(upscale_tiled, scale=SCALE, tile=64, overlap=4)
+    limits = Int8Limits()
+
+    def failures(calibration: list[np.ndarray], ignored: list[str], folder: str) -> list[str]:
+        int8 = quantize_openvino(ir, calibration, tmp_path / folder / "openvino.xml", openvino_ignored_scope(ignored))
+        return verify_int8(openvino_runner(ir, 2), openvino_runner(int8, 2), {}, stress, SCALE, upscale, limits)[
+            "failures"
+        ]
+
+    crops = calibration_patches(pairs, SCALE, 64, 16, seed=0, exposed_fraction=0, synthetic_fraction=0)
+    assert max(p.max() for p in crops) < 0.95  # no white in the photo's crops
+    before = failures(crops, [], "before")
+    assert any("flat_grey_255" in f for f in before) and any("bright_" in f for f in before)
+    after = failures(
+        calibration_patches(pairs, SCALE, 64, 16, seed=0), module_nodes(onnx.load(onnx_path), "bicubic"), "after"
+    )
+    assert after == []

@@ -109,7 +109,7 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
     tile, overlap = args.tile or cfg.tile, cfg.overlap if args.overlap is None else args.overlap
     jobs = plan(args.input, args.output, params.scale)
     runner = deployed_runner(params, name, runtime, precision)
-    done = upscale_all(jobs, runner, params.scale, tile, overlap)
+    done = upscale_all(jobs, runner, params.scale, tile, overlap, cfg.border)
     skipped = len(jobs) - len(done)
     print(
         f"{name} x{params.scale} ({runtime} {precision}): wrote {len(done)} image(s)"

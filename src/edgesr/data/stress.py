@@ -10,9 +10,9 @@ deterministic and needs no download:
 - a grey ramp over every level and a two-channel colour ramp (staircase gradients);
 - a one-pixel-period and a 4-pixel checkerboard and black-on-white text (the highest contrast);
 - a saturated colour chart and scikit-image's colour wheel (saturated hues on black);
-- bright photographs (an over-exposed colour photo, a near-white texture like snow) and dark ones
-  (an under-exposed colour photo, a night-like grey photo), from images that ship with scikit-image
-  and are not in the embedded training set.
+- bright photographs (over-exposed colour and grey photos, a near-white texture like snow, a bright
+  page of text) and dark ones (under-exposed colour and grey photos, a night-like moon surface), from
+  images that ship with scikit-image; the grey ones are not in the embedded training set.
 
 Every image is an LR input (uint8 RGB); ``flat_level`` gives the exact colour a flat image must come back as.
 """
@@ -109,12 +109,15 @@ def _photos() -> dict[str, tuple[str, np.ndarray]]:
     from skimage import data
 
     return {
+        # a colour photo over-exposed by about two thirds of a stop: its highlights clip at 255
+        "bright_coffee": ("bright", _photo(data.coffee, 4, 1.6)),
         # a grey photo over-exposed by about half a stop (its bright half clips at 255)
         "bright_clock": ("bright", _photo(data.clock, 3, 1.45)),
         # a near-white texture (snow, paper, sky): brick squeezed into the top 40 levels, some at 255
         "bright_snow": ("bright", _photo(data.brick, 4, 0.25, 215)),
         "bright_page": ("bright", _photo(data.page, 2, 1.3)),
         # under-exposed: most values below 40, the low end where a signed range wastes half its levels
+        "dark_astronaut": ("dark", _photo(data.astronaut, 4, 0.15)),
         "dark_camera": ("dark", _photo(data.camera, 4, 0.15)),
         "dark_moon": ("dark", _photo(data.moon, 4, 0.3)),
     }

@@ -10,10 +10,19 @@ int8/<model>/checks.json           per runtime: deployable, failed checks       
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
-__all__ = ["CHECKS_FILE", "FILES", "Int8NotDeployableError", "check_int8_deployable", "deployed_file", "model_dir"]
+__all__ = [
+    "CHECKS_FILE",
+    "FILES",
+    "Int8NotDeployableError",
+    "check_int8_deployable",
+    "deployed_file",
+    "file_sha256",
+    "model_dir",
+]
 
 CHECKS_FILE = "checks.json"
 
@@ -39,13 +48,18 @@ def deployed_file(deploy_root: Path, model: str, runtime: str, precision: str) -
     return path
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a deployed file (``checks.json`` ties each verdict to the file it was measured on)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 class Int8NotDeployableError(ValueError):
     """An int8 model that failed the quantize stage's checks (``quantize.limits``)."""
 
 
 def check_int8_deployable(deploy_root: Path, model: str, runtime: str) -> None:
     """Raise :class:`Int8NotDeployableError` naming the failed checks unless the quantize stage passed ``model``'s
-    int8 form on ``runtime`` (its ``checks.json``)."""
+    int8 form on ``runtime`` (its ``checks.json``), and that form is still the file it checked."""
     path = model_dir(deploy_root, "int8", model) / CHECKS_FILE
     if not path.is_file():
         raise Int8NotDeployableError(
@@ -54,6 +68,12 @@ def check_int8_deployable(deploy_root: Path, model: str, runtime: str) -> None:
     verdict = json.loads(path.read_text()).get(runtime)
     if verdict is None:
         raise Int8NotDeployableError(f"{path} has no verdict for {runtime}: add it to quantize.runtimes and rerun")
+    checked = verdict.get("sha256")
+    if checked != file_sha256(model_dir(deploy_root, "int8", model) / FILES[runtime]):
+        raise Int8NotDeployableError(
+            f"{model}'s int8 {runtime} model is not the file the quantize stage checked ({path}); "
+            "rerun `dvc repro quantize`"
+        )
     if not verdict["deployable"]:
         raise Int8NotDeployableError(
             f"{model} int8 on {runtime} failed the quantize checks: {'; '.join(verdict['failures'])}. "

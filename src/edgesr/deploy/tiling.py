@@ -4,8 +4,8 @@ Paper 004 (Sec. 1, footnote 2) motivates it: a 12 MP (4000x3000) output, the sta
 not go through an SR network in one piece on a device. Each LR tile is cut with ``overlap`` extra
 pixels of context on every side, upscaled, and only its core (without the context) is written into
 the output. A convolutional network whose receptive field reaches less than ``overlap`` LR pixels
-gives exactly the whole-image result (up to float rounding); models with global operations
-(squeeze-excitation's average pool, SAM_SR) see only the tile and differ slightly.
+gives exactly the result of one window over the whole (padded) image, up to float rounding; models
+with global operations (squeeze-excitation's average pool, SAM_SR) see only the tile and differ slightly.
 
 All windows have the same size (edge windows are shifted inwards rather than cut), so a runtime sees
 one input shape for the whole image. The image borders get context too: the LR image is padded by

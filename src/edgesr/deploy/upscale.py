@@ -18,6 +18,7 @@ from tqdm import tqdm
 from edgesr.data.images import UnreadableImageError, load_rgb8, save_png
 from edgesr.data.sources import image_files, image_names
 from edgesr.deploy.runtimes import Runner
+from edgesr.deploy.settings import BorderMode
 from edgesr.deploy.tiling import upscale_tiled
 
 __all__ = ["UpscaleJob", "plan", "upscale_all"]
@@ -75,9 +76,13 @@ def plan(source: Path, output: Path | None, scale: int) -> list[UpscaleJob]:
     return jobs
 
 
-def upscale_all(jobs: list[UpscaleJob], runner: Runner, scale: int, tile: int, overlap: int) -> list[UpscaleJob]:
-    """Upscale every job (tiled); returns the jobs done. In a folder an unreadable file is warned about
-    by name and skipped; a single unreadable file raises :class:`UnreadableImageError`."""
+def upscale_all(
+    jobs: list[UpscaleJob], runner: Runner, scale: int, tile: int, overlap: int, border: BorderMode = "symmetric"
+) -> list[UpscaleJob]:
+    """Upscale every job (tiled, the image extended by ``overlap`` pixels of ``border``); returns the jobs done.
+
+    In a folder an unreadable file is warned about by name and skipped; a single unreadable file raises
+    :class:`UnreadableImageError`."""
     done = []
     for job in tqdm(jobs, desc="upscale", unit="image", disable=len(jobs) == 1):
         try:
@@ -87,6 +92,6 @@ def upscale_all(jobs: list[UpscaleJob], runner: Runner, scale: int, tile: int, o
                 raise
             warnings.warn(f"skipped {job.source.name}: {err}", stacklevel=2)
             continue
-        save_png(job.target, upscale_tiled(runner, lr, scale, tile, overlap, desc=job.source.name))
+        save_png(job.target, upscale_tiled(runner, lr, scale, tile, overlap, border=border, desc=job.source.name))
         done.append(job)
     return done

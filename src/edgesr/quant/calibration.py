@@ -88,7 +88,7 @@ def calibration_patches(
         return synthetic_patches(synthetic, patch, seed)
     sampler = PatchSampler([(lr, hr) for _, lr, hr in pairs], scale, patch, seed)
     lr = sampler.batch(0, crops)[0].numpy()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])  # not the synthetic patches' stream
     bright = rng.random(exposed) < 0.5
     gains = np.where(bright, rng.uniform(*_BRIGHT_GAIN, exposed), rng.uniform(*_DARK_GAIN, exposed))
     lr[:exposed] = np.clip(lr[:exposed] * gains[:, None, None, None].astype(np.float32), 0.0, 1.0)

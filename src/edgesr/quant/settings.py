@@ -29,8 +29,8 @@ class Int8Limits(StrictModel):
 
     set_drop_db: float = Field(0.3, gt=0, description="max mean PSNR-Y drop (dB) on each photo set")
     stress_psnr_db: float = Field(35.0, gt=0, description="min PSNR (dB) of int8 vs fp32 on every stress image")
-    flat_mean_levels: float = Field(2.0, ge=0, description="max mean |output - colour| (levels) on flat images")
-    flat_max_levels: float = Field(8.0, ge=0, description="max |output - colour| (levels) on flat images")
+    flat_mean_levels: float = Field(2.0, ge=0, description="max mean |int8 - fp32| (levels) on flat images")
+    flat_max_levels: float = Field(8.0, ge=0, description="max |int8 - fp32| (levels) on flat images")
 
 
 class QuantizeConfig(StrictModel):

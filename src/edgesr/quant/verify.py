@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import numpy as np
+from tqdm import tqdm
 
 from edgesr.data.stress import StressImage
 from edgesr.deploy.runtimes import Runner
@@ -30,7 +31,7 @@ def _set_result(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Per-image PSNR-Y (border ``scale``) of both forms."""
     scores: dict[str, dict[str, float]] = {"fp32": {}, "int8": {}}
-    for name, lr, hr in pairs:
+    for name, lr, hr in tqdm(pairs, desc="verify", unit="image", leave=False, disable=len(pairs) < 10):
         scores["fp32"][name] = psnr_y(upscale(fp32, lr), hr, scale)
         scores["int8"][name] = psnr_y(upscale(int8, lr), hr, scale)
     return scores["fp32"], scores["int8"]

@@ -45,10 +45,13 @@ def deployable_checkpoint(params: Params, name: str, root: Path = Path(".")) -> 
     return path
 
 
-def deployed_runner(params: Params, name: str, runtime: str, precision: str, root: Path = Path(".")) -> Runner:
+def deployed_runner(
+    params: Params, name: str, runtime: str, precision: str, root: Path = Path("."), *, checked: bool = True
+) -> Runner:
     """A runner of the deployed ``name``: the exported/quantized file, or the folded checkpoint for torch fp32.
 
-    An int8 model that failed the quantize stage's checks is refused (:class:`Int8NotDeployableError`).
+    An int8 model that failed the quantize stage's checks is refused (:class:`Int8NotDeployableError`) unless
+    ``checked`` is False (a speed benchmark times it all the same).
     """
     threads = params.deploy.threads
     if runtime == "torch":
@@ -57,7 +60,7 @@ def deployed_runner(params: Params, name: str, runtime: str, precision: str, roo
         model = prepare_for_export(trained_model(deployable_checkpoint(params, name, root), params.scale))
         return torch_runner(model, threads)
     path = deployed_file(root / params.paths.deploy, name, runtime, precision)
-    if precision == "int8":
+    if precision == "int8" and checked:
         check_int8_deployable(root / params.paths.deploy, name, runtime)
     return openvino_runner(path, threads) if runtime == "openvino" else onnxruntime_runner(path, threads)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import onnx
 from tqdm import tqdm
 
@@ -32,7 +31,7 @@ from edgesr.data.photo_sets import folder_pairs
 from edgesr.data.prepare import available_benchmarks, load_pairs
 from edgesr.data.stress import StressImage, stress_images
 from edgesr.deploy.export import module_paths
-from edgesr.deploy.layout import CHECKS_FILE, deployed_file, model_dir
+from edgesr.deploy.layout import CHECKS_FILE, deployed_file, file_sha256, model_dir
 from edgesr.deploy.runtimes import onnxruntime_runner, openvino_runner
 from edgesr.deploy.tiling import upscale_tiled
 from edgesr.files import write_json, write_text
@@ -43,13 +42,11 @@ from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
 from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_accuracy_control
 from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
 from edgesr.quant.report import markdown, plot_rows, stress_summary
-from edgesr.quant.verify import Upscale, verify_int8
+from edgesr.quant.verify import Pairs, Upscale, verify_int8
 from edgesr.stages import data_hash
 from edgesr.tracking import stage_run
 
 __all__ = ["DefaultModelNotDeployableError", "run"]
-
-Pairs = list[tuple[str, np.ndarray, np.ndarray]]
 
 
 def _quantize(
@@ -89,6 +86,8 @@ def quantize_one(
     onnx_nodes += [node for module in params.quantize.float_modules for node in module_nodes(proto, module)]
     make_runner = {"openvino": openvino_runner, "onnxruntime": onnxruntime_runner}
     inspect = {"openvino": openvino_precisions, "onnxruntime": onnxruntime_precisions}
+    checks = model_dir(deploy_root, "int8", name) / CHECKS_FILE
+    checks.unlink(missing_ok=True)  # no verdict may outlive the model it was measured on
     results = {}
     for runtime in params.quantize.runtimes:
         fp32 = deployed_file(deploy_root, name, runtime, "fp32")
@@ -105,8 +104,9 @@ def quantize_one(
         )
         results[runtime]["executed"] = inspect[runtime](int8, modules).as_dict()
         results[runtime]["stress_summary"] = stress_summary(results[runtime]["stress"])
-    verdicts = {runtime: {k: r[k] for k in ("deployable", "failures")} for runtime, r in results.items()}
-    write_json(model_dir(deploy_root, "int8", name) / CHECKS_FILE, verdicts)
+        results[runtime]["sha256"] = file_sha256(int8)
+    verdicts = {runtime: {k: r[k] for k in ("deployable", "failures", "sha256")} for runtime, r in results.items()}
+    write_json(checks, verdicts)
     return results
 
 
@@ -205,11 +205,16 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, dict]:
         for path in ("quantize.json", "quantize_detail.json", "quantize.md"):
             tracker.log_artifact(metrics_dir / path)
         tracker.log_artifact(picture)
-    failed = {rt: r["failures"] for rt, r in results[deploy.default_model].items() if not r["deployable"]}
+        _stop_unless_deployable(deploy.default_model, results[deploy.default_model])
+    return results
+
+
+def _stop_unless_deployable(name: str, results: dict) -> None:
+    """Raise :class:`DefaultModelNotDeployableError` (inside the MLflow run, which then ends FAILED)."""
+    failed = {rt: r["failures"] for rt, r in results.items() if not r["deployable"]}
     if failed:
         reasons = "; ".join(f"{rt}: {' / '.join(f)}" for rt, f in failed.items())
         raise DefaultModelNotDeployableError(
-            f"the default deploy model {deploy.default_model} breaks quantize.limits in int8 ({reasons}); the report "
-            "is in metrics/quantize.md. Fix the model or its calibration, or choose another deploy.default_model"
+            f"the default deploy model {name} breaks quantize.limits in int8 ({reasons}); the report is in "
+            "metrics/quantize.md. Fix the model or its calibration, or choose another deploy.default_model"
         )
-    return results
