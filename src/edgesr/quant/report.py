@@ -58,7 +58,9 @@ def _table(head: list[str]) -> list[str]:
 
 
 def _psnr_section(results: Results, sets: list[str]) -> list[str]:
-    lines = ["## PSNR-Y fp32 vs int8 (mean per set, drop, worst image)", ""]
+    first = next(iter(next(iter(results.values())).values()))
+    counts = ", ".join(f"{s} ({len(first['images'][s])} images)" for s in sets)
+    lines = ["## PSNR-Y fp32 vs int8 (mean per set, drop, worst image)", "", f"Sets: {counts}.", ""]
     lines += _table(["model", "runtime", *(f"{s} fp32 / int8 (drop; worst image)" for s in sets)])
     for model, runtimes in results.items():
         for runtime, result in runtimes.items():
