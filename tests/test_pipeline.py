@@ -148,8 +148,8 @@ def test_default_upscale_keeps_flat_and_bright_content(smoke_project: Path, tmp_
             continue
         assert errors["mean_abs"] <= limits.flat_mean_levels and errors["max_abs"] <= limits.flat_max_levels, errors
         level = (int(image[0, 0, 0]),) * 3
-        # no stripes in int8 beyond the fp32 form's own, and the border as bright as the interior
-        for precision in ("fp32", "int8"):
-            flat = flat_errors(outputs[precision], level, scale, margin=0)
-            assert flat["phase_spread"] <= 2, (name, precision, flat)
+        # no stripes in int8 beyond the fp32 form's own (a 12-iteration model has some), and the border pixel
+        # as the interior pixel of the same sub-pixel phase
+        spread = {p: flat_errors(outputs[p], level, scale, margin=0)["phase_spread"] for p in outputs}
+        assert spread["int8"] <= spread["fp32"] + 2, (name, spread)
         assert abs(outputs["int8"][0, 0].astype(int) - outputs["int8"][20, 20].astype(int)).max() <= 2
