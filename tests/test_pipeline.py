@@ -46,12 +46,22 @@ def smoke_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, prefect_harness, monkeypatch):
+@pytest.fixture(scope="module")
+def flow_stages(smoke_project: Path, prefect_harness) -> list[str]:
+    """The smoke project after one run of the Prefect flow: the stages it ran."""
+    from pipelines.flow import pipeline_flow
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        return pipeline_flow(project_dir=str(smoke_project))
+
+
+def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, flow_stages: list[str], monkeypatch):
     from pipelines.flow import pipeline_flow
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     params = load_params(smoke_project / "params.yaml")
-    stages = pipeline_flow(project_dir=str(smoke_project))
+    stages = flow_stages
     sizes, scales = list(params.search.sizes), params.search.retrain.scales
     assert stages == [
         "prepare",
@@ -119,7 +129,7 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, prefe
     assert set(status) == {"evaluate"}
 
 
-def test_default_upscale_keeps_flat_and_bright_content(smoke_project: Path, tmp_path):
+def test_default_upscale_keeps_flat_and_bright_content(smoke_project: Path, flow_stages: list[str], tmp_path):
     """`edgesr upscale` with the pipeline's default (the S subnet, OpenVINO int8) on a flat grey, a white and a
     bright photo: the levels of its own fp32 form within quantize.limits' flat bounds, no stripes, bright borders."""
     import numpy as np
