@@ -9,7 +9,7 @@ the int8 drop of each) on our data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 __all__ = ["markdown", "plot_rows", "stress_summary"]
 
@@ -80,48 +80,29 @@ def _flat(summary: Mapping[str, object], form: str) -> str:
     return f"{flat['image']}: {flat['mean_abs']:.1f} / {flat['max_abs']:.0f} (stripes {flat['phase_spread']:.1f})"
 
 
-def _stress_section(results: Results) -> list[str]:
-    lines = ["", "## Stress suite (int8 vs fp32 of the same model) and flat images (output vs input colour)", ""]
-    lines += _table(
-        [
-            "model",
-            "runtime",
-            "worst int8 vs fp32: PSNR / max / mean (levels)",
-            "int8 worst flat: mean / max",
-            "fp32 worst flat: mean / max",
-        ]  # fmt: skip
-    )
+def _section(title: str, head: list[str], results: Results, cells: Callable[[Mapping], list[str]]) -> list[str]:
+    """A Markdown table with one row per model and runtime: the model, the runtime, then ``cells(result)``."""
+    lines = ["", f"## {title}", "", *_table(["model", "runtime", *head])]
     for model, runtimes in results.items():
         for runtime, result in runtimes.items():
-            s = result["stress_summary"]
-            lines.append(
-                f"| {model} | {runtime} | {s['worst_image']}: {s['psnr']:.1f} dB / {s['max_abs']:.0f} / "
-                f"{s['mean_abs']:.2f} | {_flat(s, 'int8')} | {_flat(s, 'fp32')} |"
-            )
+            lines.append("| " + " | ".join([model, runtime, *cells(result)]) + " |")
     return lines
 
 
-def _verdict_section(results: Results) -> list[str]:
-    lines = ["", "## Deployable int8 models (quantize.limits)", ""]
-    lines += _table(["model", "runtime", "int8 deployable", "failed checks"])
-    for model, runtimes in results.items():
-        for runtime, result in runtimes.items():
-            failures = "<br>".join(result["failures"]) or "-"
-            lines.append(f"| {model} | {runtime} | {'yes' if result['deployable'] else '**no**'} | {failures} |")
-    return lines
+def _stress_cells(result: Mapping) -> list[str]:
+    s = result["stress_summary"]
+    worst = f"{s['worst_image']}: {s['psnr']:.1f} dB / {s['max_abs']:.0f} / {s['mean_abs']:.2f}"
+    return [worst, _flat(s, "int8"), _flat(s, "fp32")]
 
 
-def _executed_section(results: Results) -> list[str]:
-    lines = ["", "## What ran in int8 (executed graph)", ""]
-    lines += _table(["model", "runtime", "int8", "float", "float layers"])
-    for model, runtimes in results.items():
-        for runtime, result in runtimes.items():
-            executed = result["executed"]
-            lines.append(
-                f"| {model} | {runtime} | {_layer_counts(executed['int8'])} | {_layer_counts(executed['float'])} | "
-                f"{'; '.join(executed['float_layers']) or '-'} |"
-            )
-    return lines
+def _verdict_cells(result: Mapping) -> list[str]:
+    return ["yes" if result["deployable"] else "**no**", "<br>".join(result["failures"]) or "-"]
+
+
+def _executed_cells(result: Mapping) -> list[str]:
+    executed = result["executed"]
+    layers = "; ".join(executed["float_layers"]) or "-"
+    return [_layer_counts(executed["int8"]), _layer_counts(executed["float"]), layers]
 
 
 def _xlsr_section(results: Results, sets: list[str], outputs: Mapping[str, str]) -> list[str]:
@@ -139,8 +120,21 @@ def markdown(results: Results, sets: list[str], outputs: Mapping[str, str]) -> s
 
     ``outputs`` maps XLSR model names to their output activation (paper 003 Table 2 rows).
     """
-    lines = _psnr_section(results, sets) + _stress_section(results) + _verdict_section(results)
-    lines += _executed_section(results)
+    lines = _psnr_section(results, sets)
+    lines += _section(
+        "Stress suite (int8 vs fp32 of the same model) and flat images (output vs input colour)",
+        [
+            "worst int8 vs fp32: PSNR / max / mean (levels)",
+            "int8 worst flat: mean / max",
+            "fp32 worst flat: mean / max",
+        ],
+        results,
+        _stress_cells,
+    )
+    lines += _section(
+        "Deployable int8 models (quantize.limits)", ["int8 deployable", "failed checks"], results, _verdict_cells
+    )
+    lines += _section("What ran in int8 (executed graph)", ["int8", "float", "float layers"], results, _executed_cells)
     if outputs:
         lines += _xlsr_section(results, sets, outputs)
     return "\n".join(lines) + "\n"
