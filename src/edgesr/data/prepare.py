@@ -47,6 +47,7 @@ from edgesr.data.sources import (
     EmptySourceError,
     SkippedImage,
     embedded_images,
+    evenly_spaced,
     folder_images,
     image_files,
     image_names,
@@ -81,8 +82,7 @@ def _evenly_spaced(names: list[str], fraction: float) -> set[str]:
     """``fraction`` of ``names`` (sorted), spread over the whole list; at least one, never all."""
     if fraction == 0 or len(names) < 2:
         return set()
-    count = min(len(names) - 1, max(1, round(fraction * len(names))))
-    return {names[int((i + 0.5) * len(names) / count)] for i in range(count)}
+    return set(evenly_spaced(names, min(len(names) - 1, max(1, round(fraction * len(names))))))
 
 
 def _train_sources(cfg: PrepareConfig, root: Path) -> list[_Source]:

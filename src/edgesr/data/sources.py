@@ -24,6 +24,7 @@ __all__ = [
     "EmptySourceError",
     "SkippedImage",
     "embedded_images",
+    "evenly_spaced",
     "folder_images",
     "image_files",
     "image_names",
@@ -123,6 +124,12 @@ def image_names(files: list[Path]) -> list[str]:
     return [path.stem if stems[path.stem] == 1 else f"{path.stem}_{path.suffix.lower()[1:]}" for path in files]
 
 
+def evenly_spaced(items: list, count: int) -> list:
+    """``count`` of ``items``, spread over the whole list in order (the middle of each of ``count`` equal parts)."""
+    count = min(count, len(items))
+    return [items[int((i + 0.5) * len(items) / count)] for i in range(count)]
+
+
 def folder_images(
     folder: Path, skipped: list[SkippedImage] | None = None, limit: int | None = None
 ) -> Iterator[tuple[str, np.ndarray]]:
@@ -134,11 +141,10 @@ def folder_images(
     unreadable, :class:`EmptySourceError` is raised once the files have been tried.
     """
     files = image_files(folder)
-    names = image_names(files)
-    if limit is not None and limit < len(files):
-        keep = sorted({int(i) for i in np.linspace(0, len(files) - 1, limit).round()})
-        files, names = [files[i] for i in keep], [names[i] for i in keep]
-    return _read_folder(Path(folder), files, names, skipped)
+    named = list(zip(files, image_names(files), strict=True))
+    if limit is not None:
+        named = evenly_spaced(named, limit)
+    return _read_folder(Path(folder), [f for f, _ in named], [n for _, n in named], skipped)
 
 
 def _read_folder(

@@ -56,7 +56,8 @@ def _flat(colour: tuple[int, int, int]) -> np.ndarray:
     return np.broadcast_to(np.array(colour, dtype=np.uint8), (_FLAT_SIDE, _FLAT_SIDE, 3)).copy()
 
 
-def _grey(image: np.ndarray) -> np.ndarray:
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """A grey image repeated into three channels, or an RGB(A) image without its alpha."""
     return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
 
 
@@ -70,7 +71,7 @@ def _ramps() -> dict[str, np.ndarray]:
 
 def _checkerboard(period: int, side: int = 48) -> np.ndarray:
     yy, xx = np.mgrid[:side, :side]
-    return _grey((((yy // period) + (xx // period)) % 2 * 255).astype(np.uint8))
+    return _rgb((((yy // period) + (xx // period)) % 2 * 255).astype(np.uint8))
 
 
 def _text() -> np.ndarray:
@@ -101,7 +102,7 @@ def _colour_chart() -> np.ndarray:
 
 def _photo(load: Callable[[], np.ndarray], factor: float, gain: float, offset: float = 0.0) -> np.ndarray:
     """A scikit-image photo downscaled by ``factor`` (MATLAB bicubic), then ``gain`` x + ``offset``, clipped."""
-    image = imresize(_grey(load()), 1 / factor)
+    image = imresize(_rgb(load()), 1 / factor)
     return np.clip(np.rint(image.astype(np.float64) * gain + offset), 0, 255).astype(np.uint8)
 
 

@@ -60,7 +60,8 @@ class Int8NotDeployableError(ValueError):
 def check_int8_deployable(deploy_root: Path, model: str, runtime: str) -> None:
     """Raise :class:`Int8NotDeployableError` naming the failed checks unless the quantize stage passed ``model``'s
     int8 form on ``runtime`` (its ``checks.json``), and that form is still the file it checked."""
-    path = model_dir(deploy_root, "int8", model) / CHECKS_FILE
+    folder = model_dir(deploy_root, "int8", model)
+    path = folder / CHECKS_FILE
     if not path.is_file():
         raise Int8NotDeployableError(
             f"{path} not found: {model}'s int8 model has not been checked; run `dvc repro quantize`"
@@ -69,7 +70,7 @@ def check_int8_deployable(deploy_root: Path, model: str, runtime: str) -> None:
     if verdict is None:
         raise Int8NotDeployableError(f"{path} has no verdict for {runtime}: add it to quantize.runtimes and rerun")
     checked = verdict.get("sha256")
-    if checked != file_sha256(model_dir(deploy_root, "int8", model) / FILES[runtime]):
+    if checked != file_sha256(folder / FILES[runtime]):
         raise Int8NotDeployableError(
             f"{model}'s int8 {runtime} model is not the file the quantize stage checked ({path}); "
             "rerun `dvc repro quantize`"

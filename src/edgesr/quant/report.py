@@ -11,21 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-__all__ = ["markdown", "plot_rows", "stress_summary"]
+__all__ = ["markdown", "plot_rows"]
 
 Results = Mapping[str, Mapping[str, Mapping]]
-
-
-def stress_summary(stress: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, object]:
-    """The stress suite in a few numbers: the worst int8-vs-fp32 image, the worst flat image for each form."""
-    worst = min(stress, key=lambda name: stress[name]["int8_vs_fp32"]["psnr"])
-    summary: dict[str, object] = {"worst_image": worst, **stress[worst]["int8_vs_fp32"]}
-    flats = [name for name in stress if "int8_flat" in stress[name]]
-    for form in ("fp32", "int8"):
-        if flats:
-            name = max(flats, key=lambda n: stress[n][f"{form}_flat"]["mean_abs"])
-            summary[f"{form}_worst_flat"] = {"image": name, **stress[name][f"{form}_flat"]}
-    return summary
 
 
 def plot_rows(results: Results, sets: list[str]) -> list[dict[str, object]]:

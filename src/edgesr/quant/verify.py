@@ -48,6 +48,18 @@ def _stress_result(fp32: Runner, int8: Runner, image: StressImage, scale: int, u
     return result
 
 
+def _stress_summary(stress: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, object]:
+    """The stress suite in a few numbers: the worst int8-vs-fp32 image, the worst flat image for each form."""
+    worst = min(stress, key=lambda name: stress[name]["int8_vs_fp32"]["psnr"])
+    summary: dict[str, object] = {"worst_image": worst, **stress[worst]["int8_vs_fp32"]}
+    flats = [name for name in stress if "int8_flat" in stress[name]]
+    for form in ("fp32", "int8"):
+        if flats:
+            name = max(flats, key=lambda n: stress[n][f"{form}_flat"]["mean_abs"])
+            summary[f"{form}_worst_flat"] = {"image": name, **stress[name][f"{form}_flat"]}
+    return summary
+
+
 def verify_int8(
     fp32: Runner,
     int8: Runner,
@@ -60,7 +72,8 @@ def verify_int8(
     """Everything the report needs about one int8 model on one runtime.
 
     Returns ``{"psnr": {"fp32"|"int8": {set: mean}}, "sets": {set: {"drop", "worst_image", "worst_drop"}},
-    "images": {set: {image: {"fp32", "int8"}}}, "stress": {image: ...}, "failures": [...], "deployable"}``.
+    "images": {set: {image: {"fp32", "int8"}}}, "stress": {image: ...}, "stress_summary": {...}, "failures": [...],
+    "deployable"}``.
     """
     psnr: dict[str, dict[str, float]] = {"fp32": {}, "int8": {}}
     summaries, images = {}, {}
@@ -83,6 +96,7 @@ def verify_int8(
         "sets": summaries,
         "images": images,
         "stress": stress_results,
+        "stress_summary": _stress_summary(stress_results),
         "failures": failures,
         "deployable": not failures,
     }

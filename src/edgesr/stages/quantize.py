@@ -41,7 +41,7 @@ from edgesr.quant.layers import ignored_nodes, module_nodes, openvino_ignored_sc
 from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
 from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_accuracy_control
 from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
-from edgesr.quant.report import markdown, plot_rows, stress_summary
+from edgesr.quant.report import markdown, plot_rows
 from edgesr.quant.verify import Pairs, Upscale, verify_int8
 from edgesr.stages import data_hash
 from edgesr.tracking import stage_run
@@ -103,7 +103,6 @@ def quantize_one(
             params.quantize.limits,
         )
         results[runtime]["executed"] = inspect[runtime](int8, modules).as_dict()
-        results[runtime]["stress_summary"] = stress_summary(results[runtime]["stress"])
         results[runtime]["sha256"] = file_sha256(int8)
     verdicts = {runtime: {k: r[k] for k in ("deployable", "failures", "sha256")} for runtime, r in results.items()}
     write_json(checks, verdicts)
