@@ -27,18 +27,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from edgesr.artifacts import deployable_checkpoint
 from edgesr.complexity import count_complexity
 from edgesr.config import load_params
 from edgesr.data.images import load_rgb8, save_png
 from edgesr.data.prepare import available_benchmarks, load_pairs
 from edgesr.deploy.export import export_onnx, export_openvino
+from edgesr.deploy.runners import deployed_runner
 from edgesr.deploy.runtimes import Runner, openvino_runner
 from edgesr.deploy.tiling import upscale_tiled
 from edgesr.files import write_json
 from edgesr.plots import save_latency_bars
 from edgesr.quant.openvino_ptq import quantize_openvino
-from edgesr.stages.evaluate import trained_model
-from edgesr.stages.export import deployable_checkpoint, deployed_runner
+from edgesr.train.restore import trained_model
 
 VARIANTS = [
     ("torch", "fp32"),

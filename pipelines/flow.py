@@ -27,8 +27,6 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from edgesr.config import load_params  # noqa: E402
 from edgesr.tracking import PARENT_RUN_ENV, pipeline_run  # noqa: E402
 
-PREPARE_STAGE = "prepare"
-
 
 def _dvc(project_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the DVC of this interpreter's environment in ``project_dir`` (its bin dir first on PATH)."""
@@ -46,11 +44,10 @@ def list_stages(project_dir: Path) -> list[str]:
 
 
 @task(retries=2, retry_delay_seconds=10, task_run_name="dvc repro {stage}")
-def run_stage(stage: str, project_dir: Path, parent_run_id: str, force: bool = False) -> bool:
-    """Reproduce one DVC stage (``force``: even if up to date); returns whether it ran. Raises on failure."""
+def run_stage(stage: str, project_dir: Path, parent_run_id: str) -> bool:
+    """Reproduce one DVC stage if it changed; returns whether it ran. Raises on failure."""
     logger = get_run_logger()
-    extra = ["--force"] if force else []
-    result = _dvc(project_dir, "repro", "--single-item", *extra, stage, env={PARENT_RUN_ENV: parent_run_id})
+    result = _dvc(project_dir, "repro", "--single-item", stage, env={PARENT_RUN_ENV: parent_run_id})
     for line in (result.stdout + result.stderr).splitlines():
         logger.info(line)
     if result.returncode != 0:
@@ -59,12 +56,12 @@ def run_stage(stage: str, project_dir: Path, parent_run_id: str, force: bool = F
 
 
 @flow(name="edgesr-pipeline", log_prints=True)
-def pipeline_flow(project_dir: str = ".", stages: list[str] | None = None, refresh_data: bool = False) -> list[str]:
+def pipeline_flow(project_dir: str = ".", stages: list[str] | None = None) -> list[str]:
     """Run every DVC stage (or the given ones) in order; returns the stage names.
 
-    ``refresh_data`` reruns ``prepare`` even when DVC sees no change: it tracks code and params, not
-    the images inside the source folders. If the prepared data comes out the same, DVC skips
-    everything after it; if new images arrived, the models retrain (the scheduled deployment's case).
+    The first stage, ``sources``, fingerprints the configured image folders on every run: new or edited
+    images rerun ``prepare``, and the models retrain only when the prepared data changed (the scheduled
+    deployment's case); otherwise every stage after it is up to date.
     """
     root = Path(project_dir).resolve()
     params = load_params(root / "params.yaml")
@@ -72,7 +69,7 @@ def pipeline_flow(project_dir: str = ".", stages: list[str] | None = None, refre
     run_name = f"pipeline {datetime.now(UTC):%Y-%m-%d %H:%M:%S}"
     with pipeline_run(params.tracking.experiment, run_name, root) as parent:
         for name in names:
-            ran = run_stage(name, root, parent.run_id, force=refresh_data and name == PREPARE_STAGE)
+            ran = run_stage(name, root, parent.run_id)
             # MLflow tag keys may not hold '@': train@xlsr is tagged stage.train/xlsr
             parent.set_tags({f"stage.{name.replace('@', '/')}": "ran" if ran else "up to date"})
     return names

@@ -2,9 +2,9 @@
 
     PREFECT_API_URL=http://127.0.0.1:4200/api python -m pipelines.serve --cron "0 3 * * *"
 
-The process stays up and runs ``edgesr-pipeline`` at every tick with ``refresh_data``: ``prepare``
-always reruns and reads the source folders again; the models retrain only when the prepared data
-changed (new or edited images), because DVC compares the prepared data's hash.
+The process stays up and runs ``edgesr-pipeline`` at every tick: its ``sources`` stage reads the
+source folders again, ``prepare`` reruns only when they changed, and the models retrain only when the
+prepared data changed (new or edited images), because DVC compares the prepared data's hash.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def main() -> None:
     pipeline_flow.serve(
         name=args.name,
         cron=args.cron,
-        parameters={"project_dir": str(args.project_dir.resolve()), "refresh_data": True},
+        parameters={"project_dir": str(args.project_dir.resolve())},
     )
 
 

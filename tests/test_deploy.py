@@ -176,7 +176,7 @@ def test_tiles_are_seamless_with_enough_overlap(real_lr, tmp_path):
 
 
 def test_int8_verdicts_are_tied_to_the_checked_file(tmp_path):
-    from edgesr.deploy.layout import Int8NotDeployableError, check_int8_deployable, file_sha256, model_dir
+    from edgesr.artifacts import Int8NotDeployableError, check_int8_deployable, file_sha256, model_dir
 
     folder = model_dir(tmp_path, "int8", "net")
     folder.mkdir(parents=True)

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgesr.artifacts import file_sha256
 from edgesr.cli import main
 from edgesr.config import Params, load_params, write_params
 from edgesr.data.images import load_rgb8
 from edgesr.data.stress import stress_images
-from edgesr.deploy.layout import file_sha256
+from edgesr.deploy.runners import deployed_runner
 from edgesr.deploy.tiling import upscale_tiled
 from edgesr.quant.checks import flat_errors, output_errors
 from edgesr.stages import export, prepare, quantize
 from edgesr.stages import train as train_stage
-from edgesr.stages.export import deployed_runner
 from edgesr.stages.quantize import DefaultModelNotDeployableError
 
 ROOT = Path(__file__).resolve().parents[1]

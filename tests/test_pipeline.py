@@ -21,6 +21,11 @@ BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
 
 
+def _ran(dvc_output: str) -> set[str]:
+    """The stages a `dvc repro` output says it ran."""
+    return {line.split("'")[1] for line in dvc_output.splitlines() if line.startswith("Running stage '")}
+
+
 def _run(cwd: Path, *args: str) -> str:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -64,11 +69,13 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, flow_
     stages = flow_stages
     sizes, scales = list(params.search.sizes), params.search.retrain.scales
     assert stages == [
+        "sources",
         "prepare",
         *(f"train@{name}" for name in params.models),
         *(f"search@{size}" for size in sizes),
         *(f"retrain@{size}-{scale}" for size in sizes for scale in scales),
         "evaluate",
+        "figures",
         "export",
         "quantize",
     ]
@@ -82,7 +89,9 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, flow_
         found = json.loads((smoke_project / "metrics" / "search" / f"{size}.json").read_text())
         assert found["within_budget"] and abs(found["cost"] / found["target"] - 1) <= 0.05
         assert table[f"fgnas_{size}_x2"]["mult_adds_g"] == pytest.approx(found["mult_adds_g"], rel=1e-12)
-        assert (smoke_project / "models" / "search" / size / "architecture.png").stat().st_size > 0
+        assert (smoke_project / "plots" / "figures" / f"search_{size}_architecture.png").stat().st_size > 0
+    for name in [*params.models, *subnets]:
+        assert (smoke_project / "plots" / "figures" / f"{name}_sample_crops.png").stat().st_size > 0
     if (ROOT.parent / "shared" / "data" / "Set5" / "HR").is_dir():
         assert table["bicubic"]["psnr_Set5"] == pytest.approx(33.66, abs=0.03)
         assert table["bicubic"]["ssim_Set5"] == pytest.approx(0.9299, abs=0.002)
@@ -106,27 +115,28 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, flow_
     assert len(parents) == 1
     assert {parents[0].data.tags[f"stage.{name.replace('@', '/')}"] for name in stages} == {"ran"}
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert sorted(r.data.tags["dvc_stage"] for r in children) == sorted(stages)
+    # every stage but `sources` (a fingerprint file, nothing to track) records its run
+    assert sorted(r.data.tags["dvc_stage"] for r in children) == sorted(stages[1:])
     for run in children:
         assert {"git_commit", "params_hash", "data_hash"} <= set(run.data.tags)
     train_run = next(r for r in children if r.data.tags["dvc_stage"].startswith("train@"))
     assert "val/psnr_y" in train_run.data.metrics and train_run.data.params["train.iterations"] == "12"
 
-    # nothing changed: nothing reruns
-    assert "Running stage" not in _run(smoke_project, "dvc", "repro")
+    # nothing changed: nothing reruns but the fingerprint of the source folders
+    assert _ran(_run(smoke_project, "dvc", "repro")) == {"sources"}
 
     # the scheduled run rereads the sources; the same images give the same data, so nothing retrains
-    pipeline_flow(project_dir=str(smoke_project), refresh_data=True)
+    pipeline_flow(project_dir=str(smoke_project))
     runs = mlflow.search_runs(experiment_names=[params.tracking.experiment], output_format="list")
     latest = max((r for r in runs if r.data.tags.get("kind") == "pipeline"), key=lambda r: r.info.start_time)
-    assert latest.data.tags["stage.prepare"] == "ran"
+    assert latest.data.tags["stage.sources"] == "ran"
     assert {latest.data.tags[f"stage.{name.replace('@', '/')}"] for name in stages[1:]} == {"up to date"}
     # one value changed: only the stage that reads it reruns
     data = yaml.safe_load((smoke_project / "params.yaml").read_text())
     data["evaluate"]["latency_repeats"] = 2
     (smoke_project / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     status = json.loads(_run(smoke_project, "dvc", "status", "--json"))
-    assert set(status) == {"evaluate"}
+    assert set(status) - {"sources"} == {"evaluate"}
 
 
 def test_default_upscale_keeps_flat_and_bright_content(smoke_project: Path, flow_stages: list[str], tmp_path):
@@ -163,3 +173,41 @@ def test_default_upscale_keeps_flat_and_bright_content(smoke_project: Path, flow
         spread = {p: flat_errors(outputs[p], level, scale, margin=0)["phase_spread"] for p in outputs}
         assert spread["int8"] <= spread["fp32"] + 2, (name, spread)
         assert abs(outputs["int8"][0, 0].astype(int) - outputs["int8"][20, 20].astype(int)).max() <= 2
+
+
+def _changed(project: Path) -> set[str]:
+    """Stages `dvc status` reports changed, besides `sources` (always changed by design)."""
+    return set(json.loads(_run(project, "dvc", "status", "--json"))) - {"sources"}
+
+
+def test_new_images_rerun_prepare_and_new_sets_or_scales_retrain_nothing(smoke_project, flow_stages, tmp_path):
+    from PIL import Image
+
+    from edgesr.data.sources import embedded_images
+
+    _run(smoke_project, "dvc", "repro")  # settle what an earlier test changed
+    folder = tmp_path / "Extra"
+    folder.mkdir()
+    photos = dict(embedded_images())
+    Image.fromarray(photos["astronaut"][:96, :96]).save(folder / "a.png")
+    data = yaml.safe_load((smoke_project / "params.yaml").read_text())
+
+    # a new benchmark set: prepare reruns, then only the stages that measure benchmark sets
+    data["prepare"]["benchmarks"]["Extra"] = str(folder)
+    (smoke_project / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert _ran(_run(smoke_project, "dvc", "repro", "prepare")) == {"sources", "prepare"}
+    assert _changed(smoke_project) == {"evaluate", "quantize"}
+
+    # the same images again change nothing; an image added to a configured folder changes the fingerprint,
+    # so prepare reruns under plain `dvc repro`
+    _run(smoke_project, "dvc", "repro", "sources")
+    assert _changed(smoke_project) == {"evaluate", "quantize"}
+    Image.fromarray(photos["coffee"][:96, :96]).save(folder / "b.png")
+    _run(smoke_project, "dvc", "repro", "sources")
+    assert "prepare" in _changed(smoke_project)
+
+    # a new scale: no model retrains (the figures redraw: they read the validation images of every scale)
+    data["prepare"]["scales"] = [2, 3]
+    (smoke_project / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    _run(smoke_project, "dvc", "repro", "prepare")
+    assert _changed(smoke_project) == {"evaluate", "figures", "quantize"}

@@ -72,7 +72,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
 
 
 def _cmd_retrain(args: argparse.Namespace) -> None:
-    from edgesr.config import subnet_name
+    from edgesr.artifacts import subnet_name
     from edgesr.stages import retrain
 
     result = retrain.run(_load(args), args.size, args.scale)
@@ -88,6 +88,20 @@ def _cmd_reporting_stage(args: argparse.Namespace, stage: str) -> None:
     print((Path(params.paths.metrics) / f"{stage}.md").read_text(), end="")
 
 
+def _cmd_sources(args: argparse.Namespace) -> None:
+    from edgesr.stages import sources
+
+    for path in sources.run(_load(args)):
+        print(path)
+
+
+def _cmd_figures(args: argparse.Namespace) -> None:
+    from edgesr.stages import figures
+
+    for path in figures.run(_load(args)):
+        print(path)
+
+
 def _cmd_export(args: argparse.Namespace) -> None:
     from edgesr.stages import export
 
@@ -97,8 +111,8 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_upscale(args: argparse.Namespace) -> None:
+    from edgesr.deploy.runners import deployed_runner
     from edgesr.deploy.upscale import plan, upscale_all
-    from edgesr.stages.export import deployed_runner
 
     params = _load(args)
     cfg = params.deploy
@@ -187,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_retrain)
 
     stages = {
+        "sources": ("fingerprints of the configured image folders (reruns prepare when they change)", _cmd_sources),
         "evaluate": ("the table of every trained model and bicubic", partial(_cmd_reporting_stage, stage="evaluate")),
+        "figures": ("training curves, sample crops and searched architectures as PNG", _cmd_figures),
         "export": ("ONNX and OpenVINO IR of deploy.models, with a parity check", _cmd_export),
         "quantize": (
             "int8 PTQ with NNCF and ONNX Runtime, fp32 vs int8 report",

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from edgesr.artifacts import subnet_name
 from edgesr.data.settings import PrepareConfig
 from edgesr.deploy.settings import DeployConfig
 from edgesr.files import write_text
@@ -42,14 +43,8 @@ __all__ = [
     "load_params",
     "params_hash",
     "resolve_profile",
-    "subnet_name",
     "write_params",
 ]
-
-
-def subnet_name(size: str, scale: int) -> str:
-    """The name of a retrained FGNAS subnet in folders, tables and ``deploy.models``, e.g. ``fgnas_S_x2``."""
-    return f"fgnas_{size}_x{scale}"
 
 
 class ConfigError(ValueError):
@@ -67,6 +62,7 @@ class PathsConfig(StrictModel):
     metrics: str = "metrics"
     plots: str = "plots"
     deploy: str = "models/deploy"
+    fingerprints: str = "data/fingerprints"  # what the configured image folders hold (stage `sources`)
 
 
 class EvaluateConfig(StrictModel):
@@ -163,7 +159,7 @@ class Params(StrictModel):
         return [subnet_name(size, self.scale) for size in self.search.sizes]
 
     def deployable_names(self) -> list[str]:
-        """Models that have a trained checkpoint to export (see ``stages.export.deployable_checkpoint``)."""
+        """Models that have a trained checkpoint to export (see :func:`edgesr.artifacts.deployable_checkpoint`)."""
         return [*self.models, *self.subnet_names()]
 
     def _check_deployed_names(self) -> None:

@@ -10,13 +10,18 @@ Layout of ``out_dir``::
     manifest.json                          what is here (see below)
     train/X{s}/HR/<name>.png               training pairs, one folder pair per scale
     train/X{s}/LR/<name>.png
-    val/X{s}/{HR,LR}/<name>.png            held-out validation pairs
-    benchmarks/<set>/X{s}/{HR,LR}/<name>.png   e.g. benchmarks/Set5/X2/LR/baby.png
+    train/X{s}/pairs.json                  the pairs of this set and scale (the manifest's entry for them)
+    val/X{s}/{HR,LR}/<name>.png, pairs.json    held-out validation pairs
+    benchmarks/<set>/X{s}/{HR,LR}/<name>.png, pairs.json   e.g. benchmarks/Set5/X2/LR/baby.png
 
 ``manifest.json`` holds the configuration, per set (``train``, ``val`` and each benchmark) and scale
 the image count and every file's relative path, width, height and sha256, the benchmark folders that
 were missing, and every skipped image with the reason. It contains no time stamps or absolute paths,
 so preparing the same inputs twice gives the same manifest.
+
+Each ``<set>/X{s}`` folder is self-contained (its ``pairs.json``): :func:`load_pairs` reads nothing else,
+so a stage that trains on ``train/X2`` and ``val/X2`` depends on those two folders only, and adding a
+benchmark set or a scale changes neither (their :func:`data_hash` included).
 
 Nothing is half-written: everything goes into a temporary sibling folder, which replaces ``out_dir``
 only once complete. Training/validation images whose shorter side (after mod-crop) is below
@@ -54,9 +59,10 @@ from edgesr.data.sources import (
 )
 from edgesr.files import write_json
 
-__all__ = ["MANIFEST_NAME", "available_benchmarks", "load_pairs", "prepare", "read_manifest"]
+__all__ = ["MANIFEST_NAME", "available_benchmarks", "data_hash", "load_pairs", "pairs_dir", "prepare", "read_manifest"]
 
 MANIFEST_NAME = "manifest.json"
+PAIRS_NAME = "pairs.json"
 _MANIFEST_FORMAT = 1
 _TRAIN, _VAL = "train", "val"
 # zlib level 1: encoding dominates prepare's run time and level 6 is ~3x slower for ~20% smaller files.
@@ -214,6 +220,9 @@ def _build(cfg: PrepareConfig, root: Path, staging: Path) -> dict[str, Any]:
                     per_scale["count"] += 1
             skipped += [{"source": source.label, "image": s.name, "reason": s.reason} for s in unreadable]
             bar.update(len(unreadable))
+    for data in sets.values():
+        for scale in cfg.scales:
+            write_json(staging / data["dir"] / f"X{scale}" / PAIRS_NAME, data["scales"][f"x{scale}"])
     for split in (_TRAIN, _VAL):
         if sets[split]["scales"][f"x{cfg.scales[0]}"]["count"] == 0:
             raise EmptySourceError(
@@ -282,20 +291,51 @@ def available_benchmarks(prepared_dir: Path) -> list[str]:
     return [name for name, data in read_manifest(prepared_dir)["sets"].items() if data["kind"] == "benchmark"]
 
 
-def load_pairs(prepared_dir: Path, split_or_benchmark: str, scale: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, LR, HR) uint8 (H, W, 3) RGB pairs of ``"train"``, ``"val"`` or a benchmark (``"Set5"``)."""
-    prepared_dir = Path(prepared_dir)
+def pairs_dir(prepared_dir: Path, split_or_benchmark: str, scale: int) -> Path:
+    """The self-contained folder of one set at one scale: ``train/X2``, ``val/X2``, ``benchmarks/Set5/X2``."""
+    set_dir = split_or_benchmark if split_or_benchmark in (_TRAIN, _VAL) else f"benchmarks/{split_or_benchmark}"
+    return Path(prepared_dir) / set_dir / f"X{scale}"
+
+
+def _pairs_index(prepared_dir: Path, split_or_benchmark: str, scale: int) -> Path:
+    """``pairs.json`` of one set and scale; a missing one is explained from the manifest."""
+    path = pairs_dir(prepared_dir, split_or_benchmark, scale) / PAIRS_NAME
+    if path.is_file():
+        return path
     sets = read_manifest(prepared_dir)["sets"]
     if split_or_benchmark not in sets:
         raise ValueError(f"{prepared_dir} has no set {split_or_benchmark!r}; it has {', '.join(sets)}")
-    per_scale = sets[split_or_benchmark]["scales"]
-    if f"x{scale}" not in per_scale:
-        raise ValueError(
-            f"{prepared_dir} has no x{scale} pairs for {split_or_benchmark}; prepared scales: "
-            f"{', '.join(per_scale)} (add {scale} to prepare.scales)"
-        )
+    prepared_scales = ", ".join(sets[split_or_benchmark]["scales"])
+    raise ValueError(
+        f"{prepared_dir} has no x{scale} pairs for {split_or_benchmark}; prepared scales: {prepared_scales} "
+        f"(add {scale} to prepare.scales, or rerun `dvc repro prepare` if {path} was removed)"
+    )
+
+
+def data_hash(prepared_dir: Path, sets: tuple[str, ...] | None = None, scale: int | None = None) -> str:
+    """sha256 (16 hex) of what a stage read, the MLflow ``data_hash`` tag and the checkpoints' data identity:
+    the ``pairs.json`` of ``sets`` at ``scale`` (a training run: ``("train", "val")``), or the whole manifest."""
+    if sets is None:
+        files = [Path(prepared_dir) / MANIFEST_NAME]
+        if not files[0].is_file():
+            raise FileNotFoundError(f"{files[0]} not found: run the prepare stage first (`dvc repro prepare`)")
+    else:
+        if scale is None:
+            raise ValueError("data_hash of named sets needs their scale")
+        files = [_pairs_index(prepared_dir, name, scale) for name in sets]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def load_pairs(prepared_dir: Path, split_or_benchmark: str, scale: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, LR, HR) uint8 (H, W, 3) RGB pairs of ``"train"``, ``"val"`` or a benchmark (``"Set5"``), read
+    from that set's folder at ``scale`` alone (:func:`pairs_dir`)."""
+    prepared_dir = Path(prepared_dir)
+    index = json.loads(_pairs_index(prepared_dir, split_or_benchmark, scale).read_text())
     pairs = []
-    for entry in per_scale[f"x{scale}"]["files"]:
+    for entry in index["files"]:
         lr, hr = load_rgb8(prepared_dir / entry["lr"]["path"]), load_rgb8(prepared_dir / entry["hr"]["path"])
         if hr.shape != (lr.shape[0] * scale, lr.shape[1] * scale, 3):
             raise ValueError(f"{prepared_dir}: {entry['name']} HR {hr.shape} is not {scale} x LR {lr.shape}")

@@ -12,37 +12,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pydantic import TypeAdapter
 from torch import nn
 from tqdm import tqdm
 
+from edgesr.artifacts import subnet_name, training_paths
 from edgesr.complexity import count_complexity
-from edgesr.config import Params, params_hash, subnet_name
-from edgesr.data.prepare import available_benchmarks, load_pairs
+from edgesr.config import Params, params_hash
+from edgesr.data.prepare import available_benchmarks, data_hash, load_pairs
 from edgesr.files import write_json, write_text
 from edgesr.inference import super_resolve
 from edgesr.latency import measure_latency
 from edgesr.metrics import psnr_y, ssim_y
-from edgesr.models import ModelConfig, build_model, default_model_config
+from edgesr.models import build_model, default_model_config
 from edgesr.plots import save_psnr_vs_mult_adds
-from edgesr.stages import data_hash
 from edgesr.tracking import stage_run
-from edgesr.train.trainer import load_checkpoint
+from edgesr.train.restore import trained_model
 
 BICUBIC = "bicubic"
-
-
-def trained_model(checkpoint: Path, scale: int) -> nn.Module:
-    """Rebuild a model from its checkpoint's metadata (architecture, scale) and load its weights (eval mode)."""
-    meta = (state := load_checkpoint(checkpoint))["metadata"]
-    if int(meta["scale"]) != scale:
-        raise ValueError(
-            f"{checkpoint} was trained at x{meta['scale']} but this pipeline evaluates x{scale}; "
-            f"rerun its train stage (dvc repro) or set scale: {meta['scale']}"
-        )
-    model = build_model(TypeAdapter(ModelConfig).validate_python(meta["model"]), scale)
-    model.load_state_dict(state["model"])
-    return model.eval()
 
 
 def score(model: nn.Module, pairs: list[tuple[str, np.ndarray, np.ndarray]], scale: int) -> tuple[float, float]:
@@ -70,10 +56,10 @@ def models_to_evaluate(params: Params, root: Path = Path(".")) -> list[tuple[str
     subnets = [(size, s) for size in params.search.sizes for s in params.search.retrain.scales]
     scales = sorted({params.scale} | {s for _, s in subnets})
     entries = [(BICUBIC if s == params.scale else f"{BICUBIC}_x{s}", s, None) for s in scales]
-    entries += [(name, params.scale, root / params.paths.models / name / "best.pt") for name in params.models]
+    entries += [(name, params.scale, training_paths(params, "models", name, root).best) for name in params.models]
     for size, s in subnets:
         name = subnet_name(size, s)
-        entries.append((name, s, root / params.paths.retrain / name / "best.pt"))
+        entries.append((name, s, training_paths(params, "retrain", name, root).best))
     return [
         (name, s, build_model(default_model_config(BICUBIC), s) if ckpt is None else trained_model(ckpt, s))
         for name, s, ckpt in entries

@@ -16,53 +16,16 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
+from edgesr.artifacts import deployable_checkpoint, model_dir
 from edgesr.config import Params, params_hash
-from edgesr.data.prepare import load_pairs
+from edgesr.data.prepare import data_hash, load_pairs
 from edgesr.deploy.export import export_onnx, export_openvino, prepare_for_export
-from edgesr.deploy.layout import check_int8_deployable, deployed_file, model_dir
-from edgesr.deploy.runtimes import Runner, as_input, onnxruntime_runner, openvino_runner, torch_runner
+from edgesr.deploy.runtimes import as_input, onnxruntime_runner, openvino_runner, torch_runner
 from edgesr.files import write_json
-from edgesr.stages import data_hash
-from edgesr.stages.evaluate import trained_model
 from edgesr.tracking import stage_run
+from edgesr.train.restore import trained_model
 
-__all__ = ["deployable_checkpoint", "deployed_runner", "run"]
-
-
-def deployable_checkpoint(params: Params, name: str, root: Path = Path(".")) -> Path:
-    """The checkpoint to deploy for ``name`` (best validation PSNR): ``<paths.models>/<name>/best.pt`` for
-    a zoo model, ``<paths.retrain>/<name>/best.pt`` for a retrained FGNAS subnet (``fgnas_S_x2``).
-
-    The one place that knows where deployable checkpoints live.
-    """
-    if name not in params.deployable_names():
-        raise ValueError(f"'{name}' is not a trained model; deployable: {', '.join(params.deployable_names())}")
-    folder = params.paths.retrain if name in params.subnet_names() else params.paths.models
-    path = root / folder / name / "best.pt"
-    if not path.is_file():
-        stage = f"train@{name}" if name in params.models else "retrain"
-        raise FileNotFoundError(f"{path} not found: train '{name}' first (`dvc repro {stage}`)")
-    return path
-
-
-def deployed_runner(
-    params: Params, name: str, runtime: str, precision: str, root: Path = Path("."), *, checked: bool = True
-) -> Runner:
-    """A runner of the deployed ``name``: the exported/quantized file, or the folded checkpoint for torch fp32.
-
-    An int8 model that failed the quantize stage's checks is refused (:class:`Int8NotDeployableError`) unless
-    ``checked`` is False (a speed benchmark times it all the same).
-    """
-    threads = params.deploy.threads
-    if runtime == "torch":
-        if precision != "fp32":
-            raise ValueError("int8 runs on openvino or onnxruntime; use --precision fp32 with --runtime torch")
-        model = prepare_for_export(trained_model(deployable_checkpoint(params, name, root), params.scale))
-        return torch_runner(model, threads)
-    path = deployed_file(root / params.paths.deploy, name, runtime, precision)
-    if precision == "int8" and checked:
-        check_int8_deployable(root / params.paths.deploy, name, runtime)
-    return openvino_runner(path, threads) if runtime == "openvino" else onnxruntime_runner(path, threads)
+__all__ = ["run"]
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float:

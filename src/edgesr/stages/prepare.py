@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgesr.config import Params, params_hash
-from edgesr.data.prepare import MANIFEST_NAME, prepare
+from edgesr.data.prepare import MANIFEST_NAME, data_hash, prepare
 from edgesr.files import write_json
-from edgesr.stages import data_hash
 from edgesr.tracking import stage_run
 
 

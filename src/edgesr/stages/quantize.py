@@ -26,12 +26,12 @@ from pathlib import Path
 import onnx
 from tqdm import tqdm
 
+from edgesr.artifacts import CHECKS_FILE, deployed_file, file_sha256, model_dir
 from edgesr.config import Params, params_hash
 from edgesr.data.photo_sets import folder_pairs
-from edgesr.data.prepare import available_benchmarks, load_pairs
+from edgesr.data.prepare import available_benchmarks, data_hash, load_pairs
 from edgesr.data.stress import StressImage, stress_images
 from edgesr.deploy.export import module_paths
-from edgesr.deploy.layout import CHECKS_FILE, deployed_file, file_sha256, model_dir
 from edgesr.deploy.runtimes import onnxruntime_runner, openvino_runner
 from edgesr.deploy.tiling import upscale_tiled
 from edgesr.files import write_json, write_text
@@ -43,7 +43,6 @@ from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_
 from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
 from edgesr.quant.report import markdown, plot_rows
 from edgesr.quant.verify import Pairs, Upscale, verify_int8
-from edgesr.stages import data_hash
 from edgesr.tracking import stage_run
 
 __all__ = ["DefaultModelNotDeployableError", "run"]

@@ -3,10 +3,11 @@
 Trains the supernet's weights and gate parameters jointly on ``L1 + lambda R`` (Eq. 2), cleans and,
 for a target budget, projects the final gates into the budget's tolerance band, then writes to
 ``<paths.search>/<size>/``: ``architecture.json`` (the searched subnet, :class:`FGNASArchitecture`),
-``supernet.pt`` (final supernet weights and gates, ``weights_only`` loadable), ``architecture.png``
-(Fig. 4 style), ``search_curves.png``, the trainer's ``last.pt`` / ``best.pt`` / ``history.json``;
-``metrics/search/<size>.json`` and ``plots/search/<size>.csv``. MLflow gets the loss, R (or the
-latency estimate), lambda, the alive channels of every conv over time and validation PSNR.
+``supernet.pt`` (final supernet weights and gates, ``weights_only`` loadable), the trainer's ``last.pt`` /
+``best.pt`` / ``history.json``; ``metrics/search/<size>.json`` and ``plots/search/<size>.csv``. MLflow
+gets the loss, R (or the latency estimate), lambda, the alive channels of every conv over time and
+validation PSNR. The architecture picture (Fig. 4 style) and the search curves are drawn by the
+``figures`` stage.
 """
 
 from __future__ import annotations
@@ -16,19 +17,18 @@ from pathlib import Path
 
 import torch
 
+from edgesr.artifacts import ARCHITECTURE_FILE, SUPERNET_FILE, search_dir, training_paths
 from edgesr.config import ConfigError, Params
 from edgesr.files import atomic_write, write_json, write_text
 from edgesr.models.fgnas import FGNASArchitecture
-from edgesr.plots import save_architecture, save_search_curves
 from edgesr.search.budget import CostFunction, SearchObjective, alive_channels, budget_target, finish_search
 from edgesr.search.extract import extract_architecture
 from edgesr.search.settings import BudgetConfig, LatencyBudget
 from edgesr.search.supernet import Supernet
-from edgesr.stages import data_hash
-from edgesr.stages.train import history_csv, recorded_run, training_data
+from edgesr.train.run import history_csv, recorded_run, training_data, training_data_hash
 from edgesr.train.trainer import train, validate
 
-ARCHITECTURE_FILE = "architecture.json"
+SEARCH_COLUMNS = ("loss", "search/cost", "search/lambda", "val_psnr")
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
         known = ", ".join(cfg.sizes) or "none"
         raise ConfigError(f"no size '{size}' in params.yaml `search.sizes`; known: {known}")
     supernet_cfg, budget, train_cfg = cfg.supernet_for(size), cfg.budget_for(size), params.search_train_config()
-    prepared, out_dir = root / params.paths.prepared, root / params.paths.search / size
+    prepared, out_dir = root / params.paths.prepared, search_dir(params, size, root)
     torch.manual_seed(train_cfg.seed)
     supernet = Supernet(supernet_cfg, params.scale)
     cost = cost_function(budget, supernet, cfg.output_hw)
@@ -80,7 +80,8 @@ def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
         "budget": budget.model_dump(mode="json"),
         "output_hw": list(cfg.output_hw),
     }
-    metadata = {"name": size, "scale": params.scale, "search": settings, "data_hash": data_hash(prepared)}
+    data = training_data_hash(prepared, params.scale)
+    metadata = {"name": size, "scale": params.scale, "search": settings, "data_hash": data}
     scale, experiment = params.scale, params.tracking.experiment
     stage_params = {"search": settings, "train": train_cfg.model_dump(mode="json"), "scale": scale}
     with recorded_run(f"search@{size}", out_dir, train_cfg, scale, metadata, stage_params, experiment, root) as tracker:
@@ -103,13 +104,8 @@ def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
                 f"search@{size}: the final cost {found.cost:.4g} is outside target {found.target:.4g} "
                 f"+-{budget.tolerance:.0%}; search longer (search.train.iterations) or raise lambda_rate"
             )
-        title = f"FGNAS-{size} x{params.scale}: {found.mult_adds / 1e9:.2f} G Mult-Adds at 720p"
         write_text(out_dir / ARCHITECTURE_FILE, found.architecture.model_dump_json(indent=1) + "\n")
-        atomic_write(out_dir / "supernet.pt", lambda t: torch.save(supernet.state_dict(), t))
-        pictures = [
-            save_architecture(found.architecture, title, out_dir / "architecture.png"),
-            save_search_curves(result.history, f"search@{size}", out_dir / "search_curves.png"),
-        ]
+        atomic_write(out_dir / SUPERNET_FILE, lambda t: torch.save(supernet.state_dict(), t))
         summary = {
             "mult_adds_g": found.mult_adds / 1e9,
             "cost": found.cost,
@@ -120,12 +116,11 @@ def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
             "iterations": result.final_iteration,
             "alive": alive_channels(supernet),
         }
-        write_json(root / params.paths.metrics / "search" / f"{size}.json", summary)
-        columns = ("loss", "search/cost", "search/lambda", "val_psnr")
-        write_text(root / params.paths.plots / "search" / f"{size}.csv", history_csv(result.history, columns))
+        reports = training_paths(params, "search", size, root)
+        write_json(reports.metrics_file, summary)
+        write_text(reports.plot_file, history_csv(result.history, SEARCH_COLUMNS))
         tracker.log_metrics({f"final/{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)})
-        for path in [out_dir / ARCHITECTURE_FILE, *pictures]:
-            tracker.log_artifact(path)
+        tracker.log_artifact(out_dir / ARCHITECTURE_FILE)
     return found
 
 

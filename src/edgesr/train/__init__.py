@@ -1,6 +1,5 @@
-"""Training: losses, learning-rate schedules, torchrun helpers and the iteration-based trainer."""
+"""Training: losses, learning-rate schedules, torchrun helpers, the iteration-based trainer, one training
+run as a pipeline stage (``run``) and a trained model back from its checkpoint (``restore``).
 
-from edgesr.train.settings import TrainConfig
-from edgesr.train.trainer import TrainResult, checkpoint_state, load_checkpoint, load_model_weights, train
-
-__all__ = ["TrainConfig", "TrainResult", "checkpoint_state", "load_checkpoint", "load_model_weights", "train"]
+Import the modules themselves: this package re-exports nothing (see :mod:`edgesr.data`).
+"""

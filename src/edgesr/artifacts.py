@@ -1,0 +1,178 @@
+"""Every artifact name and path of the pipeline, in one place: what each stage writes and the next one reads.
+
+Paths are relative to the project root (``root``) and built from ``params.yaml`` ``paths``::
+
+    <paths.models>/<name>/{best,last}.pt, history.json      train@<name>         (zoo model)
+    <paths.search>/<size>/architecture.json, supernet.pt     search@<size>        (FGNAS, paper 001)
+    <paths.retrain>/fgnas_<size>_x<scale>/{best,last}.pt     retrain@<size>-<scale>
+    <paths.metrics>/<group>/<name>.json, <paths.plots>/<group>/<name>.csv   every training run
+    <paths.plots>/figures/*.png                              figures (curves, crops, architectures)
+    <paths.deploy>/fp32/<model>/model.onnx                   ONNX, BatchNorm folded, dynamic H and W  (export)
+    <paths.deploy>/fp32/<model>/openvino.xml, .bin           OpenVINO IR, fp32 weights                (export)
+    <paths.deploy>/fp32/<model>/openvino_fp16.xml            OpenVINO IR, fp16-compressed weights     (export)
+    <paths.deploy>/int8/<model>/model.onnx                   ONNX Runtime static QDQ int8             (quantize)
+    <paths.deploy>/int8/<model>/openvino.xml, .bin           NNCF int8 IR                             (quantize)
+    <paths.deploy>/int8/<model>/checks.json                  per runtime: deployable, failed checks   (quantize)
+
+This module imports nothing heavy (no torch, no runtimes), so every stage can depend on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgesr.config import Params
+
+__all__ = [
+    "ARCHITECTURE_FILE",
+    "BEST_CHECKPOINT",
+    "CHECKS_FILE",
+    "FILES",
+    "HISTORY_FILE",
+    "LAST_CHECKPOINT",
+    "SUPERNET_FILE",
+    "Int8NotDeployableError",
+    "TrainingPaths",
+    "architecture_file",
+    "check_int8_deployable",
+    "deployable_checkpoint",
+    "deployed_file",
+    "figures_dir",
+    "file_sha256",
+    "model_dir",
+    "search_dir",
+    "subnet_name",
+    "training_paths",
+]
+
+BEST_CHECKPOINT, LAST_CHECKPOINT, HISTORY_FILE = "best.pt", "last.pt", "history.json"
+ARCHITECTURE_FILE, SUPERNET_FILE = "architecture.json", "supernet.pt"
+CHECKS_FILE = "checks.json"
+FILES = {"onnxruntime": "model.onnx", "openvino": "openvino.xml"}
+_STAGE = {"fp32": "export", "int8": "quantize"}
+
+
+def subnet_name(size: str, scale: int) -> str:
+    """The name of a retrained FGNAS subnet in folders, tables and ``deploy.models``, e.g. ``fgnas_S_x2``."""
+    return f"fgnas_{size}_x{scale}"
+
+
+@dataclass(frozen=True)
+class TrainingPaths:
+    """Where one training run (``train@<name>``, ``search@<size>`` or ``retrain@<size>-<scale>``) writes."""
+
+    out_dir: Path
+    metrics_file: Path
+    plot_file: Path
+
+    @property
+    def best(self) -> Path:
+        return self.out_dir / BEST_CHECKPOINT
+
+    @property
+    def history(self) -> Path:
+        return self.out_dir / HISTORY_FILE
+
+
+_GROUPS = {"models": "train", "search": "search", "retrain": "retrain"}  # paths key -> metrics/plots folder
+
+
+def training_paths(params: Params, group: str, name: str, root: Path = Path(".")) -> TrainingPaths:
+    """``<paths.<group>>/<name>``, ``<paths.metrics>/<folder>/<name>.json`` and ``<paths.plots>/<folder>/<name>.csv``,
+    ``group`` one of ``models`` (the zoo, reported under ``train/``), ``search``, ``retrain``."""
+    if group not in _GROUPS:
+        raise ValueError(f"no training group {group!r}; known: {', '.join(_GROUPS)}")
+    paths, folder = params.paths, _GROUPS[group]
+    return TrainingPaths(
+        root / getattr(paths, group) / name,
+        root / paths.metrics / folder / f"{name}.json",
+        root / paths.plots / folder / f"{name}.csv",
+    )
+
+
+def search_dir(params: Params, size: str, root: Path = Path(".")) -> Path:
+    """``<paths.search>/<size>``: the supernet search of one size."""
+    return root / params.paths.search / size
+
+
+def architecture_file(params: Params, size: str, root: Path = Path(".")) -> Path:
+    """The architecture ``search@<size>`` found; FileNotFoundError says which stage makes it."""
+    path = search_dir(params, size, root) / ARCHITECTURE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run the search first (`dvc repro search@{size}`)")
+    return path
+
+
+def figures_dir(params: Params, root: Path = Path(".")) -> Path:
+    """``<paths.plots>/figures``: the pictures of the ``figures`` stage."""
+    return root / params.paths.plots / "figures"
+
+
+def deployable_checkpoint(params: Params, name: str, root: Path = Path(".")) -> Path:
+    """The checkpoint to deploy for ``name`` (best validation PSNR): ``<paths.models>/<name>/best.pt`` for
+    a zoo model, ``<paths.retrain>/<name>/best.pt`` for a retrained FGNAS subnet (``fgnas_S_x2``)."""
+    if name not in params.deployable_names():
+        raise ValueError(f"'{name}' is not a trained model; deployable: {', '.join(params.deployable_names())}")
+    group = "retrain" if name in params.subnet_names() else "models"
+    path = training_paths(params, group, name, root).best
+    if not path.is_file():
+        stage = f"train@{name}" if name in params.models else "retrain"
+        raise FileNotFoundError(f"{path} not found: train '{name}' first (`dvc repro {stage}`)")
+    return path
+
+
+def model_dir(deploy_root: Path, precision: str, model: str) -> Path:
+    """``<deploy_root>/<precision>/<model>``."""
+    return Path(deploy_root) / precision / model
+
+
+def deployed_file(deploy_root: Path, model: str, runtime: str, precision: str) -> Path:
+    """The file ``runtime`` loads for ``model`` at ``precision``; FileNotFoundError says which stage makes it."""
+    if runtime not in FILES:
+        raise ValueError(f"no deployed file for runtime '{runtime}'; runtimes with files: {', '.join(FILES)}")
+    path = model_dir(deploy_root, precision, model) / FILES[runtime]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: {model} has no {precision} {runtime} model yet; run `dvc repro {_STAGE[precision]}` "
+            f"(and list {model} in deploy.models)"
+        )
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a deployed file (``checks.json`` ties each verdict to the file it was measured on)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class Int8NotDeployableError(ValueError):
+    """An int8 model that failed the quantize stage's checks (``quantize.limits``)."""
+
+
+def check_int8_deployable(deploy_root: Path, model: str, runtime: str) -> None:
+    """Raise :class:`Int8NotDeployableError` naming the failed checks unless the quantize stage passed ``model``'s
+    int8 form on ``runtime`` (its ``checks.json``), and that form is still the file it checked."""
+    folder = model_dir(deploy_root, "int8", model)
+    path = folder / CHECKS_FILE
+    if not path.is_file():
+        raise Int8NotDeployableError(
+            f"{path} not found: {model}'s int8 model has not been checked; run `dvc repro quantize`"
+        )
+    verdict = json.loads(path.read_text()).get(runtime)
+    if verdict is None:
+        raise Int8NotDeployableError(f"{path} has no verdict for {runtime}: add it to quantize.runtimes and rerun")
+    checked = verdict.get("sha256")
+    if checked != file_sha256(folder / FILES[runtime]):
+        raise Int8NotDeployableError(
+            f"{model}'s int8 {runtime} model is not the file the quantize stage checked ({path}); "
+            "rerun `dvc repro quantize`"
+        )
+    if not verdict["deployable"]:
+        raise Int8NotDeployableError(
+            f"{model} int8 on {runtime} failed the quantize checks: {'; '.join(verdict['failures'])}. "
+            "Use --precision fp32, or change the calibration or quantize.limits and rerun `dvc repro quantize`"
+        )
