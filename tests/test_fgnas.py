@@ -211,7 +211,7 @@ def test_search_resumes_exactly_with_its_lambda(tmp_path):
 def test_latency_budget_search_lands_in_the_band_with_a_table():
     """The latency path of the search with a synthetic table ms = K^2 cin cout / 1e6 (bilinear is exact
     on a product), so the estimate is R / (H W 1e6) and a projected architecture lands within 5%."""
-    from edgesr.search.latency_table import LatencyTable, LayerGrid, channel_grid
+    from edgesr.search.latency_grid import LatencyTable, LayerGrid, channel_grid
 
     cfg = SupernetConfig(num_blocks=4, width=32)
     grid = channel_grid(cfg.width, 8)
