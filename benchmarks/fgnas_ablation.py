@@ -39,8 +39,8 @@ from edgesr.metrics import psnr_y
 from edgesr.models.fgnas import FGNAS
 from edgesr.search.budget import SearchObjective, finish_search
 from edgesr.search.extract import extract_architecture
-from edgesr.search.settings import BudgetConfig, MultAddsBudget, NoBudget
-from edgesr.search.supernet import Supernet, SupernetConfig
+from edgesr.search.settings import BudgetConfig, MultAddsBudget, NoBudget, SupernetConfig
+from edgesr.search.supernet import Supernet
 from edgesr.train.settings import CyclicSchedule, TrainConfig
 from edgesr.train.trainer import load_model_weights, train
 

@@ -46,7 +46,8 @@ from edgesr.files import atomic_write, write_json  # noqa: E402
 from edgesr.search.extract import extract_subnet  # noqa: E402
 from edgesr.search.gates import GATE_THRESHOLD  # noqa: E402
 from edgesr.search.latency_table import build_latency_table, lr_size  # noqa: E402
-from edgesr.search.supernet import Supernet, SupernetConfig  # noqa: E402
+from edgesr.search.settings import SupernetConfig  # noqa: E402
+from edgesr.search.supernet import Supernet  # noqa: E402
 
 OUTPUT_HW = (720, 1280)
 

@@ -17,7 +17,8 @@ from edgesr.deploy.runtimes import as_input, onnxruntime_runner, openvino_runner
 from edgesr.deploy.tiling import upscale_tiled, windows
 from edgesr.models import FGNAS, build_model, default_model_config
 from edgesr.search.extract import extract_subnet
-from edgesr.search.supernet import Supernet, SupernetConfig
+from edgesr.search.settings import SupernetConfig
+from edgesr.search.supernet import Supernet
 
 SCALE = 2
 

@@ -15,8 +15,8 @@ from edgesr.models import FGNASArchitecture, FGNASConfig, build_model
 from edgesr.search.budget import SearchObjective, project_to_budget
 from edgesr.search.extract import clean_gates, extract_architecture, extract_subnet
 from edgesr.search.gates import count_alive, st_gate
-from edgesr.search.settings import FixedLambda, MultAddsBudget, NoBudget
-from edgesr.search.supernet import Supernet, SupernetConfig, bicubic_mult_adds
+from edgesr.search.settings import FixedLambda, MultAddsBudget, NoBudget, SupernetConfig
+from edgesr.search.supernet import Supernet, bicubic_mult_adds
 from edgesr.train.trainer import train
 from tests.ddp_worker import Interrupted, interrupt_at, tiny_config, tiny_data
 

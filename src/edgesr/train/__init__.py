@@ -1,6 +1,5 @@
-"""Training: losses, learning-rate schedules, torchrun helpers and the iteration-based trainer."""
+"""Training: losses, learning-rate schedules, torchrun helpers and the iteration-based trainer.
 
-from edgesr.train.settings import TrainConfig
-from edgesr.train.trainer import TrainResult, checkpoint_state, load_checkpoint, load_model_weights, train
-
-__all__ = ["TrainConfig", "TrainResult", "checkpoint_state", "load_checkpoint", "load_model_weights", "train"]
+Import the modules themselves (:mod:`edgesr.train.trainer`, ...): this package imports nothing, so that
+:mod:`edgesr.train.settings` loads without PyTorch (the ``params.yaml`` schema, :mod:`edgesr.settings`).
+"""
