@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edgesr.architectures import ActivationName
+from edgesr.deploy.settings import ExportRuntime
 from edgesr.schema import StrictModel, distinct_choices
 
 __all__ = [
@@ -92,7 +93,7 @@ class LatencyBudget(_TargetBudget):
 
     type: Literal["latency"] = "latency"
     target_ms: float = Field(gt=0)
-    runtime: Literal["openvino", "onnxruntime"] = "openvino"
+    runtime: ExportRuntime = "openvino"
     threads: int = Field(2, ge=1)
     channel_step: int = Field(8, ge=1, description="the latency table measures every channel_step channels")
 
