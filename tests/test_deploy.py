@@ -11,9 +11,10 @@ import torch
 from skimage import data
 from torch import nn
 
+from edgesr.data.images import as_input
 from edgesr.data.imresize import imresize
 from edgesr.deploy.export import export_onnx, export_openvino, module_paths, prepare_for_export
-from edgesr.deploy.runtimes import as_input, onnxruntime_runner, openvino_runner, torch_runner
+from edgesr.deploy.runtimes import onnxruntime_runner, openvino_runner, torch_runner
 from edgesr.deploy.tiling import upscale_tiled, windows
 from edgesr.models import FGNAS, build_model, default_model_config
 from edgesr.search.extract import extract_subnet

@@ -19,10 +19,10 @@ import openvino as ov
 import torch
 from torch import nn
 
+from edgesr.data.images import as_image, as_input
+
 __all__ = [
     "Runner",
-    "as_image",
-    "as_input",
     "onnxruntime_runner",
     "onnxruntime_session",
     "openvino_config",
@@ -33,16 +33,6 @@ __all__ = [
 
 Runner = Callable[[np.ndarray], np.ndarray]
 """float32 (1, 3, H, W) in [0, 1] -> float32 (1, 3, sH, sW), not clamped."""
-
-
-def as_input(lr: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) RGB -> float32 (1, 3, H, W) in [0, 1], the exported models' input."""
-    return np.ascontiguousarray(lr.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
-
-
-def as_image(sr: np.ndarray) -> np.ndarray:
-    """float (1, 3, H, W) -> uint8 (H, W, 3): clamp to [0, 1], x255, round (BasicSR ``tensor2img``)."""
-    return np.rint(np.clip(sr[0], 0.0, 1.0) * 255.0).astype(np.uint8).transpose(1, 2, 0)
 
 
 def upscale_image(runner: Runner, lr: np.ndarray) -> np.ndarray:

@@ -28,8 +28,8 @@ import openvino as ov
 from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
+from edgesr.data.images import as_image, as_input
 from edgesr.deploy.export import save_openvino
-from edgesr.deploy.runtimes import as_image, as_input
 from edgesr.metrics import psnr_y
 
 __all__ = ["quantize_openvino", "quantize_openvino_with_accuracy_control"]
