@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from edgesr.complexity import count_complexity
@@ -35,12 +34,12 @@ from edgesr.data.patches import PatchSampler
 from edgesr.data.prepare import available_benchmarks, load_pairs
 from edgesr.files import write_json, write_text
 from edgesr.inference import super_resolve
-from edgesr.metrics import psnr_y
+from edgesr.metrics import mean_psnr, psnr_y
 from edgesr.models.fgnas import FGNAS
 from edgesr.search.budget import SearchObjective, finish_search
 from edgesr.search.extract import extract_architecture
-from edgesr.search.settings import BudgetConfig, MultAddsBudget, NoBudget
-from edgesr.search.supernet import Supernet, SupernetConfig
+from edgesr.search.settings import BudgetConfig, MultAddsBudget, NoBudget, SupernetConfig
+from edgesr.search.supernet import Supernet
 from edgesr.train.settings import CyclicSchedule, TrainConfig
 from edgesr.train.trainer import load_model_weights, train
 
@@ -72,7 +71,7 @@ def _config(iterations: int, device: str) -> TrainConfig:
 
 
 def _score(model: torch.nn.Module, pairs: list, device: torch.device) -> float:
-    return float(np.mean([psnr_y(super_resolve(model, lr, device), hr, SCALE) for _, lr, hr in pairs]))
+    return mean_psnr(psnr_y(super_resolve(model, lr, device), hr, SCALE) for _, lr, hr in pairs)
 
 
 def search_overhead(cfg: SupernetConfig, budget: BudgetConfig, device: torch.device, repeats: int) -> dict[str, float]:

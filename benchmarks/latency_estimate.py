@@ -41,11 +41,13 @@ from scipy import stats  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from edgesr.deploy.export import prepare_for_export  # noqa: E402
+from edgesr.deploy.runtimes import openvino_config  # noqa: E402
 from edgesr.files import atomic_write, write_json  # noqa: E402
 from edgesr.search.extract import extract_subnet  # noqa: E402
 from edgesr.search.gates import GATE_THRESHOLD  # noqa: E402
-from edgesr.search.latency_table import build_latency_table, lr_size, openvino_config  # noqa: E402
-from edgesr.search.supernet import Supernet, SupernetConfig  # noqa: E402
+from edgesr.search.latency_table import build_latency_table, lr_size  # noqa: E402
+from edgesr.search.settings import SupernetConfig  # noqa: E402
+from edgesr.search.supernet import Supernet  # noqa: E402
 
 OUTPUT_HW = (720, 1280)
 

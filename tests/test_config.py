@@ -1,5 +1,7 @@
 """params.yaml validation: wrong keys and values fail with messages that name key, value and what is allowed."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,12 @@ def test_committed_params_and_profiles_are_valid():
     # the profile only overrides what it names; the rest comes from params.yaml
     assert smoke.models == params.models
     assert smoke.train.lr == params.train.lr
+
+
+def test_the_schema_loads_without_torch():
+    check = "import sys, edgesr.settings; assert 'torch' not in sys.modules, 'edgesr.settings imported torch'"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_unknown_key_names_the_key_and_the_allowed_ones(tmp_path):

@@ -11,13 +11,15 @@ import torch
 from skimage import data
 from torch import nn
 
+from edgesr.data.images import as_input
 from edgesr.data.imresize import imresize
 from edgesr.deploy.export import export_onnx, export_openvino, module_paths, prepare_for_export
-from edgesr.deploy.runtimes import as_input, onnxruntime_runner, openvino_runner, torch_runner
+from edgesr.deploy.runtimes import onnxruntime_runner, openvino_runner, torch_runner
 from edgesr.deploy.tiling import upscale_tiled, windows
 from edgesr.models import FGNAS, build_model, default_model_config
 from edgesr.search.extract import extract_subnet
-from edgesr.search.supernet import Supernet, SupernetConfig
+from edgesr.search.settings import SupernetConfig
+from edgesr.search.supernet import Supernet
 
 SCALE = 2
 

@@ -15,8 +15,8 @@ from edgesr.models import FGNASArchitecture, FGNASConfig, build_model
 from edgesr.search.budget import SearchObjective, project_to_budget
 from edgesr.search.extract import clean_gates, extract_architecture, extract_subnet
 from edgesr.search.gates import count_alive, st_gate
-from edgesr.search.settings import FixedLambda, MultAddsBudget, NoBudget
-from edgesr.search.supernet import Supernet, SupernetConfig, bicubic_mult_adds
+from edgesr.search.settings import FixedLambda, MultAddsBudget, NoBudget, SupernetConfig
+from edgesr.search.supernet import Supernet, bicubic_mult_adds
 from edgesr.train.trainer import train
 from tests.ddp_worker import Interrupted, interrupt_at, tiny_config, tiny_data
 
@@ -211,7 +211,7 @@ def test_search_resumes_exactly_with_its_lambda(tmp_path):
 def test_latency_budget_search_lands_in_the_band_with_a_table():
     """The latency path of the search with a synthetic table ms = K^2 cin cout / 1e6 (bilinear is exact
     on a product), so the estimate is R / (H W 1e6) and a projected architecture lands within 5%."""
-    from edgesr.search.latency_table import LatencyTable, LayerGrid, channel_grid
+    from edgesr.search.latency_grid import LatencyTable, LayerGrid, channel_grid
 
     cfg = SupernetConfig(num_blocks=4, width=32)
     grid = channel_grid(cfg.width, 8)

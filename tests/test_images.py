@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from edgesr.data.images import UnreadableImageError, load_rgb8, save_png
+from edgesr.data.images import UnreadableImageError, as_image, as_input, load_rgb8, save_png
 
 _SAMPLES_16 = np.array([0, 128, 129, 255, 32767, 32896, 40000, 65535], dtype=np.uint16)
 # round(v * 255 / 65535), worked out by hand: 128 -> 0.498, 129 -> 0.502, 32767 -> 127.498, 32896 = 128 * 257
@@ -179,3 +179,12 @@ def test_save_png_rejects_bad_arrays_without_writing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="uint8"):
         save_png(tmp_path / "f.png", np.zeros((4, 4, 4), dtype=np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_float_conversion_round_trips_and_clamps() -> None:
+    image = np.arange(256, dtype=np.uint8).reshape(8, 32, 1).repeat(3, axis=2)
+    x = as_input(image)
+    assert x.shape == (1, 3, 8, 32) and x.dtype == np.float32 and x.flags.c_contiguous
+    assert x.min() == 0.0 and x.max() == 1.0
+    np.testing.assert_array_equal(as_image(x), image)
+    np.testing.assert_array_equal(as_image(np.array([-0.5, 0.5, 1.5]).reshape(1, 3, 1, 1)), [[[0, 128, 255]]])

@@ -11,9 +11,11 @@ import json
 import pytest
 import torch
 
-from edgesr.search import latency_table
-from edgesr.search.latency_table import LatencyTable, LayerGrid, build_latency_table, channel_grid, lr_size
-from edgesr.search.supernet import CountedConv, Supernet, SupernetConfig
+from edgesr.search import latency_cache, latency_table
+from edgesr.search.latency_grid import LatencyTable, LayerGrid, channel_grid, conv_kind
+from edgesr.search.latency_table import build_latency_table, lr_size
+from edgesr.search.settings import SupernetConfig
+from edgesr.search.supernet import CountedConv, Supernet
 
 COUNTS = (1, 4, 8)
 
@@ -100,9 +102,7 @@ def test_estimate_sums_the_convs_of_a_supernet_and_gradients_reach_the_gates():
     supernet = Supernet(cfg, scale=2)
     table = synthetic_table()
     convs = supernet.counted_convs()
-    expected = sum(
-        read(table, float(c.alive_in.detach()), float(c.alive_out.detach()), latency_table.conv_kind(c)) for c in convs
-    )
+    expected = sum(read(table, float(c.alive_in.detach()), float(c.alive_out.detach()), conv_kind(c)) for c in convs)
     estimate = table.estimate_ms(convs)
     assert estimate.dim() == 0
     assert float(estimate.detach()) == pytest.approx(expected, rel=1e-5)
@@ -177,7 +177,7 @@ def test_cache_hit_returns_the_same_table_without_measuring(tmp_path, monkeypatc
 
 
 def test_cache_dir_from_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv(latency_table.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(latency_cache.CACHE_ENV, str(tmp_path))
     monkeypatch.setattr(latency_table, "measure_conv_ms", fake_measure)
     build_latency_table(TINY, 2, **TINY_BUILD)
     assert len(list((tmp_path / "latency").glob("openvino-*.json"))) == 1

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from edgesr.metrics import psnr_y, rgb_to_y, ssim_y
+from edgesr.metrics import mean_psnr, psnr_y, rgb_to_y, ssim_y
 
 # BT.601 studio-swing luma weights for RGB in [0, 1]; they sum to 219 (= 235 - 16).
 _LUMA_SUM = 65.481 + 128.553 + 24.966
@@ -64,3 +64,7 @@ def test_bad_inputs() -> None:
         psnr_y(image.astype(np.float32), image.astype(np.float32), crop_border=0)
     with pytest.raises(ValueError, match="RGB"):
         rgb_to_y(image[..., 0])
+
+
+def test_mean_psnr_is_the_mean_of_per_image_values() -> None:
+    assert mean_psnr(iter([30.0, 40.0])) == 35.0  # not the PSNR of the pooled MSE (about 32.6 dB)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from edgesr.deploy.settings import PRECISIONS, RUNTIMES
+
 __all__ = ["main"]
 
 
@@ -220,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="an image file or a folder of images")
     p.add_argument("-o", "--output", type=Path, help="PNG file or folder (default: <name>_x<scale> beside the input)")
     p.add_argument("--model", help="a deploy.models name (default: deploy.default_model)")
-    p.add_argument("--runtime", choices=("openvino", "onnxruntime", "torch"), help="default: deploy.runtime")
-    p.add_argument("--precision", choices=("int8", "fp32"), help="default: deploy.precision (fp32 for torch)")
+    p.add_argument("--runtime", choices=RUNTIMES, help="default: deploy.runtime")
+    p.add_argument("--precision", choices=PRECISIONS, help="default: deploy.precision (fp32 for torch)")
     p.add_argument("--tile", type=int, help="LR tile side (default: deploy.tile)")
     p.add_argument("--overlap", type=int, help="LR context pixels around each tile (default: deploy.overlap)")
     p.set_defaults(func=_cmd_upscale)

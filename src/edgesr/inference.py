@@ -1,7 +1,8 @@
 """Whole-image inference with the uniform model surface: uint8 RGB in, uint8 RGB out.
 
-Conversion follows BasicSR's ``img2tensor`` / ``tensor2img``: divide by 255, run the model, clamp
-to [0, 1], multiply by 255 and round. Metrics are computed on the rounded uint8 result.
+The conversion is :func:`edgesr.data.images.as_input` / :func:`~edgesr.data.images.as_image`, the same
+as the deployed runtimes': divide by 255, run the model, clamp to [0, 1], multiply by 255 and round.
+Metrics are computed on the rounded uint8 result.
 """
 
 from __future__ import annotations
@@ -10,17 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["to_tensor", "to_uint8", "super_resolve"]
+from edgesr.data.images import as_image, as_input
 
-
-def to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 (H, W, 3) -> float32 (1, 3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device).float().div_(255.0)[None]
-
-
-def to_uint8(tensor: torch.Tensor) -> np.ndarray:
-    """float (1, 3, H, W) in [0, 1] -> uint8 (H, W, 3), clamped and rounded."""
-    return tensor[0].clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
+__all__ = ["super_resolve"]
 
 
 @torch.inference_mode()
@@ -29,6 +22,6 @@ def super_resolve(model: nn.Module, lr: np.ndarray, device: torch.device | str =
     was_training = model.training
     model.eval()
     try:
-        return to_uint8(model(to_tensor(lr, device)))
+        return as_image(model(torch.from_numpy(as_input(lr)).to(device)).cpu().numpy())
     finally:
         model.train(was_training)

@@ -9,10 +9,12 @@ Inputs are uint8 RGB arrays of shape (H, W, 3).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from scipy.ndimage import correlate1d
 
-__all__ = ["rgb_to_y", "psnr_y", "ssim_y"]
+__all__ = ["mean_psnr", "psnr_y", "rgb_to_y", "ssim_y"]
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
 
@@ -41,6 +43,14 @@ def psnr_y(sr: np.ndarray, hr: np.ndarray, crop_border: int) -> float:
     y_sr, y_hr = _check_pair(sr, hr, crop_border)
     mse = np.mean((y_sr - y_hr) ** 2)
     return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+
+
+def mean_psnr(scores: Iterable[float]) -> float:
+    """The PSNR of a set of images as SR tables report it: the mean of the per-image PSNRs (dB).
+
+    Not the PSNR of the pooled MSE, which weighs the worst images differently.
+    """
+    return float(np.mean(list(scores)))
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:

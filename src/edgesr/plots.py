@@ -15,8 +15,8 @@ matplotlib.use("Agg")  # headless: no display on CI or servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from edgesr.architectures import FGNASArchitecture  # noqa: E402
 from edgesr.files import atomic_write  # noqa: E402
-from edgesr.models.fgnas import FGNASArchitecture  # noqa: E402
 
 __all__ = [
     "save_architecture",

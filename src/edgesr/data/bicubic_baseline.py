@@ -15,7 +15,7 @@ import numpy as np
 
 from edgesr.data.imresize import imresize, modcrop
 from edgesr.data.sources import folder_images
-from edgesr.metrics import psnr_y, ssim_y
+from edgesr.metrics import mean_psnr, psnr_y, ssim_y
 
 __all__ = ["bicubic_scores", "bicubic_upscale"]
 
@@ -40,4 +40,4 @@ def bicubic_scores(hr_dir: Path, scale: int) -> dict[str, float | int]:
         sr = bicubic_upscale(imresize(hr, 1 / scale), scale)
         psnrs.append(psnr_y(sr, hr, crop_border=scale))
         ssims.append(ssim_y(sr, hr, crop_border=scale))
-    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "images": len(psnrs)}
+    return {"psnr": mean_psnr(psnrs), "ssim": float(np.mean(ssims)), "images": len(psnrs)}

@@ -1,4 +1,4 @@
-"""Reading any common image file as 8-bit RGB, and writing PNGs atomically.
+"""Reading any common image file as 8-bit RGB, writing PNGs atomically, and the uint8 <-> float conversion.
 
 Every image enters the pipeline as a uint8 (H, W, 3) RGB array, the form BasicSR's data pipeline and
 the MATLAB benchmark scripts use:
@@ -14,6 +14,10 @@ the MATLAB benchmark scripts use:
 
 A file that cannot be decoded raises :class:`UnreadableImageError`, which names the file and what to
 do about it; callers that scan folders report it and skip the file.
+
+Every model and runtime takes float32 ``(1, 3, H, W)`` in [0, 1]: :func:`as_input` and :func:`as_image`
+are the one conversion to and from it (BasicSR's ``img2tensor`` / ``tensor2img``: divide by 255; clamp
+to [0, 1], multiply by 255 and round), used for training validation, deployment and quantization alike.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from edgesr.files import atomic_write
 
-__all__ = ["IMAGE_EXTENSIONS", "UnreadableImageError", "is_image_file", "load_rgb8", "save_png"]
+__all__ = ["IMAGE_EXTENSIONS", "UnreadableImageError", "as_image", "as_input", "is_image_file", "load_rgb8", "save_png"]
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
@@ -183,3 +187,13 @@ def save_png(path: str | os.PathLike[str], array: np.ndarray, compress_level: in
     path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(np.ascontiguousarray(array))
     atomic_write(path, lambda temporary: image.save(temporary, format="PNG", compress_level=compress_level))
+
+
+def as_input(image: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) RGB -> float32 (1, 3, H, W) in [0, 1], the models' input."""
+    return np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
+
+
+def as_image(output: np.ndarray) -> np.ndarray:
+    """float (1, 3, H, W) -> uint8 (H, W, 3): clamp to [0, 1], x255, round half to even."""
+    return np.rint(np.clip(output[0], 0.0, 1.0) * 255.0).astype(np.uint8).transpose(1, 2, 0)

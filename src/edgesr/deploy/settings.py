@@ -7,19 +7,32 @@ in one piece on a device; tiles with overlapping context keep the memory bounded
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
 from edgesr.schema import StrictModel
 
-__all__ = ["BorderMode", "DeployConfig", "PRECISIONS", "Precision", "RUNTIMES", "Runtime"]
+__all__ = [
+    "BorderMode",
+    "DeployConfig",
+    "EXPORT_RUNTIMES",
+    "ExportRuntime",
+    "PRECISIONS",
+    "Precision",
+    "RUNTIMES",
+    "Runtime",
+]
 
-Runtime = Literal["openvino", "onnxruntime", "torch"]
+ExportRuntime = Literal["openvino", "onnxruntime"]
+"""The runtimes of an exported file: the int8 runtimes and those a latency table is measured on."""
+Runtime = Literal[ExportRuntime, "torch"]
+"""Every runtime a deployed model runs on; these spellings are the only ones (params.yaml, CLI, folders)."""
 Precision = Literal["int8", "fp32"]
 BorderMode = Literal["symmetric", "edge"]
-RUNTIMES: tuple[str, ...] = ("openvino", "onnxruntime", "torch")
-PRECISIONS: tuple[str, ...] = ("int8", "fp32")
+EXPORT_RUNTIMES: tuple[str, ...] = get_args(ExportRuntime)
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 class DeployConfig(StrictModel):

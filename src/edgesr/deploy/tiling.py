@@ -20,7 +20,8 @@ from collections.abc import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from edgesr.deploy.runtimes import Runner, as_image, as_input
+from edgesr.data.images import as_image, as_input
+from edgesr.deploy.runtimes import Runner
 from edgesr.deploy.settings import BorderMode
 
 __all__ = ["Window", "pad_border", "upscale_tiled", "windows"]

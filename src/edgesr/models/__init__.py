@@ -1,5 +1,7 @@
 """The model zoo: one file per architecture, chosen by the ``type`` of a :data:`ModelConfig`.
 
+The configs themselves live in :mod:`edgesr.architectures`, which does not import PyTorch.
+
 Every architecture module is imported here explicitly, which registers its builder in
 :data:`~edgesr.models.registry.MODEL_REGISTRY` (STYLE.md point 4); nothing is discovered by scanning.
 Every model has the same surface (STYLE.md point 6): ``(N, 3, H, W)`` float RGB in [0, 1] in,
@@ -13,18 +15,28 @@ Every model has the same surface (STYLE.md point 6): ``(N, 3, H, W)`` float RGB 
 from __future__ import annotations
 
 from numbers import Integral
-from typing import Annotated, Union
 
-from pydantic import Field
 from torch import nn
 
-from edgesr.models.bicubic import Bicubic, BicubicConfig
-from edgesr.models.espcn import ESPCN, ESPCNConfig
-from edgesr.models.fgnas import FGNAS, FGNASArchitecture, FGNASConfig
-from edgesr.models.fsrcnn import FSRCNN, FSRCNNConfig
+from edgesr.architectures import (
+    SAM_SR_LITE,
+    SAM_SR_XLITE,
+    BicubicConfig,
+    ESPCNConfig,
+    FGNASArchitecture,
+    FGNASConfig,
+    FSRCNNConfig,
+    ModelConfig,
+    SAMSRConfig,
+    XLSRConfig,
+)
+from edgesr.models.bicubic import Bicubic
+from edgesr.models.espcn import ESPCN
+from edgesr.models.fgnas import FGNAS
+from edgesr.models.fsrcnn import FSRCNN
 from edgesr.models.registry import MODEL_REGISTRY, Registry
-from edgesr.models.sam_sr import SAM_SR_LITE, SAM_SR_XLITE, SAMSR, SAMSRConfig, fold_batchnorm
-from edgesr.models.xlsr import XLSR, XLSRConfig
+from edgesr.models.sam_sr import SAMSR, fold_batchnorm
+from edgesr.models.xlsr import XLSR
 
 __all__ = [
     "ESPCN",
@@ -51,13 +63,6 @@ __all__ = [
     "default_model_config",
     "fold_batchnorm",
 ]
-
-# Union[...] rather than X | Y: the discriminated union must stay a runtime typing object for pydantic.
-ModelConfig = Annotated[
-    Union[BicubicConfig, FSRCNNConfig, ESPCNConfig, XLSRConfig, SAMSRConfig, FGNASConfig],  # noqa: UP007
-    Field(discriminator="type"),
-]
-"""Config of any zoo architecture, picked by its ``type`` field."""
 
 SUPPORTED_SCALES: tuple[int, ...] = (2, 3, 4)
 

@@ -25,18 +25,16 @@ clipped (bicubic overshoots slightly at edges, as MATLAB's float ``imresize`` do
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgesr.architectures import BicubicConfig
 from edgesr.data.imresize import cubic_kernel
 from edgesr.models.registry import MODEL_REGISTRY
-from edgesr.schema import StrictModel
 
-__all__ = ["Bicubic", "BicubicConfig", "bicubic_phase_weights", "build_bicubic"]
+__all__ = ["Bicubic", "bicubic_phase_weights", "build_bicubic"]
 
 _TAPS = 5
 _PAD = _TAPS // 2
@@ -94,12 +92,6 @@ class Bicubic(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_in_ch={self.num_in_ch}, upscale={self.upscale}"
-
-
-class BicubicConfig(StrictModel):
-    """Bicubic interpolation (no knobs): the reference row of every table."""
-
-    type: Literal["bicubic"] = "bicubic"
 
 
 @MODEL_REGISTRY.register("bicubic")

@@ -17,16 +17,13 @@ Tensor contract: (N, 3, H, W) float RGB in [0, 1] -> (N, 3, rH, rW) (not clipped
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import nn
 
+from edgesr.architectures import ESPCNConfig
 from edgesr.models.registry import MODEL_REGISTRY
-from edgesr.schema import StrictModel
 
-__all__ = ["ESPCN", "ESPCNConfig", "build_espcn"]
+__all__ = ["ESPCN", "build_espcn"]
 
 
 class ESPCN(nn.Module):
@@ -66,14 +63,6 @@ class ESPCN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, H, W) -> (N, C_out, rH, rW)."""
         return self.pixel_shuffle(self.conv_last(self.body(x)))
-
-
-class ESPCNConfig(StrictModel):
-    """ESPCN widths; defaults are the paper's (n1, n2) = (64, 32)."""
-
-    type: Literal["espcn"] = "espcn"
-    n1: int = Field(64, ge=1, description="width of the 5x5 layer")
-    n2: int = Field(32, ge=1, description="width of the 3x3 layer")
 
 
 @MODEL_REGISTRY.register("espcn")

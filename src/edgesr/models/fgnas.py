@@ -23,87 +23,16 @@ other scales change only the last conv to 3 s^2 outputs and retrain from scratch
 from __future__ import annotations
 
 import copy
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 from torch import Tensor, nn
 
+from edgesr.architectures import BlockArchitecture, FGNASArchitecture, FGNASConfig
 from edgesr.models.bicubic import Bicubic
 from edgesr.models.registry import MODEL_REGISTRY
-from edgesr.schema import StrictModel
 
-__all__ = ["FGNAS", "BlockArchitecture", "FGNASArchitecture", "FGNASConfig", "build_fgnas"]
-
-ActivationName = Literal["relu", "prelu", "tanh"]
-
-
-class BlockArchitecture(StrictModel):
-    """One searched block. Empty lists mean the block was pruned away entirely."""
-
-    pointwise: list[int] | None = Field(description="kept 1x1 output channels; null when the block has no 1x1 conv")
-    mult: dict[str, list[int]] = Field(description="activation -> Mult channels where that branch is kept")
-    residual: list[int] = Field(description="trunk channels the block's last conv adds into")
-
-    def mult_channels(self) -> list[int]:
-        """The Mult map's kept channels: the union over the activation branches (Eq. 4)."""
-        return sorted(set().union(*self.mult.values()))
-
-    def is_empty(self) -> bool:
-        return not self.residual
-
-
-class FGNASArchitecture(StrictModel):
-    """A searched FGNAS architecture (written by the search stage as ``architecture.json``)."""
-
-    width: int = Field(ge=1, description="the supernet's channel width")
-    activations: list[ActivationName] = Field(description="the supernet's branches; the sum is scaled by 1/len")
-    head: list[int]
-    blocks: list[BlockArchitecture]
-    after_body: list[int]
-
-    @model_validator(mode="after")
-    def _consistent(self) -> FGNASArchitecture:
-        if not self.head:
-            raise ValueError("head keeps no channel: the network would ignore its input")
-        lists = {"head": self.head, "after_body": self.after_body}
-        for index, block in enumerate(self.blocks):
-            unknown = set(block.mult) - set(self.activations)
-            if unknown:
-                raise ValueError(f"blocks[{index}].mult names {sorted(unknown)}, not in activations {self.activations}")
-            lists[f"blocks[{index}].residual"] = block.residual
-            lists |= {f"blocks[{index}].mult.{a}": v for a, v in block.mult.items()}
-            if block.pointwise is not None:
-                lists[f"blocks[{index}].pointwise"] = block.pointwise
-            parts = [block.residual, block.mult_channels()] + ([block.pointwise] if block.pointwise is not None else [])
-            if any(parts) and not all(parts):
-                raise ValueError(
-                    f"blocks[{index}] keeps some but not all of its 1x1 / Mult / residual channels; "
-                    "a block is either alive in all three or pruned away (edgesr.search.extract cleans this)"
-                )
-        for key, channels in lists.items():
-            if sorted(set(channels)) != channels or any(not 0 <= c < self.width for c in channels):
-                raise ValueError(f"{key} must be sorted, distinct channel numbers in [0, {self.width}), got {channels}")
-        return self
-
-    def skip_channels(self) -> list[int]:
-        """Channels of the global skip that ``conv_last`` reads: head ∪ after-body."""
-        return sorted(set(self.head) | set(self.after_body))
-
-    def trunk_channels(self, before_block: int | None = None) -> list[int]:
-        """Trunk channels alive before block ``before_block`` (all blocks when None): head ∪ residuals."""
-        stop = len(self.blocks) if before_block is None else before_block
-        alive = set(self.head).union(*(b.residual for b in self.blocks[:stop]))
-        return sorted(alive)
-
-
-class FGNASConfig(StrictModel):
-    """A searched subnet as a zoo model: ``{type: fgnas, architecture: {...}}``."""
-
-    type: Literal["fgnas"] = "fgnas"
-    architecture: FGNASArchitecture
-    bicubic_skip: bool = False
+__all__ = ["FGNAS", "build_fgnas"]
 
 
 def _positions(channels: list[int], within: list[int]) -> Tensor:

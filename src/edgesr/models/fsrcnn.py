@@ -23,16 +23,13 @@ Tensor contract: (N, 3, H, W) float RGB in [0, 1] -> (N, 3, sH, sW) (not clipped
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import nn
 
+from edgesr.architectures import FSRCNNConfig
 from edgesr.models.registry import MODEL_REGISTRY
-from edgesr.schema import StrictModel
 
-__all__ = ["FSRCNN", "FSRCNNConfig", "build_fsrcnn"]
+__all__ = ["FSRCNN", "build_fsrcnn"]
 
 _DECONV_KERNEL = 9
 
@@ -97,15 +94,6 @@ class FSRCNN(nn.Module):
         """(N, C_in, H, W) -> (N, C_out, sH, sW)."""
         x = self.expand(self.body(self.shrink(self.conv_first(x))))
         return self.deconv(x)
-
-
-class FSRCNNConfig(StrictModel):
-    """FSRCNN(d, s, m); defaults are the paper's FSRCNN(56, 12, 4)."""
-
-    type: Literal["fsrcnn"] = "fsrcnn"
-    d: int = Field(56, ge=1, description="LR feature width")
-    s: int = Field(12, ge=1, description="shrunk mapping width")
-    m: int = Field(4, ge=0, description="number of 3x3 mapping layers")
 
 
 @MODEL_REGISTRY.register("fsrcnn")

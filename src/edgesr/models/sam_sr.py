@@ -22,7 +22,7 @@ projection to nf, BatchNorm; identity residual when input and output widths agre
 everywhere: the network works at the LR resolution until the upsampler. Convolutions followed by
 BatchNorm have no bias.
 
-Variants (paper 004 Table 2; :data:`SAM_SR_XLITE`, :data:`SAM_SR_LITE`):
+Variants (paper 004 Table 2; :data:`edgesr.architectures.SAM_SR_XLITE`, ``SAM_SR_LITE``):
 
     SAM_SR_XLITE  nf 16, N 8    paper 17.98K params (x4)   this code 17,931
     SAM_SR_LITE   nf 72, N 16   paper 558.54K params (x4)  this code 557,571
@@ -53,26 +53,15 @@ Tensor contract: (N, 3, H, W) float RGB in [0, 1] -> (N, 3, sH, sW) (not clipped
 from __future__ import annotations
 
 import copy
-from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
+from edgesr.architectures import SAMSRConfig
 from edgesr.models.bicubic import Bicubic
 from edgesr.models.registry import MODEL_REGISTRY
-from edgesr.schema import StrictModel
 
-__all__ = [
-    "SAMSR",
-    "SAM_SR_LITE",
-    "SAM_SR_XLITE",
-    "MobileNetV3Block",
-    "SAMSRConfig",
-    "SqueezeExcite",
-    "build_sam_sr",
-    "fold_batchnorm",
-]
+__all__ = ["SAMSR", "MobileNetV3Block", "SqueezeExcite", "build_sam_sr", "fold_batchnorm"]
 
 _EXPANSION = 2
 _SE_REDUCTION = 4
@@ -213,30 +202,6 @@ class SAMSR(nn.Module):
         features = self.body(first) + first
         out = self.post(self.upsample(features))
         return out + self.bicubic(x) if self.bicubic is not None else out
-
-
-class SAMSRConfig(StrictModel):
-    """SAM_SR knobs; the defaults are SAM_SR_XLITE (paper 004 Table 2, nf 16, N 8)."""
-
-    type: Literal["sam_sr"] = "sam_sr"
-    nf: int = Field(16, ge=4, description="block width; divisible by 4 (two halving x2 stages at x4)")
-    num_blocks: int = Field(8, ge=0, description="number N of body blocks after the first block")
-    batch_norm: bool = True
-    se: bool = True
-    bicubic_skip: bool = True
-
-    @model_validator(mode="after")
-    def _width_survives_upsampling(self) -> SAMSRConfig:
-        if self.nf % 4:
-            raise ValueError(f"nf={self.nf} must be divisible by 4: the x4 upsampler halves the width twice")
-        return self
-
-
-SAM_SR_XLITE = SAMSRConfig(nf=16, num_blocks=8)
-"""SAM_SR_XLITE (paper 004 Sec. 4.2, Table 2): nf 16, N 8; 17.98K parameters at x4 in the paper."""
-
-SAM_SR_LITE = SAMSRConfig(nf=72, num_blocks=16)
-"""SAM_SR_LITE (paper 004 Sec. 3.2, the AIM 2020 entry): nf 72, N 16; 558.54K parameters at x4."""
 
 
 @torch.no_grad()

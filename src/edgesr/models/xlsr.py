@@ -34,16 +34,14 @@ Tensor contract: (N, 3, H, W) float RGB in [0, 1] -> (N, 3, sH, sW), in [0, 1] w
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
+from edgesr.architectures import XLSRConfig
 from edgesr.models.registry import MODEL_REGISTRY
-from edgesr.schema import StrictModel
 
-__all__ = ["GBlock", "XLSR", "XLSRConfig", "build_xlsr"]
+__all__ = ["GBlock", "XLSR", "build_xlsr"]
 
 _INIT_VARIANCE_SCALE = 0.1
 
@@ -123,25 +121,6 @@ class XLSR(nn.Module):
         features = torch.cat([trunk, self.conv_side(x)], dim=1)
         out = self.pixel_shuffle(self.conv_last(self.conv_fuse(features)))
         return self.output_act(out)
-
-
-class XLSRConfig(StrictModel):
-    """XLSR knobs; defaults are paper 003's network (Fig. 2, Table 1: ~22K parameters at x3)."""
-
-    type: Literal["xlsr"] = "xlsr"
-    num_feat: int = Field(32, ge=1, description="trunk width")
-    num_skip_feat: int = Field(16, ge=1, description="width of the side conv concatenated before the tail")
-    num_block: int = Field(3, ge=0, description="number of GBlocks")
-    groups: int = Field(4, ge=1, description="groups of the GBlock 3x3 convs")
-    output: Literal["clipped_relu", "linear"] = "clipped_relu"
-
-    @model_validator(mode="after")
-    def _groups_divide_width(self) -> XLSRConfig:
-        if self.num_feat % self.groups:
-            raise ValueError(
-                f"num_feat={self.num_feat} must be divisible by groups={self.groups} (GBlock grouped conv)"
-            )
-        return self
 
 
 @MODEL_REGISTRY.register("xlsr")

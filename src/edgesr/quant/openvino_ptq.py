@@ -28,9 +28,9 @@ import openvino as ov
 from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
+from edgesr.data.images import as_image, as_input
 from edgesr.deploy.export import save_openvino
-from edgesr.deploy.runtimes import as_image, as_input
-from edgesr.metrics import psnr_y
+from edgesr.metrics import mean_psnr, psnr_y
 
 __all__ = ["quantize_openvino", "quantize_openvino_with_accuracy_control"]
 
@@ -78,7 +78,7 @@ def quantize_openvino_with_accuracy_control(
     def validate(compiled: ov.CompiledModel, items: Iterable[tuple[str, np.ndarray, np.ndarray]]):
         request = compiled.create_infer_request()
         scores = [psnr_y(as_image(request.infer({0: as_input(lr)})[0]), hr, scale) for _, lr, hr in items]
-        return float(np.mean(scores)), scores
+        return mean_psnr(scores), scores
 
     model = ov.Core().read_model(fp32_xml)
     quantized = nncf.quantize_with_accuracy_control(

@@ -13,11 +13,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from edgesr.deploy.settings import EXPORT_RUNTIMES, ExportRuntime
 from edgesr.schema import StrictModel, distinct_choices
 
-__all__ = ["QUANT_RUNTIMES", "Int8Limits", "QuantizeConfig"]
-
-QUANT_RUNTIMES: tuple[str, ...] = ("openvino", "onnxruntime")
+__all__ = ["Int8Limits", "QuantizeConfig"]
 
 
 class Int8Limits(StrictModel):
@@ -43,7 +42,7 @@ class QuantizeConfig(StrictModel):
         0.25, ge=0, le=1, description="share of synthetic flat / edge / ramp / checkerboard patches in extreme colours"
     )
     seed: int = 0
-    runtimes: list[Literal["openvino", "onnxruntime"]] = Field(default_factory=lambda: list(QUANT_RUNTIMES))
+    runtimes: list[ExportRuntime] = Field(default_factory=lambda: list(EXPORT_RUNTIMES))
     ignored_layers: dict[str, list[str]] = Field(
         default_factory=dict, description="model name -> module paths or ONNX node names kept in float"
     )
@@ -63,7 +62,7 @@ class QuantizeConfig(StrictModel):
     @field_validator("runtimes")
     @classmethod
     def _some_runtime(cls, runtimes: list[str]) -> list[str]:
-        return distinct_choices(runtimes, QUANT_RUNTIMES, "int8 runtime")
+        return distinct_choices(runtimes, EXPORT_RUNTIMES, "int8 runtime")
 
     @model_validator(mode="after")
     def _calibration_shares(self) -> QuantizeConfig:

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from edgesr.data.stress import StressImage
 from edgesr.deploy.runtimes import Runner
-from edgesr.metrics import psnr_y
+from edgesr.metrics import mean_psnr, psnr_y
 from edgesr.quant.checks import flat_errors, int8_failures, output_errors
 from edgesr.quant.settings import Int8Limits
 
@@ -81,8 +81,8 @@ def verify_int8(
         before, after = _set_result(fp32, int8, pairs, scale, upscale)
         drops = {name: before[name] - after[name] for name in before}
         worst = max(drops, key=drops.__getitem__)
-        psnr["fp32"][set_name] = float(np.mean(list(before.values())))
-        psnr["int8"][set_name] = float(np.mean(list(after.values())))
+        psnr["fp32"][set_name] = mean_psnr(before.values())
+        psnr["int8"][set_name] = mean_psnr(after.values())
         summaries[set_name] = {
             "drop": psnr["fp32"][set_name] - psnr["int8"][set_name],
             "worst_image": worst,

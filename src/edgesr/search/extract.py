@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgesr.models.fgnas import FGNAS, BlockArchitecture, FGNASArchitecture
+from edgesr.architectures import BlockArchitecture, FGNASArchitecture
+from edgesr.models.fgnas import FGNAS
 from edgesr.search.gates import GATE_THRESHOLD
 from edgesr.search.supernet import SearchableBlock, Supernet
 

@@ -13,10 +13,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from edgesr.schema import StrictModel
-from edgesr.search.supernet import SupernetConfig
+from edgesr.architectures import ActivationName
+from edgesr.deploy.settings import ExportRuntime
+from edgesr.schema import StrictModel, distinct_choices
 
 __all__ = [
+    "ACTIVATIONS",
     "BudgetConfig",
     "FixedLambda",
     "LatencyBudget",
@@ -25,7 +27,28 @@ __all__ = [
     "RetrainConfig",
     "SearchConfig",
     "SizeConfig",
+    "SupernetConfig",
 ]
+
+ACTIVATIONS: tuple[ActivationName, ...] = ("relu", "prelu", "tanh")
+
+
+class SupernetConfig(StrictModel):
+    """The search space: Table 1's supernet and the ablations of Tables 4 and 5."""
+
+    num_blocks: int = Field(16, ge=1, description="searchable blocks: 16 / 32 / 64 for FGNAS-S / M / L")
+    width: int = Field(64, ge=1, description="channels of every conv but the last (Table 1: 64)")
+    activations: list[ActivationName] = Field(default_factory=lambda: list(ACTIVATIONS))
+    pointwise: bool = Field(True, description="the block's 1x1 conv (Table 5); false = EDSR's residual block")
+    search_channels: bool = Field(True, description="gate head, 1x1, residual and after-body channels (Table 4)")
+    search_activations: bool = Field(True, description="one gate per activation per Mult channel (Table 4)")
+    bicubic_skip: bool = Field(False, description="add the bicubic-upscaled input to the output (not in paper 001)")
+    gate_init: float = Field(1.0, description="initial psi of every gate; > 0.5 starts with every channel alive")
+
+    @field_validator("activations")
+    @classmethod
+    def _distinct_activations(cls, activations: list[str]) -> list[str]:
+        return distinct_choices(activations, ACTIVATIONS, "activation")
 
 
 class NoBudget(StrictModel):
@@ -70,7 +93,7 @@ class LatencyBudget(_TargetBudget):
 
     type: Literal["latency"] = "latency"
     target_ms: float = Field(gt=0)
-    runtime: Literal["openvino", "onnxruntime"] = "openvino"
+    runtime: ExportRuntime = "openvino"
     threads: int = Field(2, ge=1)
     channel_step: int = Field(8, ge=1, description="the latency table measures every channel_step channels")
 

@@ -33,45 +33,21 @@ import math
 from dataclasses import dataclass
 
 import torch
-from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from edgesr.complexity import count_complexity
 from edgesr.models.bicubic import Bicubic
-from edgesr.models.fgnas import ActivationName
-from edgesr.schema import StrictModel, distinct_choices
 from edgesr.search.gates import count_alive, st_gate
+from edgesr.search.settings import SupernetConfig
 
 __all__ = [
-    "ACTIVATIONS",
     "BlockGates",
     "CountedConv",
     "SearchableBlock",
     "Supernet",
-    "SupernetConfig",
     "SupernetGates",
     "apply_activations",
 ]
-
-ACTIVATIONS: tuple[ActivationName, ...] = ("relu", "prelu", "tanh")
-
-
-class SupernetConfig(StrictModel):
-    """The search space: Table 1's supernet and the ablations of Tables 4 and 5."""
-
-    num_blocks: int = Field(16, ge=1, description="searchable blocks: 16 / 32 / 64 for FGNAS-S / M / L")
-    width: int = Field(64, ge=1, description="channels of every conv but the last (Table 1: 64)")
-    activations: list[ActivationName] = Field(default_factory=lambda: list(ACTIVATIONS))
-    pointwise: bool = Field(True, description="the block's 1x1 conv (Table 5); false = EDSR's residual block")
-    search_channels: bool = Field(True, description="gate head, 1x1, residual and after-body channels (Table 4)")
-    search_activations: bool = Field(True, description="one gate per activation per Mult channel (Table 4)")
-    bicubic_skip: bool = Field(False, description="add the bicubic-upscaled input to the output (not in paper 001)")
-    gate_init: float = Field(1.0, description="initial psi of every gate; > 0.5 starts with every channel alive")
-
-    @field_validator("activations")
-    @classmethod
-    def _distinct_activations(cls, activations: list[str]) -> list[str]:
-        return distinct_choices(activations, ACTIVATIONS, "activation")
 
 
 def apply_activations(m: Tensor, names: list[str], prelu: nn.PReLU | None, gates: Tensor | None) -> Tensor:

@@ -18,9 +18,10 @@ from tqdm import tqdm
 
 from edgesr.artifacts import deployable_checkpoint, model_dir
 from edgesr.config import Params, params_hash
+from edgesr.data.images import as_input
 from edgesr.data.prepare import data_hash, load_pairs
 from edgesr.deploy.export import export_onnx, export_openvino, prepare_for_export
-from edgesr.deploy.runtimes import as_input, onnxruntime_runner, openvino_runner, torch_runner
+from edgesr.deploy.runtimes import onnxruntime_runner, openvino_runner, torch_runner
 from edgesr.files import write_json
 from edgesr.tracking import stage_run
 from edgesr.train.restore import trained_model

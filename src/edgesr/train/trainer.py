@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from edgesr.artifacts import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT
 from edgesr.data.patches import PatchSampler
 from edgesr.files import atomic_write, write_json
 from edgesr.inference import super_resolve
@@ -100,6 +101,64 @@ class _Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class _Run:
+    """One training run inside the process group: what a checkpoint holds and where the files go."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    objective: TrainingObjective | None
+    cfg: TrainConfig
+    scale: int
+    metadata: dict[str, Any]
+    fingerprint: dict[str, Any]
+    ctx: DistributedContext
+    out_dir: Path
+    progress: _Progress = field(default_factory=_Progress)
+
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / BEST_CHECKPOINT
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / LAST_CHECKPOINT
+
+    @property
+    def history_path(self) -> Path:
+        return self.out_dir / HISTORY_FILE
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The ``best.pt`` / ``last.pt`` dict of the module docstring."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "iteration": self.progress.iteration,
+            "best_psnr": self.progress.best_psnr,
+            "best_iteration": self.progress.best_iteration,
+            "history": [dict(entry) for entry in self.progress.history],
+            "config": self.cfg.model_dump(mode="json"),
+            "scale": self.scale,
+            "metadata": self.metadata,
+            "config_hash": _hash(self.fingerprint),
+            "objective": self.objective.state_dict() if self.objective is not None else {},
+        }
+
+    def result(self) -> TrainResult:
+        return TrainResult(
+            best_psnr=self.progress.best_psnr,
+            best_iteration=self.progress.best_iteration,
+            final_iteration=self.progress.iteration,
+            best_checkpoint=self.best_path,
+            last_checkpoint=self.last_path,
+            history_path=self.history_path,
+            history=self.progress.history,
+        )
+
+
 def train(
     model: nn.Module,
     sampler: PatchSampler,
@@ -139,124 +198,49 @@ def train(
     """
     _check_inputs(sampler, val_pairs, cfg, scale)
     metadata = _json_roundtrip(metadata or {})
-    out_dir = Path(out_dir)
-    best_path, last_path, history_path = out_dir / "best.pt", out_dir / "last.pt", out_dir / "history.json"
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-
-    # Checked before the process group exists, so every process fails fast instead of hanging.
-    world_size = DistributedContext.from_env(cfg.device).world_size
-    if cfg.batch_size % world_size:
-        raise ValueError(
-            f"train.batch_size={cfg.batch_size} is the global batch and must split evenly over the "
-            f"{world_size} processes; choose a multiple of {world_size} or change --nproc_per_node"
-        )
+    _check_batch_split(cfg)
 
     with distributed_context(cfg.device) as ctx:
-        model.to(ctx.device)
-        if objective is not None:
-            objective.to(ctx.device)
-        optimizer = torch.optim.Adam(
-            model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-8, weight_decay=cfg.weight_decay
-        )
-        # The scheduler must exist before the optimizer state is loaded: it overwrites the group lrs.
-        scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.iterations)
-        fingerprint = _fingerprint(cfg.model_dump(mode="json"), scale, metadata)
-        progress = _Progress()
-        if last_path.exists():
-            progress = _resume(last_path, fingerprint, model, optimizer, scheduler, ctx.device, objective)
-
-        def result() -> TrainResult:
-            return TrainResult(
-                best_psnr=progress.best_psnr,
-                best_iteration=progress.best_iteration,
-                final_iteration=progress.iteration,
-                best_checkpoint=best_path,
-                last_checkpoint=last_path,
-                history_path=history_path,
-                history=progress.history,
-            )
-
-        if progress.iteration >= cfg.iterations:
-            if ctx.is_main and tracker is not None:
-                _log_artifacts(tracker, [best_path, last_path, history_path])
-            return result()
-
-        def checkpoint() -> dict[str, Any]:
-            return {
-                "format": CHECKPOINT_FORMAT,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "iteration": progress.iteration,
-                "best_psnr": progress.best_psnr,
-                "best_iteration": progress.best_iteration,
-                "history": [dict(entry) for entry in progress.history],
-                "config": cfg.model_dump(mode="json"),
-                "scale": scale,
-                "metadata": metadata,
-                "config_hash": _hash(fingerprint),
-                "objective": objective.state_dict() if objective is not None else {},
-            }
-
-        if ctx.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        network: nn.Module = model
-        if ctx.is_distributed:
-            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-            network = DistributedDataParallel(model, device_ids=device_ids)
-        loss_fn = build_loss(cfg.loss).to(ctx.device)
-        bar = tqdm(
-            total=cfg.iterations, initial=progress.iteration, desc="train", dynamic_ncols=True, disable=not ctx.is_main
-        )
-        try:
-            for index in range(progress.iteration, cfg.iterations):
-                done = index + 1
-                lr_batch, hr_batch = sampler.batch(index, cfg.batch_size, ctx.rank, ctx.world_size)
-                network.train()
-                loss = loss_fn(network(lr_batch.to(ctx.device)), hr_batch.to(ctx.device))
-                total = loss if objective is None else objective(model, loss, index)
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                optimizer.step()
-                lr_used = float(optimizer.param_groups[0]["lr"])
-                scheduler.step()
-                progress.iteration = done
-                bar.update(1)
-
-                is_last = done == cfg.iterations
-                is_log, is_val = done % cfg.log_every == 0, done % cfg.val_every == 0 or is_last
-                if is_log or is_val:
-                    entry = {"iteration": done, "loss": _mean_over_processes(loss, ctx), "lr": lr_used}
-                    entry["val_psnr"] = validate(model, val_pairs, scale, ctx) if is_val else None
-                    searched = objective.metrics(model, done) if objective is not None else {}
-                    entry |= searched
-                    progress.history.append(entry)
-                    bar.set_postfix(loss=f"{entry['loss']:.4g}", lr=f"{lr_used:.3g}", best=f"{progress.best_psnr:.2f}")
-                    if ctx.is_main and tracker is not None:
-                        metrics = {"train/loss": entry["loss"], "train/lr": lr_used} if is_log else {}
-                        metrics |= searched
-                        if is_val:
-                            metrics["val/psnr_y"] = entry["val_psnr"]
-                        tracker.log_metrics(metrics, step=done)
-                    if is_val and entry["val_psnr"] > progress.best_psnr:
-                        progress.best_psnr, progress.best_iteration = entry["val_psnr"], done
-                        if ctx.is_main:
-                            _save_checkpoint(checkpoint(), best_path)
-                if done % cfg.checkpoint_every == 0 or is_last:
-                    if ctx.is_main:
-                        # history.json first: a finished last.pt makes a rerun return at once.
-                        _write_history(history_path, progress)
-                        _save_checkpoint(checkpoint(), last_path)
-                    ctx.barrier()
-                if on_iteration is not None:
-                    on_iteration(done)
-        finally:
-            bar.close()
-
+        run = _start_run(model, cfg, scale, metadata, Path(out_dir), ctx, objective)
+        if run.progress.iteration < cfg.iterations:
+            _iterate(run, sampler, val_pairs, tracker, on_iteration)
         if ctx.is_main and tracker is not None:
-            _log_artifacts(tracker, [best_path, last_path, history_path])
-        return result()
+            _log_artifacts(tracker, [run.best_path, run.last_path, run.history_path])
+        return run.result()
+
+
+def _iterate(
+    run: _Run,
+    sampler: PatchSampler,
+    val_pairs: list[tuple[str, np.ndarray, np.ndarray]],
+    tracker: Tracker | None,
+    on_iteration: Callable[[int], None] | None,
+) -> None:
+    """The training loop, from the resumed iteration to the last: step, log, validate, checkpoint."""
+    cfg, ctx = run.cfg, run.ctx
+    if ctx.is_main:
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+    network, loss_fn = _data_parallel(run.model, ctx), build_loss(cfg.loss).to(ctx.device)
+    with _progress_bar(run) as bar:
+        for index in range(run.progress.iteration, cfg.iterations):
+            batch = sampler.batch(index, cfg.batch_size, ctx.rank, ctx.world_size)
+            loss, lr_used = _step(run, network, loss_fn, batch, index)
+            done = run.progress.iteration = index + 1
+            bar.update(1)
+
+            is_last = done == cfg.iterations
+            is_log, is_val = done % cfg.log_every == 0, done % cfg.val_every == 0 or is_last
+            if is_log or is_val:
+                entry = _record(run, loss, lr_used, is_log, val_pairs if is_val else None, tracker)
+                bar.set_postfix(loss=f"{entry['loss']:.4g}", lr=f"{lr_used:.3g}", best=f"{run.progress.best_psnr:.2f}")
+                if is_val:
+                    _keep_best(run, entry["val_psnr"])
+            if done % cfg.checkpoint_every == 0 or is_last:
+                _save_last(run)
+            if on_iteration is not None:
+                on_iteration(done)
 
 
 @torch.no_grad()
@@ -299,7 +283,7 @@ def checkpoint_state(
     ``unfinished`` is the only state it resumes; ``other-settings`` it refuses; ``finished`` it
     returns as it is.
     """
-    last_path = Path(out_dir) / "last.pt"
+    last_path = Path(out_dir) / LAST_CHECKPOINT
     if not last_path.exists():
         return "absent"
     saved = load_checkpoint(last_path)
@@ -339,6 +323,117 @@ def _check_inputs(
         )
     if not val_pairs:
         raise ValueError("train needs at least one validation pair to select best.pt, got none")
+
+
+def _check_batch_split(cfg: TrainConfig) -> None:
+    """The global batch must split evenly over the processes; checked before the process group exists,
+    so every process fails fast instead of hanging."""
+    world_size = DistributedContext.from_env(cfg.device).world_size
+    if cfg.batch_size % world_size:
+        raise ValueError(
+            f"train.batch_size={cfg.batch_size} is the global batch and must split evenly over the "
+            f"{world_size} processes; choose a multiple of {world_size} or change --nproc_per_node"
+        )
+
+
+def _start_run(
+    model: nn.Module,
+    cfg: TrainConfig,
+    scale: int,
+    metadata: dict[str, Any],
+    out_dir: Path,
+    ctx: DistributedContext,
+    objective: TrainingObjective | None,
+) -> _Run:
+    """Model and objective on the run's device, Adam and the LR schedule; resumed from ``last.pt`` if present."""
+    model.to(ctx.device)
+    if objective is not None:
+        objective.to(ctx.device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-8, weight_decay=cfg.weight_decay
+    )
+    # The scheduler must exist before the optimizer state is loaded: it overwrites the group lrs.
+    scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.iterations)
+    fingerprint = _fingerprint(cfg.model_dump(mode="json"), scale, metadata)
+    run = _Run(model, optimizer, scheduler, objective, cfg, scale, metadata, fingerprint, ctx, out_dir)
+    if run.last_path.exists():
+        run.progress = _resume(run.last_path, fingerprint, model, optimizer, scheduler, ctx.device, objective)
+    return run
+
+
+def _data_parallel(model: nn.Module, ctx: DistributedContext) -> nn.Module:
+    """``model`` wrapped in DistributedDataParallel under ``torchrun``, else ``model`` itself."""
+    if not ctx.is_distributed:
+        return model
+    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _progress_bar(run: _Run) -> tqdm:
+    """The iteration bar (main process only), starting at the resumed iteration."""
+    progress, disable = run.progress.iteration, not run.ctx.is_main
+    return tqdm(total=run.cfg.iterations, initial=progress, desc="train", dynamic_ncols=True, disable=disable)
+
+
+def _step(
+    run: _Run, network: nn.Module, loss_fn: nn.Module, batch: tuple[Tensor, Tensor], index: int
+) -> tuple[Tensor, float]:
+    """One optimizer and schedule step on this process's part of the batch: its pixel loss and the lr used."""
+    lr_batch, hr_batch = batch
+    network.train()
+    loss = loss_fn(network(lr_batch.to(run.ctx.device)), hr_batch.to(run.ctx.device))
+    total = loss if run.objective is None else run.objective(run.model, loss, index)
+    run.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    run.optimizer.step()
+    lr_used = float(run.optimizer.param_groups[0]["lr"])
+    run.scheduler.step()
+    return loss, lr_used
+
+
+def _record(
+    run: _Run,
+    loss: Tensor,
+    lr_used: float,
+    is_log: bool,
+    val_pairs: list[tuple[str, np.ndarray, np.ndarray]] | None,
+    tracker: Tracker | None,
+) -> dict[str, Any]:
+    """Append the history entry of the iteration just done and log it (main process).
+
+    Every process takes part: the loss is averaged over them and ``val_pairs`` (None: no validation
+    at this iteration) are scored by all of them.
+    """
+    done, ctx = run.progress.iteration, run.ctx
+    entry = {"iteration": done, "loss": _mean_over_processes(loss, ctx), "lr": lr_used}
+    entry["val_psnr"] = validate(run.model, val_pairs, run.scale, ctx) if val_pairs is not None else None
+    searched = run.objective.metrics(run.model, done) if run.objective is not None else {}
+    entry |= searched
+    run.progress.history.append(entry)
+    if ctx.is_main and tracker is not None:
+        metrics = {"train/loss": entry["loss"], "train/lr": lr_used} if is_log else {}
+        metrics |= searched
+        if val_pairs is not None:
+            metrics["val/psnr_y"] = entry["val_psnr"]
+        tracker.log_metrics(metrics, step=done)
+    return entry
+
+
+def _keep_best(run: _Run, val_psnr: float) -> None:
+    """A new best validation PSNR becomes ``best.pt``."""
+    if val_psnr > run.progress.best_psnr:
+        run.progress.best_psnr, run.progress.best_iteration = val_psnr, run.progress.iteration
+        if run.ctx.is_main:
+            _save_checkpoint(run.checkpoint(), run.best_path)
+
+
+def _save_last(run: _Run) -> None:
+    """``history.json`` and ``last.pt`` (main process), then every process waits for them."""
+    if run.ctx.is_main:
+        # history.json first: a finished last.pt makes a rerun return at once.
+        _write_history(run.history_path, run.progress)
+        _save_checkpoint(run.checkpoint(), run.last_path)
+    run.ctx.barrier()
 
 
 def _fingerprint(config: dict[str, Any], scale: int, metadata: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,103 @@
+"""The per-machine cache of measured latency tables: one JSON file per machine and runtime fingerprint.
+
+A table is only valid on the machine and runtime it was measured on, so its file name carries a key of
+the fingerprint (CPU model and ISA, runtime and version, threads, precision, LR size, grid, kinds);
+files live under ``$EDGESR_CACHE_DIR/latency`` or ``~/.cache/edgesr/latency``. A second build with
+the same fingerprint reads the file instead of measuring (:func:`edgesr.search.latency_table.build_latency_table`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import warnings
+from pathlib import Path
+from typing import Any
+
+from edgesr.deploy.microbench import InferencePrecision, runtime_version
+from edgesr.deploy.settings import ExportRuntime
+from edgesr.search.latency_grid import LatencyTable
+
+__all__ = ["CACHE_ENV", "cache_file", "default_cache_dir", "machine_fingerprint", "read_cached"]
+
+CACHE_ENV = "EDGESR_CACHE_DIR"
+
+_ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "neon", "asimd")
+
+
+def _cpu_description() -> tuple[str, list[str]]:
+    """CPU model name and the vector-ISA flags that decide which kernels a runtime picks."""
+    model, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags |= set(value.split())
+    except OSError:  # not Linux: the platform string is all there is
+        pass
+    model = model or platform.processor() or platform.machine()
+    return model, sorted(flags & set(_ISA_FLAGS))
+
+
+def machine_fingerprint(
+    runtime: ExportRuntime = "openvino", threads: int = 2, precision: InferencePrecision = "f32"
+) -> dict[str, Any]:
+    """What makes measured latencies comparable: CPU model and ISA, core count, runtime and version, threads."""
+    cpu, isa = _cpu_description()
+    return {
+        "cpu": cpu,
+        "isa": isa,
+        "logical_cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "runtime": runtime,
+        "runtime_version": runtime_version(runtime),
+        "threads": threads,
+        "precision": precision,
+    }
+
+
+def default_cache_dir() -> Path:
+    """``$EDGESR_CACHE_DIR/latency`` when set, else ``$XDG_CACHE_HOME/edgesr/latency`` (``~/.cache``)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser() / "latency"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "edgesr" / "latency"
+
+
+def cache_file(
+    cache_dir: str | os.PathLike[str] | None, runtime: ExportRuntime, fingerprint: dict[str, Any]
+) -> tuple[Path, str]:
+    """The file ``<cache_dir>/<runtime>-<key>.json`` of a table's ``fingerprint``, and its key."""
+    key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return folder / f"{runtime}-{key}.json", key
+
+
+def read_cached(path: Path, fingerprint: dict[str, Any], rounds: int, repeats: int) -> LatencyTable | None:
+    """The cached table, or None (with a warning when the file exists but cannot be used).
+
+    A table is used when its fingerprint matches and it was measured with at least ``rounds`` rounds
+    of ``repeats`` repeats.
+    """
+    if not path.is_file():
+        return None
+    try:
+        table = LatencyTable.load(path)
+        if table.meta.get("fingerprint") != fingerprint:
+            raise ValueError("its fingerprint does not match this machine / runtime / grid")
+        cached = (int(table.meta["rounds"]), int(table.meta["repeats"]))
+    except (OSError, ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
+        warnings.warn(f"latency table cache {path} is unusable ({error}): measuring it again", stacklevel=3)
+        return None
+    if cached[0] < rounds or cached[1] < repeats:
+        warnings.warn(
+            f"{path} was measured with rounds, repeats = {cached}, fewer than the {(rounds, repeats)} asked for: "
+            "measuring again",
+            stacklevel=3,
+        )
+        return None
+    table.meta["from_cache"] = str(path)
+    return table
