@@ -86,7 +86,8 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, flow_
     assert table["bicubic"]["params"] == 0
     for name in params.models:
         assert table[name]["params"] > 0 and table[name]["mult_adds_g"] > 0 and table[name]["latency_ms"] > 0
-    assert (smoke_project / "metrics" / "evaluate.md").read_text().startswith("| model |")
+    header = (smoke_project / "metrics" / "evaluate.md").read_text().splitlines()[0]
+    assert header.startswith("| model |") and header.endswith("| latency (ms) | flag |")
     # every deployed model exported with parity and quantized with both runtimes
     parity = json.loads((smoke_project / "metrics" / "export.json").read_text())
     quantized = json.loads((smoke_project / "metrics" / "quantize.json").read_text())
