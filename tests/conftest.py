@@ -1,4 +1,4 @@
-"""Shared fixtures: the shared data folder, telemetry off, one Prefect test server per session."""
+"""Shared fixtures: the shipped benchmark sets, telemetry off, one Prefect test server per session."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+BENCHMARKS = ROOT / "data" / "benchmarks"
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -16,12 +16,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
 
 
-def shared_set(name: str) -> Path:
-    """HR folder of a shared benchmark set, or skip the test with the reason."""
-    folder = SHARED_DATA / name / "HR"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} not found: the shared benchmark data is not beside this checkout")
-    return folder
+def benchmark_set(name: str) -> Path:
+    """HR folder of a benchmark set shipped with the project (``data/benchmarks``: Set5, Set14)."""
+    return BENCHMARKS / name / "HR"
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,7 @@
-"""The published bicubic numbers (DESIGN.md, "Data conventions") reproduced on the shared Set5 / Set14:
+"""The published bicubic numbers (DESIGN.md, "Data conventions") reproduced on the shipped Set5 / Set14:
 the end-to-end check of MATLAB imresize, mod-crop and the Y-channel metrics together."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,14 +9,7 @@ import pytest
 from edgesr.data.bicubic_baseline import bicubic_scores, bicubic_upscale
 from edgesr.data.imresize import imresize
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def _hr_folder(name: str) -> Path:
-    folder = SHARED_DATA / name / "HR"
-    if not folder.is_dir():
-        pytest.skip(f"{SHARED_DATA / name} not found: the shared benchmark data is not beside this checkout")
-    return folder
+from .conftest import benchmark_set
 
 
 @pytest.mark.parametrize(
@@ -26,7 +17,7 @@ def _hr_folder(name: str) -> Path:
     [(2, 33.66, 0.9299), (3, 30.39, None), (4, 28.42, None)],
 )
 def test_set5_bicubic(scale: int, psnr: float, ssim: float | None) -> None:
-    scores = bicubic_scores(_hr_folder("Set5"), scale)
+    scores = bicubic_scores(benchmark_set("Set5"), scale)
     assert scores["images"] == 5
     assert scores["psnr"] == pytest.approx(psnr, abs=0.03)
     if ssim is not None:
@@ -35,7 +26,7 @@ def test_set5_bicubic(scale: int, psnr: float, ssim: float | None) -> None:
 
 def test_set14_bicubic_x2() -> None:
     # Published 30.24 / 0.8688; this copy of Set14 gives about 30.32 (DESIGN.md).
-    scores = bicubic_scores(_hr_folder("Set14"), 2)
+    scores = bicubic_scores(benchmark_set("Set14"), 2)
     assert scores["images"] == 14
     assert scores["psnr"] == pytest.approx(30.24, abs=0.1)
     assert scores["ssim"] == pytest.approx(0.8688, abs=0.002)

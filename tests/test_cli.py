@@ -14,13 +14,13 @@ from edgesr.cli import main
 from edgesr.complexity import count_complexity
 from edgesr.models import MODEL_NAMES, build_model, default_model_config
 
-from .conftest import shared_set
+from .conftest import benchmark_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bicubic_json_reproduces_set5_x2(capsys):
-    assert main(["bicubic", "--hr", str(shared_set("Set5")), "--scale", "2", "--json"]) == 0
+    assert main(["bicubic", "--hr", str(benchmark_set("Set5")), "--scale", "2", "--json"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["images"] == 5
     assert scores["psnr"] == pytest.approx(33.66, abs=0.03)

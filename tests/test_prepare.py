@@ -232,7 +232,7 @@ def test_config_errors_are_clear(changes: dict, message: str) -> None:
 def test_config_defaults() -> None:
     cfg = PrepareConfig()
     assert cfg.train_sources == ["embedded"] and cfg.val_images == ["chelsea", "flower"]
-    assert cfg.scales == [2, 3, 4] and cfg.benchmarks["Set5"] == "../shared/data/Set5/HR"
+    assert cfg.scales == [2, 3, 4] and cfg.benchmarks["Set5"] == "data/benchmarks/Set5/HR"
     assert PrepareConfig(scales=[4, 2]).scales == [2, 4]
 
 

@@ -60,6 +60,11 @@ class EvaluateConfig(StrictModel):
     latency_repeats: int = Field(5, ge=1)
     latency_warmup: int = Field(2, ge=0)
     complexity_output_hw: tuple[int, int] = (720, 1280)
+    seed_noise_db: float = Field(
+        0.05,
+        ge=0.0,
+        description="seed-to-seed spread of mean PSNR-Y (dB): rows closer on every set are flagged 'within seed noise'",
+    )
 
 
 class TrackingConfig(StrictModel):

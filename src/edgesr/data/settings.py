@@ -2,7 +2,7 @@
 
 Sources and benchmark folders are paths relative to the project root (or absolute). The default trains
 on the photographs embedded in scikit-image / scikit-learn (:mod:`edgesr.data.sources`), holds two of
-them out for validation, and evaluates on Set5 / Set14 where ``../shared/data`` has them.
+them out for validation, and evaluates on Set5 / Set14, which ship with the project in ``data/benchmarks``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class PrepareConfig(StrictModel):
         description="share of each folder source held out for validation, evenly spaced by sorted name",
     )
     benchmarks: dict[str, str] = Field(
-        default_factory=lambda: {"Set5": "../shared/data/Set5/HR", "Set14": "../shared/data/Set14/HR"},
+        default_factory=lambda: {"Set5": "data/benchmarks/Set5/HR", "Set14": "data/benchmarks/Set14/HR"},
         description="benchmark name -> HR folder; a folder that does not exist is skipped with a message",
     )
     scales: list[Literal[2, 3, 4]] = Field(default_factory=lambda: [2, 3, 4])

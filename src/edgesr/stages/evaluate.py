@@ -2,9 +2,9 @@
 
 Per model: PSNR-Y / SSIM-Y on every prepared benchmark set (the validation split when there is none),
 parameters, Mult-Adds and other ops for a 1280x720 output, and CPU latency of a 640x360 input
-(median of repeats, fixed thread count). Writes ``metrics/evaluate.json`` (DVC metric),
-``metrics/evaluate.md`` (the table), ``plots/evaluate/psnr_vs_mult_adds.json`` (DVC scatter plot) and
-its PNG, and logs all of it to MLflow.
+(median of repeats, fixed thread count), and a plain-words flag (:mod:`edgesr.comparison`). Writes
+``metrics/evaluate.json`` (DVC metric), ``metrics/evaluate.md`` (the table),
+``plots/evaluate/psnr_vs_mult_adds.json`` (DVC scatter plot) and its PNG, and logs all of it to MLflow.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from edgesr.artifacts import subnet_name, training_paths
+from edgesr.comparison import row_flags
 from edgesr.complexity import count_complexity
 from edgesr.config import Params, params_hash
 from edgesr.data.prepare import available_benchmarks, data_hash, load_pairs
@@ -23,7 +24,7 @@ from edgesr.files import write_json, write_text
 from edgesr.inference import super_resolve
 from edgesr.latency import measure_latency
 from edgesr.metrics import psnr_y, ssim_y
-from edgesr.models import build_model, default_model_config
+from edgesr.models import Bicubic, build_model, default_model_config
 from edgesr.plots import save_psnr_vs_mult_adds
 from edgesr.tracking import stage_run
 from edgesr.train.restore import trained_model
@@ -41,12 +42,13 @@ def score(model: nn.Module, pairs: list[tuple[str, np.ndarray, np.ndarray]], sca
     return float(np.mean(psnrs)), float(np.mean(ssims))
 
 
-def _markdown(rows: list[dict], sets: list[str]) -> str:
+def _markdown(rows: list[dict], sets: list[str], flags: dict[str, str]) -> str:
     head = ["model", "scale", *(f"{s} PSNR / SSIM" for s in sets), "params", "Mult-Adds 720p (G)", "latency (ms)"]
+    head.append("flag")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["model"], f"x{row['scale']}", *(f"{row[f'psnr_{s}']:.2f} / {row[f'ssim_{s}']:.4f}" for s in sets)]
-        cells += [f"{row['params']:,}", f"{row['mult_adds_g']:.2f}", f"{row['latency_ms']:.1f}"]
+        cells += [f"{row['params']:,}", f"{row['mult_adds_g']:.2f}", f"{row['latency_ms']:.1f}", flags[row["model"]]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -91,7 +93,9 @@ def run(params: Params, root: Path = Path(".")) -> list[dict]:
             metrics_dir / "evaluate.json",
             {row["model"]: {k: v for k, v in row.items() if k != "model"} for row in rows},
         )
-        write_text(metrics_dir / "evaluate.md", _markdown(rows, sets))
+        references = {scale: name for name, scale, model in models if isinstance(model, Bicubic)}
+        flags = row_flags(rows, sets, references, cfg.seed_noise_db)
+        write_text(metrics_dir / "evaluate.md", _markdown(rows, sets, flags))
         plotted = [row for row in rows if row["scale"] == params.scale]
         write_json(plots_dir / "psnr_vs_mult_adds.json", plotted)
         picture = save_psnr_vs_mult_adds(plotted, sets[0], plots_dir / "psnr_vs_mult_adds.png")
