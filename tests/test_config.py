@@ -114,7 +114,7 @@ def test_model_train_overrides_merge_over_train_and_are_validated(tmp_path):
 
 def test_keys_inside_tagged_sections_read_as_in_the_file(tmp_path):
     # pydantic's union tag (`...arch.sam_sr.num_block`) is not a key of the file and is not shown
-    path = _write(tmp_path, lambda d: d["models"]["sam_sr_xlite"]["arch"].update(num_block=4))
+    path = _write(tmp_path, lambda d: d["models"].update(sam_sr_xlite={"arch": {"type": "sam_sr", "num_block": 4}}))
     with pytest.raises(ConfigError) as err:
         load_params(path)
     message = str(err.value)

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from edgesr.deploy.settings import PRECISIONS, RUNTIMES
+from edgesr.kernels import use_portable_kernels
 
 __all__ = ["main"]
 
@@ -56,6 +57,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    use_portable_kernels()  # before torch: a training run reproduces on another x86-64 machine
     from edgesr.stages import train
 
     result = train.run(_load(args), args.model)
@@ -63,6 +65,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_search(args: argparse.Namespace) -> None:
+    use_portable_kernels()  # before torch: a training run reproduces on another x86-64 machine
     from edgesr.stages import search
 
     found = search.run(_load(args), args.size)
@@ -74,6 +77,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
 
 
 def _cmd_retrain(args: argparse.Namespace) -> None:
+    use_portable_kernels()  # before torch: a training run reproduces on another x86-64 machine
     from edgesr.artifacts import subnet_name
     from edgesr.stages import retrain
 

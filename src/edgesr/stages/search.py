@@ -83,7 +83,13 @@ def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
     data = training_data_hash(prepared, params.scale)
     metadata = {"name": size, "scale": params.scale, "search": settings, "data_hash": data}
     scale, experiment = params.scale, params.tracking.experiment
-    stage_params = {"search": settings, "train": train_cfg.model_dump(mode="json"), "scale": scale}
+    kernels = torch.backends.cpu.get_cpu_capability()  # AVX2 when pinned (edgesr.kernels)
+    stage_params = {
+        "search": settings,
+        "train": train_cfg.model_dump(mode="json"),
+        "scale": scale,
+        "cpu_kernels": kernels,
+    }
     with recorded_run(f"search@{size}", out_dir, train_cfg, scale, metadata, stage_params, experiment, root) as tracker:
         result = train(
             supernet,

@@ -155,7 +155,12 @@ def train_one(run: TrainingRun) -> TrainResult:
         "model": run.model_cfg.model_dump(mode="json"),
         "data_hash": training_data_hash(run.prepared, run.scale),
     }
-    stage_params = {"model": metadata["model"], "train": cfg.model_dump(mode="json"), "scale": run.scale}
+    stage_params = {
+        "model": metadata["model"],
+        "train": cfg.model_dump(mode="json"),
+        "scale": run.scale,
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),  # AVX2 when pinned (edgesr.kernels)
+    }
     out_dir = run.paths.out_dir
     with recorded_run(run.stage, out_dir, cfg, run.scale, metadata, stage_params, run.experiment, run.root) as tracker:
         result = train(model, sampler, val_pairs, cfg, run.scale, out_dir, tracker=tracker, metadata=metadata)
