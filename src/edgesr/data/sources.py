@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from edgesr.data.images import IMAGE_EXTENSIONS, UnreadableImageError, is_image_file, load_rgb8
+from edgesr.errors import UserError
 
 __all__ = [
     "EMBEDDED_NAMES",
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 
-class EmptySourceError(ValueError):
+class EmptySourceError(UserError, ValueError):
     """An image source (folder) that is missing or holds no usable image."""
 
 

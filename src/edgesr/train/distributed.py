@@ -16,6 +16,8 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 
+from edgesr.errors import UsageError
+
 __all__ = ["DistributedContext", "distributed_context", "resolve_device"]
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
@@ -46,7 +48,7 @@ class DistributedContext:
         world_size = _env_int("WORLD_SIZE", 1)
         local_rank = _env_int("LOCAL_RANK", 0)
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"inconsistent torchrun environment: RANK={rank}, WORLD_SIZE={world_size}")
+            raise UsageError(f"inconsistent torchrun environment: RANK={rank}, WORLD_SIZE={world_size}")
         return cls(rank, world_size, local_rank, resolve_device(device, local_rank))
 
     def barrier(self) -> None:
@@ -58,7 +60,7 @@ class DistributedContext:
 def resolve_device(device: DeviceChoice, local_rank: int = 0) -> torch.device:
     """``auto`` -> the GPU of ``local_rank`` when CUDA is available, else the CPU."""
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device is 'cuda' but no CUDA device is available here; set it to 'auto' or 'cpu'")
+        raise UsageError("train.device is 'cuda' but no CUDA device is available here; set it to 'auto' or 'cpu'")
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     return torch.device("cuda", local_rank)
@@ -99,4 +101,4 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
+        raise UsageError(f"environment variable {name} must be an integer, got {value!r}") from None

@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from edgesr.artifacts import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT
 from edgesr.data.patches import PatchSampler
+from edgesr.errors import UsageError
 from edgesr.files import atomic_write, write_json
 from edgesr.inference import super_resolve
 from edgesr.metrics import psnr_y
@@ -330,7 +331,7 @@ def _check_batch_split(cfg: TrainConfig) -> None:
     so every process fails fast instead of hanging."""
     world_size = DistributedContext.from_env(cfg.device).world_size
     if cfg.batch_size % world_size:
-        raise ValueError(
+        raise UsageError(
             f"train.batch_size={cfg.batch_size} is the global batch and must split evenly over the "
             f"{world_size} processes; choose a multiple of {world_size} or change --nproc_per_node"
         )
