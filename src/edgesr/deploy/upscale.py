@@ -9,14 +9,13 @@ written, stops before any work; outputs are PNG written atomically.
 from __future__ import annotations
 
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from edgesr.data.images import UnreadableImageError, load_rgb8, save_png
-from edgesr.data.sources import image_files, image_names
+from edgesr.data.sources import image_files, image_names, report_skipped
 from edgesr.deploy.runtimes import Runner
 from edgesr.deploy.settings import BorderMode
 from edgesr.deploy.tiling import upscale_tiled
@@ -82,8 +81,8 @@ def upscale_all(
 ) -> list[UpscaleJob]:
     """Upscale every job (tiled, the image extended by ``overlap`` pixels of ``border``); returns the jobs done.
 
-    In a folder an unreadable file is warned about by name and skipped; a single unreadable file raises
-    :class:`UnreadableImageError`."""
+    In a folder an unreadable file is reported on one line (:func:`~edgesr.data.sources.report_skipped`)
+    and skipped; a single unreadable file raises :class:`UnreadableImageError`."""
     done = []
     for job in tqdm(jobs, desc="upscale", unit="image", disable=len(jobs) == 1):
         try:
@@ -91,7 +90,7 @@ def upscale_all(
         except UnreadableImageError as err:
             if len(jobs) == 1:
                 raise
-            warnings.warn(f"skipped {job.source.name}: {err}", stacklevel=2)
+            report_skipped(job.source, err)
             continue
         save_png(job.target, upscale_tiled(runner, lr, scale, tile, overlap, border=border, desc=job.source.name))
         done.append(job)
