@@ -1,13 +1,13 @@
 """A tiny training run, shared by tests/test_trainer.py and its ``torchrun`` DDP test.
 
-Run as ``python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py OUT_DIR``:
-every process builds the same model and data from fixed seeds and calls :func:`edgesr.train.trainer.train`,
-which writes ``OUT_DIR/last.pt`` from rank 0.
+Run as ``python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py OUT_DIR
+[--model tiny|sam_sr]``: every process builds the same model and data from fixed seeds and calls
+:func:`edgesr.train.trainer.train`, which writes ``OUT_DIR/last.pt`` from rank 0.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgesr.architectures import SAMSRConfig
 from edgesr.data.patches import PatchSampler
+from edgesr.models import build_model
 from edgesr.tracker import Tracker
 from edgesr.train.settings import TrainConfig
 from edgesr.train.trainer import TrainResult, train
@@ -49,6 +51,15 @@ def tiny_model(seed: int = 0) -> nn.Module:
         nn.Conv2d(8, 3 * SCALE * SCALE, 3, padding=1),
         nn.PixelShuffle(SCALE),
     )
+
+
+def tiny_sam_sr(seed: int = 0) -> nn.Module:
+    """SAM_SR with one body block of width 8: BatchNorm in every block, about 1.5K parameters."""
+    torch.manual_seed(seed)
+    return build_model(SAMSRConfig(nf=8, num_blocks=1), SCALE)
+
+
+MODELS: dict[str, Callable[[], nn.Module]] = {"tiny": tiny_model, "sam_sr": tiny_sam_sr}
 
 
 def smooth_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -95,26 +106,31 @@ def tiny_config(**overrides: Any) -> TrainConfig:
 def run(
     out_dir: Path,
     *,
+    model: str = "tiny",
     tracker: Tracker | None = None,
     on_iteration: Callable[[int], None] | None = None,
     **overrides: Any,
 ) -> TrainResult:
-    """Train the tiny model on the tiny data with :func:`tiny_config` ``(**overrides)`` into ``out_dir``."""
+    """Train ``MODELS[model]`` on the tiny data with :func:`tiny_config` ``(**overrides)`` into ``out_dir``."""
     cfg = tiny_config(**overrides)
     train_pairs, val_pairs = tiny_data()
     sampler = PatchSampler(train_pairs, SCALE, cfg.lr_patch, cfg.seed)
     return train(
-        tiny_model(),
+        MODELS[model](),
         sampler,
         val_pairs,
         cfg,
         SCALE,
         out_dir,
         tracker=tracker,
-        metadata={"model": "tiny", "scale": SCALE},
+        metadata={"model": model, "scale": SCALE},
         on_iteration=on_iteration,
     )
 
 
 if __name__ == "__main__":
-    run(Path(sys.argv[1]), **DDP_CONFIG)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--model", choices=MODELS, default="tiny")
+    args = parser.parse_args()
+    run(args.out_dir, model=args.model, **DDP_CONFIG)

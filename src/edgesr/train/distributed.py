@@ -2,7 +2,7 @@
 
 ``torchrun`` exports ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; without them the run is a single
 process. With more than one process the group uses NCCL on GPUs and gloo on CPUs, each process driving
-the GPU of its local rank.
+the GPU of its local rank, and BatchNorm layers normalise over the global batch (:func:`sync_batch_norm`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from typing import Literal
 
 import torch
 import torch.distributed as dist
+from torch import Tensor, nn
+from torch.distributed.nn.functional import all_reduce
 
 from edgesr.errors import UsageError
 
-__all__ = ["DistributedContext", "distributed_context", "resolve_device"]
+__all__ = ["CpuSyncBatchNorm", "DistributedContext", "distributed_context", "resolve_device", "sync_batch_norm"]
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 
@@ -92,6 +94,58 @@ def distributed_context(device: DeviceChoice = "auto") -> Iterator[DistributedCo
     finally:
         if created:
             dist.destroy_process_group()
+
+
+class CpuSyncBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d over the global batch for processes on CPUs (gloo), where torch's SyncBatchNorm does not run.
+
+    In training the per-channel mean and variance of the global batch come from differentiable
+    all-reduces (:func:`torch.distributed.nn.functional.all_reduce`), so the output and its gradient
+    equal BatchNorm over the whole global batch, as in one process; in evaluation it is plain BatchNorm.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        if not (self.training and dist.is_initialized()):
+            return super().forward(input)
+        self._check_input_dim(input)
+        dims, shape = [0, 2, 3], [1, -1, 1, 1]
+        sums = all_reduce(torch.cat([input.sum(dims), input.new_tensor([input[:, 0].numel()])]))
+        count = sums[-1]
+        mean = sums[:-1] / count
+        centered = input - mean.view(shape)
+        var = all_reduce(centered.square().sum(dims)) / count
+        if self.track_running_stats:
+            self._update_running_stats(mean.detach(), var.detach(), count.item())
+        output = centered * torch.rsqrt(var + self.eps).view(shape)
+        if self.weight is not None:
+            output = output * self.weight.view(shape)
+        return output if self.bias is None else output + self.bias.view(shape)
+
+    @torch.no_grad()
+    def _update_running_stats(self, mean: Tensor, var: Tensor, count: float) -> None:
+        """BatchNorm's update: the running variance is the unbiased one, ``momentum=None`` a cumulative mean."""
+        self.num_batches_tracked.add_(1)
+        momentum = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+        self.running_mean.lerp_(mean, momentum)
+        self.running_var.lerp_(var * count / (count - 1), momentum)
+
+
+def sync_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` with its BatchNorm layers normalising over the global batch of all processes.
+
+    On GPUs :meth:`torch.nn.SyncBatchNorm.convert_sync_batchnorm` replaces the layers in place (a bare
+    BatchNorm ``model`` is returned as a new layer), sharing their parameters and buffers, so the state
+    dict keeps its keys. torch's SyncBatchNorm does not run on CPUs (its kernel refuses CPU tensors and
+    DistributedDataParallel refuses it on CPU modules), so there every ``BatchNorm2d`` becomes a
+    :class:`CpuSyncBatchNorm`, the same layer with a synchronised forward (the SR models here have no
+    other BatchNorm).
+    """
+    if device.type != "cpu":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for layer in model.modules():
+        if type(layer) is nn.BatchNorm2d:
+            layer.__class__ = CpuSyncBatchNorm
+    return model
 
 
 def _env_int(name: str, default: int) -> int:
