@@ -1,7 +1,9 @@
 """A tiny training run, shared by tests/test_trainer.py and its ``torchrun`` DDP test.
 
 Run as ``python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py OUT_DIR
-[--model tiny|sam_sr]``: every process builds the same model and data from fixed seeds and calls
+[--model tiny|sam_sr] [--interrupt-at N] [--lr LR]``: every process builds the same model and data from
+fixed seeds and does what a training stage does (:func:`resumed_run`): rank 0 decides whether to resume
+the run in ``OUT_DIR``, and every process prints the decision it got (``rank R: STATE``) and calls
 :func:`edgesr.train.trainer.train`, which writes ``OUT_DIR/last.pt`` from rank 0.
 """
 
@@ -21,6 +23,8 @@ from edgesr.architectures import SAMSRConfig
 from edgesr.data.patches import PatchSampler
 from edgesr.models import build_model
 from edgesr.tracker import Tracker
+from edgesr.train.distributed import distributed_context
+from edgesr.train.run import keep_only_an_unfinished_run
 from edgesr.train.settings import TrainConfig
 from edgesr.train.trainer import TrainResult, train
 
@@ -128,9 +132,22 @@ def run(
     )
 
 
+def resumed_run(out_dir: Path, model: str, interrupt: int | None, **overrides: Any) -> None:
+    """What a training stage does (:func:`edgesr.train.run.recorded_run`, without MLflow): rank 0 keeps
+    only an unfinished run in ``out_dir`` and tells the others; then every process trains."""
+    cfg = tiny_config(**overrides)
+    with distributed_context(cfg.device) as ctx:
+        metadata = {"model": model, "scale": SCALE}
+        state = keep_only_an_unfinished_run(out_dir, model, cfg, SCALE, metadata, ctx)
+        print(f"rank {ctx.rank}: {state}", flush=True)
+        run(out_dir, model=model, on_iteration=interrupt_at(interrupt) if interrupt else None, **overrides)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--model", choices=MODELS, default="tiny")
+    parser.add_argument("--interrupt-at", type=int)
+    parser.add_argument("--lr", type=float, default=DDP_CONFIG["lr"])
     args = parser.parse_args()
-    run(args.out_dir, model=args.model, **DDP_CONFIG)
+    resumed_run(args.out_dir, args.model, args.interrupt_at, **(DDP_CONFIG | {"lr": args.lr}))

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -23,6 +23,7 @@ from edgesr.errors import UsageError
 __all__ = ["CpuSyncBatchNorm", "DistributedContext", "distributed_context", "resolve_device", "sync_batch_norm"]
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,17 @@ class DistributedContext:
         """Wait for every process (no-op for a single process)."""
         if self.is_distributed and dist.is_initialized():
             dist.barrier()
+
+    def broadcast_from_main(self, value: T) -> T:
+        """Rank 0's ``value`` on every process (any picklable object; ``value`` itself for a single process).
+
+        Every process must call it; the others wait here until rank 0 has called it.
+        """
+        if not (self.is_distributed and dist.is_initialized()):
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
 
 def resolve_device(device: DeviceChoice, local_rank: int = 0) -> torch.device:

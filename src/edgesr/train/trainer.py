@@ -57,6 +57,7 @@ from edgesr.train.settings import TrainConfig
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "CheckpointState",
     "TrainResult",
     "TrainingObjective",
     "train",
@@ -66,6 +67,8 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = 1
+#: What ``out_dir/last.pt`` holds for a run's settings (:func:`checkpoint_state`).
+CheckpointState = Literal["absent", "other-settings", "unfinished", "finished"]
 #: Where the run executes, not what it computes: these may change between an interruption and a resume.
 _PLACEMENT_KEYS = {"device", "threads"}
 
@@ -281,7 +284,7 @@ def validate(
 
 def checkpoint_state(
     out_dir: Path, cfg: TrainConfig, scale: int, metadata: dict[str, Any] | None = None
-) -> Literal["absent", "other-settings", "unfinished", "finished"]:
+) -> CheckpointState:
     """What :func:`train` would find in ``out_dir/last.pt`` for these settings.
 
     ``unfinished`` is the only state it resumes; ``other-settings`` it refuses; ``finished`` it
