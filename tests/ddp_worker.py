@@ -1,13 +1,15 @@
 """A tiny training run, shared by tests/test_trainer.py and its ``torchrun`` DDP test.
 
-Run as ``python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py OUT_DIR``:
-every process builds the same model and data from fixed seeds and calls :func:`edgesr.train.trainer.train`,
-which writes ``OUT_DIR/last.pt`` from rank 0.
+Run as ``python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py OUT_DIR
+[--model tiny|sam_sr] [--interrupt-at N] [--lr LR]``: every process builds the same model and data from
+fixed seeds and does what a training stage does (:func:`resumed_run`): rank 0 decides whether to resume
+the run in ``OUT_DIR``, and every process prints the decision it got (``rank R: STATE``) and calls
+:func:`edgesr.train.trainer.train`, which writes ``OUT_DIR/last.pt`` from rank 0.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgesr.architectures import SAMSRConfig
 from edgesr.data.patches import PatchSampler
+from edgesr.models import build_model
 from edgesr.tracker import Tracker
+from edgesr.train.distributed import distributed_context
+from edgesr.train.run import keep_only_an_unfinished_run
 from edgesr.train.settings import TrainConfig
 from edgesr.train.trainer import TrainResult, train
 
@@ -49,6 +55,15 @@ def tiny_model(seed: int = 0) -> nn.Module:
         nn.Conv2d(8, 3 * SCALE * SCALE, 3, padding=1),
         nn.PixelShuffle(SCALE),
     )
+
+
+def tiny_sam_sr(seed: int = 0) -> nn.Module:
+    """SAM_SR with one body block of width 8: BatchNorm in every block, about 1.5K parameters."""
+    torch.manual_seed(seed)
+    return build_model(SAMSRConfig(nf=8, num_blocks=1), SCALE)
+
+
+MODELS: dict[str, Callable[[], nn.Module]] = {"tiny": tiny_model, "sam_sr": tiny_sam_sr}
 
 
 def smooth_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -95,26 +110,44 @@ def tiny_config(**overrides: Any) -> TrainConfig:
 def run(
     out_dir: Path,
     *,
+    model: str = "tiny",
     tracker: Tracker | None = None,
     on_iteration: Callable[[int], None] | None = None,
     **overrides: Any,
 ) -> TrainResult:
-    """Train the tiny model on the tiny data with :func:`tiny_config` ``(**overrides)`` into ``out_dir``."""
+    """Train ``MODELS[model]`` on the tiny data with :func:`tiny_config` ``(**overrides)`` into ``out_dir``."""
     cfg = tiny_config(**overrides)
     train_pairs, val_pairs = tiny_data()
     sampler = PatchSampler(train_pairs, SCALE, cfg.lr_patch, cfg.seed)
     return train(
-        tiny_model(),
+        MODELS[model](),
         sampler,
         val_pairs,
         cfg,
         SCALE,
         out_dir,
         tracker=tracker,
-        metadata={"model": "tiny", "scale": SCALE},
+        metadata={"model": model, "scale": SCALE},
         on_iteration=on_iteration,
     )
 
 
+def resumed_run(out_dir: Path, model: str, interrupt: int | None, **overrides: Any) -> None:
+    """What a training stage does (:func:`edgesr.train.run.recorded_run`, without MLflow): rank 0 keeps
+    only an unfinished run in ``out_dir`` and tells the others; then every process trains."""
+    cfg = tiny_config(**overrides)
+    with distributed_context(cfg.device) as ctx:
+        metadata = {"model": model, "scale": SCALE}
+        state = keep_only_an_unfinished_run(out_dir, model, cfg, SCALE, metadata, ctx)
+        print(f"rank {ctx.rank}: {state}", flush=True)
+        run(out_dir, model=model, on_iteration=interrupt_at(interrupt) if interrupt else None, **overrides)
+
+
 if __name__ == "__main__":
-    run(Path(sys.argv[1]), **DDP_CONFIG)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--model", choices=MODELS, default="tiny")
+    parser.add_argument("--interrupt-at", type=int)
+    parser.add_argument("--lr", type=float, default=DDP_CONFIG["lr"])
+    args = parser.parse_args()
+    resumed_run(args.out_dir, args.model, args.interrupt_at, **(DDP_CONFIG | {"lr": args.lr}))

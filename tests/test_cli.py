@@ -10,9 +10,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edgesr.artifacts import Int8NotDeployableError
 from edgesr.cli import main
 from edgesr.complexity import count_complexity
+from edgesr.config import ConfigError
+from edgesr.data.images import UnreadableImageError
+from edgesr.data.sources import EmptySourceError
+from edgesr.errors import UserError
 from edgesr.models import MODEL_NAMES, build_model, default_model_config
+from edgesr.stages.quantize import DefaultModelNotDeployableError
 
 from .conftest import benchmark_set
 
@@ -66,6 +72,38 @@ def test_user_errors_are_one_line_with_status_2(tmp_path):
     )
     assert result.returncode == 2
     assert str(tmp_path / "missing") in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["config", "--model", "nope"], "error: no model 'nope' in `models`"),
+        (["upscale", "{tmp}/missing.png"], "error: {tmp}/missing.png does not exist"),
+        (["bicubic", "--hr", "{tmp}", "--scale", "2"], "error: image source {tmp} holds no image files"),
+    ],
+)
+def test_user_errors_print_one_line(tmp_path, capsys, argv, message):
+    params = ["--params", str(ROOT / "params.yaml")] if argv[0] != "bicubic" else []
+    assert main([a.format(tmp=tmp_path) for a in argv] + params) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message.format(tmp=tmp_path)) and err.count("\n") == 1
+
+
+def test_internal_errors_keep_their_traceback(monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("a bug, not a user error")
+
+    monkeypatch.setattr("edgesr.complexity.count_complexity", broken)
+    with pytest.raises(ValueError, match="a bug, not a user error"):
+        main(["complexity", "fsrcnn", "--scale", "2"])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ConfigError, EmptySourceError, UnreadableImageError, Int8NotDeployableError, DefaultModelNotDeployableError],
+)
+def test_user_facing_errors_are_user_errors(error):
+    assert issubclass(error, UserError) and issubclass(error, ValueError)
 
 
 def test_complexity_unknown_model_lists_the_zoo(capsys):

@@ -9,18 +9,18 @@ import pytest
 import torch
 
 from edgesr.train.schedules import build_scheduler
-from edgesr.train.settings import CosineSchedule, CyclicSchedule, SchedulerConfig, StepSchedule
+from edgesr.train.settings import CosineSchedule, CyclicSchedule, SchedulerConfig, StepSchedule, TrainConfig
 
 LR = 1e-3
 
 
-def _optimizer() -> torch.optim.Optimizer:
-    return torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=LR)
+def _optimizer(lr: float = LR) -> torch.optim.Optimizer:
+    return torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=lr)
 
 
-def _rates(cfg: SchedulerConfig, iterations: int) -> list[float]:
+def _rates(cfg: SchedulerConfig, iterations: int, lr: float = LR) -> list[float]:
     """lr used at iterations 0..iterations-1, then the value held after the last step."""
-    optimizer = _optimizer()
+    optimizer = _optimizer(lr)
     scheduler = build_scheduler(optimizer, cfg, iterations)
     rates = []
     for _ in range(iterations):
@@ -32,7 +32,7 @@ def _rates(cfg: SchedulerConfig, iterations: int) -> list[float]:
 
 def test_cyclic_follows_the_xlsr_triangle() -> None:
     # given XLSR's recipe: 5e-5 -> 2.5e-3 over the first 1 % -> 1e-4 at the end
-    rates = _rates(CyclicSchedule(), iterations=1000)
+    rates = _rates(CyclicSchedule(), iterations=1000, lr=2.5e-3)
 
     # then the corners are exact and the two legs are straight lines
     assert rates[0] == pytest.approx(5e-5, rel=1e-12)
@@ -45,10 +45,29 @@ def test_cyclic_follows_the_xlsr_triangle() -> None:
     torch.testing.assert_close(down.diff(), torch.full((990,), (1e-4 - 2.5e-3) / 990, dtype=torch.float64))
 
 
-def test_cyclic_ignores_the_optimizer_lr() -> None:
-    assert _rates(CyclicSchedule(base_lr=1e-4, max_lr=1e-2, final_lr=1e-3, up_fraction=0.5), 4) == pytest.approx(
-        [1e-4, 0.00505, 1e-2, 0.0055, 1e-3]
-    )
+def test_cyclic_peaks_at_the_optimizer_lr_or_at_max_lr() -> None:
+    triangle = [1e-4, 0.00505, 1e-2, 0.0055, 1e-3]
+    schedule = {"base_lr": 1e-4, "final_lr": 1e-3, "up_fraction": 0.5}
+
+    assert _rates(CyclicSchedule(**schedule), 4, lr=1e-2) == pytest.approx(triangle)
+    assert _rates(CyclicSchedule(**schedule, max_lr=1e-2), 4, lr=1e-2) == pytest.approx(triangle)
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        (
+            {"lr": 1e-3, "scheduler": {"type": "cyclic", "max_lr": 2.5e-3}},
+            r"lr \(0\.001\) is the peak of the cyclic schedule but scheduler\.max_lr is 0\.0025: "
+            r"set lr to 0\.0025 and drop scheduler\.max_lr",
+        ),
+        ({"lr": 1e-5, "scheduler": {"type": "cyclic"}}, r"lr \(1e-05\) is the peak .* must be >= scheduler\.base_lr"),
+    ],
+)
+def test_train_lr_is_the_cyclic_peak(train: dict, message: str) -> None:
+    assert TrainConfig(iterations=10, lr=2.5e-3, scheduler={"type": "cyclic", "max_lr": 2.5e-3}).lr == 2.5e-3
+    with pytest.raises(pydantic.ValidationError, match=message):
+        TrainConfig(iterations=10, **train)
 
 
 def test_cosine_anneals_from_lr_to_eta_min() -> None:

@@ -171,25 +171,58 @@ def test_invalid_train_config_is_rejected(override: dict, message: str) -> None:
         tiny_config(**override)
 
 
-@pytest.mark.slow
-def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
-    # given the same tiny run on 2 gloo processes (4 patches each) and on 1 process (8 patches)
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    """tests/ddp_worker.py on 2 gloo processes (one thread each) with ``args``."""
     env = {key: value for key, value in os.environ.items() if key not in {"RANK", "WORLD_SIZE", "LOCAL_RANK"}}
-    completed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-        + [str(WORKER), str(tmp_path / "ddp")],
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER), *args],
         env=env | {"OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    single = run(tmp_path / "single", **DDP_CONFIG)
 
-    # then gradient averaging over equal halves reproduces the single-process weights and losses
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "atol"), [("tiny", 1e-5), ("sam_sr", 1e-4)])
+def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path: Path, model: str, atol: float) -> None:
+    # given the same tiny run on 2 gloo processes (4 patches each) and on 1 process (8 patches); SAM_SR
+    # has BatchNorm, which the 2 processes synchronise over the global batch
+    completed = _torchrun(str(tmp_path / "ddp"), "--model", model)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    single = run(tmp_path / "single", model=model, **DDP_CONFIG)
+
+    # then gradient averaging over equal halves reproduces the single-process weights, BatchNorm
+    # statistics and losses
     ddp, reference = load_checkpoint(tmp_path / "ddp" / "last.pt"), _weights(single.last_checkpoint)
+    assert ddp["model"].keys() == reference.keys()
     for name, tensor in reference.items():
-        torch.testing.assert_close(ddp["model"][name], tensor, rtol=0, atol=1e-5)
+        torch.testing.assert_close(ddp["model"][name], tensor, rtol=0, atol=atol)
     assert ddp["iteration"] == 6
     assert [e["loss"] for e in ddp["history"]] == pytest.approx([e["loss"] for e in single.history], abs=1e-6)
     assert [e["val_psnr"] for e in ddp["history"]] == pytest.approx([e["val_psnr"] for e in single.history], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_resumes_an_interrupted_run_and_restarts_another(tmp_path: Path) -> None:
+    # given a 2-process run interrupted after iteration 4, its last checkpoint at iteration 3
+    out_dir = tmp_path / "ddp"
+    interrupted = _torchrun(str(out_dir), "--interrupt-at", "4")
+    assert interrupted.returncode != 0 and "stopped after iteration 4" in interrupted.stderr
+    assert load_checkpoint(out_dir / "last.pt")["iteration"] == 3
+
+    # when it is started again, rank 0 decides to resume and both processes continue from iteration 3
+    resumed = _torchrun(str(out_dir))
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert {"rank 0: unfinished", "rank 1: unfinished"} <= set(resumed.stdout.splitlines())
+    single = run(tmp_path / "single", **DDP_CONFIG)
+    final, reference = load_checkpoint(out_dir / "last.pt"), _weights(single.last_checkpoint)
+    for name, tensor in reference.items():
+        torch.testing.assert_close(final["model"][name], tensor, rtol=0, atol=1e-5)
+    assert [e["iteration"] for e in final["history"]] == [e["iteration"] for e in single.history]
+
+    # and a run with other settings makes rank 0 remove the folder before any process reads it
+    restarted = _torchrun(str(out_dir), "--lr", "5e-3")
+    assert restarted.returncode == 0, restarted.stderr[-4000:]
+    assert {"rank 0: other-settings", "rank 1: other-settings"} <= set(restarted.stdout.splitlines())
+    assert load_checkpoint(out_dir / "last.pt")["config"]["lr"] == 5e-3

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgesr.deploy.settings import ExportRuntime
+from edgesr.errors import MissingInputError, UsageError, UserError
 
 if TYPE_CHECKING:
     from edgesr.config import Params
@@ -106,7 +107,7 @@ def architecture_file(params: Params, size: str, root: Path = Path(".")) -> Path
     """The architecture ``search@<size>`` found; FileNotFoundError says which stage makes it."""
     path = search_dir(params, size, root) / ARCHITECTURE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the search first (`dvc repro search@{size}`)")
+        raise MissingInputError(f"{path} not found: run the search first (`dvc repro search@{size}`)")
     return path
 
 
@@ -119,12 +120,12 @@ def deployable_checkpoint(params: Params, name: str, root: Path = Path(".")) -> 
     """The checkpoint to deploy for ``name`` (best validation PSNR): ``<paths.models>/<name>/best.pt`` for
     a zoo model, ``<paths.retrain>/<name>/best.pt`` for a retrained FGNAS subnet (``fgnas_S_x2``)."""
     if name not in params.deployable_names():
-        raise ValueError(f"'{name}' is not a trained model; deployable: {', '.join(params.deployable_names())}")
+        raise UsageError(f"'{name}' is not a trained model; deployable: {', '.join(params.deployable_names())}")
     group = "retrain" if name in params.subnet_names() else "models"
     path = training_paths(params, group, name, root).best
     if not path.is_file():
         stage = f"train@{name}" if name in params.models else "retrain"
-        raise FileNotFoundError(f"{path} not found: train '{name}' first (`dvc repro {stage}`)")
+        raise MissingInputError(f"{path} not found: train '{name}' first (`dvc repro {stage}`)")
     return path
 
 
@@ -139,7 +140,7 @@ def deployed_file(deploy_root: Path, model: str, runtime: str, precision: str) -
         raise ValueError(f"no deployed file for runtime '{runtime}'; runtimes with files: {', '.join(FILES)}")
     path = model_dir(deploy_root, precision, model) / FILES[runtime]
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path} not found: {model} has no {precision} {runtime} model yet; run `dvc repro {_STAGE[precision]}` "
             f"(and list {model} in deploy.models)"
         )
@@ -151,7 +152,7 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-class Int8NotDeployableError(ValueError):
+class Int8NotDeployableError(UserError, ValueError):
     """An int8 model that failed the quantize stage's checks (``quantize.limits``)."""
 
 

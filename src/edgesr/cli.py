@@ -1,7 +1,8 @@
 """``edgesr`` command line: one sub-command per DVC stage plus the measuring tools.
 
-Errors a user can cause (a bad ``params.yaml``, a missing folder, a wrong model name) print one
-``error: ...`` line that says what to fix and exit with status 2; no traceback.
+Errors a user can cause (:class:`edgesr.errors.UserError`: a bad ``params.yaml``, a missing folder, a
+wrong model name, a stage not run yet) print one ``error: ...`` line that says what to fix and exit
+with status 2; any other exception is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from edgesr.deploy.settings import PRECISIONS, RUNTIMES
+from edgesr.errors import UsageError, UserError
 from edgesr.kernels import use_portable_kernels
 
 __all__ = ["main"]
@@ -39,7 +41,7 @@ def _cmd_config(args: argparse.Namespace) -> None:
     params = _load(args)
     if args.model:
         if args.model not in params.models:
-            raise ValueError(f"no model '{args.model}' in `models`; known: {', '.join(params.models)}")
+            raise UsageError(f"no model '{args.model}' in `models`; known: {', '.join(params.models)}")
         effective = {"arch": params.models[args.model].arch, "train": params.train_config(args.model)}
         print(yaml.safe_dump({k: v.model_dump(mode="json") for k, v in effective.items()}, sort_keys=False), end="")
     elif args.write:
@@ -125,7 +127,7 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
     name, runtime, precision = args.model or cfg.default_model, args.runtime or cfg.runtime, args.precision
     precision = precision or ("fp32" if runtime == "torch" else cfg.precision)
     if name not in cfg.models:
-        raise ValueError(f"'{name}' is not deployed; deployed models (deploy.models): {', '.join(cfg.models)}")
+        raise UsageError(f"'{name}' is not deployed; deployed models (deploy.models): {', '.join(cfg.models)}")
     tile, overlap = args.tile or cfg.tile, cfg.overlap if args.overlap is None else args.overlap
     jobs = plan(args.input, args.output, params.scale)
     runner = deployed_runner(params, name, runtime, precision)
@@ -160,7 +162,7 @@ def _cmd_complexity(args: argparse.Namespace) -> None:
     else:
         params = _load(args)
         if args.model not in params.models:
-            raise ValueError(
+            raise UsageError(
                 f"unknown model '{args.model}': use a zoo name ({', '.join(MODEL_NAMES)}) "
                 f"or a key of `models` in {args.params} ({', '.join(params.models)})"
             )
@@ -249,10 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; 0 on success, 2 (with one ``error:`` line on stderr) for a :class:`UserError`."""
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -34,6 +34,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from edgesr.errors import UsageError
+
 __all__ = ["Complexity", "count_complexity"]
 
 _ELEMENTWISE = frozenset(
@@ -124,7 +126,7 @@ def count_complexity(model: nn.Module, scale: int, output_hw: tuple[int, int] = 
         raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
     height, width = output_hw
     if height < 1 or width < 1:
-        raise ValueError(f"output_hw must be positive (H, W), got {output_hw!r}")
+        raise UsageError(f"output_hw must be positive (H, W), got {output_hw!r}")
     params = sum(p.numel() for p in model.parameters())
     meta_model = copy.deepcopy(model).to("meta").eval()
     num_in_ch = int(getattr(model, "num_in_ch", 3))

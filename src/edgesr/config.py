@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from edgesr.errors import UserError
 from edgesr.files import write_text
 from edgesr.settings import Params, deep_merge, describe_error
 
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A ``params.yaml`` (or profile) problem a user can fix; the message says which key and how."""
 
 

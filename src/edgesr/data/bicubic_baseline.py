@@ -32,7 +32,7 @@ def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
 def bicubic_scores(hr_dir: Path, scale: int) -> dict[str, float | int]:
     """Mean PSNR-Y / SSIM-Y of bicubic x``scale`` over the HR images in ``hr_dir``.
 
-    Returns ``{"psnr": dB, "ssim": ..., "images": N}``; unreadable files are skipped with a warning.
+    Returns ``{"psnr": dB, "ssim": ..., "images": N}``; unreadable files are skipped, one line each on stderr.
     """
     psnrs, ssims = [], []
     for _, image in folder_images(Path(hr_dir)):

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from edgesr.errors import UserError
 from edgesr.files import atomic_write
 
 __all__ = ["IMAGE_EXTENSIONS", "UnreadableImageError", "as_image", "as_input", "is_image_file", "load_rgb8", "save_png"]
@@ -58,7 +59,7 @@ _SWAPPED_16BIT_RAWMODE = {
 _WIDE_RAWMODES = frozenset(_SWAPPED_16BIT_RAWMODE) | {"LA;16B"}
 
 
-class UnreadableImageError(ValueError):
+class UnreadableImageError(UserError, ValueError):
     """An image file that cannot be decoded; the message names the file and the fix."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:

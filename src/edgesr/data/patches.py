@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from edgesr.errors import UsageError
+
 __all__ = ["NUM_TRANSFORMS", "PatchDraw", "PatchSampler", "dihedral"]
 
 #: 4 quarter-turn rotations, each with and without a left-right flip.
@@ -69,7 +71,7 @@ class PatchSampler:
             if min(lr.shape[:2]) < lr_patch:
                 too_small.append(f"image {index} is {lr.shape[0]}x{lr.shape[1]} (LR, HxW)")
         if too_small:
-            raise ValueError(
+            raise UsageError(
                 f"{len(too_small)} training image(s) smaller than the {lr_patch}x{lr_patch} LR patch "
                 f"(train.lr_patch): {'; '.join(too_small)}. Remove them or lower train.lr_patch."
             )

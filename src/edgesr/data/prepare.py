@@ -57,6 +57,7 @@ from edgesr.data.sources import (
     image_files,
     image_names,
 )
+from edgesr.errors import MissingInputError, UsageError
 from edgesr.files import write_json
 
 __all__ = ["MANIFEST_NAME", "available_benchmarks", "data_hash", "load_pairs", "pairs_dir", "prepare", "read_manifest"]
@@ -118,7 +119,7 @@ def _train_sources(cfg: PrepareConfig, root: Path) -> list[_Source]:
         found.update(names)
     missing = [name for name in cfg.val_images if name not in found]
     if missing:
-        raise ValueError(
+        raise UsageError(
             f"val_images {missing} are not among the training sources {cfg.train_sources}; name images "
             "those sources contain (file name without extension), or use val_fraction for folders"
         )
@@ -279,10 +280,10 @@ def prepare(cfg: PrepareConfig, out_dir: Path, root: Path = Path(".")) -> dict[s
 
 
 def read_manifest(prepared_dir: Path) -> dict[str, Any]:
-    """The manifest of a prepared dataset; FileNotFoundError says how to make one."""
+    """The manifest of a prepared dataset; :class:`MissingInputError` says how to make one."""
     path = Path(prepared_dir) / MANIFEST_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: prepare the data first (`edgesr prepare` or `dvc repro prepare`)")
+        raise MissingInputError(f"{path} not found: prepare the data first (`edgesr prepare` or `dvc repro prepare`)")
     return json.loads(path.read_text())
 
 
@@ -304,9 +305,9 @@ def _pairs_index(prepared_dir: Path, split_or_benchmark: str, scale: int) -> Pat
         return path
     sets = read_manifest(prepared_dir)["sets"]
     if split_or_benchmark not in sets:
-        raise ValueError(f"{prepared_dir} has no set {split_or_benchmark!r}; it has {', '.join(sets)}")
+        raise UsageError(f"{prepared_dir} has no set {split_or_benchmark!r}; it has {', '.join(sets)}")
     prepared_scales = ", ".join(sets[split_or_benchmark]["scales"])
-    raise ValueError(
+    raise UsageError(
         f"{prepared_dir} has no x{scale} pairs for {split_or_benchmark}; prepared scales: {prepared_scales} "
         f"(add {scale} to prepare.scales, or rerun `dvc repro prepare` if {path} was removed)"
     )

@@ -9,15 +9,17 @@ names the path.
 
 from __future__ import annotations
 
-import warnings
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from tqdm import tqdm
 
 from edgesr.data.images import IMAGE_EXTENSIONS, UnreadableImageError, is_image_file, load_rgb8
+from edgesr.errors import UserError
 
 __all__ = [
     "EMBEDDED_NAMES",
@@ -28,10 +30,11 @@ __all__ = [
     "folder_images",
     "image_files",
     "image_names",
+    "report_skipped",
 ]
 
 
-class EmptySourceError(ValueError):
+class EmptySourceError(UserError, ValueError):
     """An image source (folder) that is missing or holds no usable image."""
 
 
@@ -124,6 +127,11 @@ def image_names(files: list[Path]) -> list[str]:
     return [path.stem if stems[path.stem] == 1 else f"{path.stem}_{path.suffix.lower()[1:]}" for path in files]
 
 
+def report_skipped(path: Path, error: UnreadableImageError) -> None:
+    """One plain line on stderr for an unreadable image that is left out (printed above any progress bar)."""
+    tqdm.write(f"skipped {path}: {error.reason}", file=sys.stderr)
+
+
 def evenly_spaced(items: list, count: int) -> list:
     """``count`` of ``items``, spread over the whole list in order (the middle of each of ``count`` equal parts)."""
     count = min(count, len(items))
@@ -137,7 +145,7 @@ def folder_images(
     ``limit`` of them evenly spaced in that order.
 
     Checks the folder before returning (missing or no image files: :class:`EmptySourceError`). An
-    unreadable file is warned about by name, appended to ``skipped`` and skipped; if every file is
+    unreadable file is reported (:func:`report_skipped`), appended to ``skipped`` and skipped; if every file is
     unreadable, :class:`EmptySourceError` is raised once the files have been tried.
     """
     files = image_files(folder)
@@ -155,7 +163,7 @@ def _read_folder(
         try:
             image = load_rgb8(path)
         except UnreadableImageError as error:
-            warnings.warn(f"skipped {path.name}: {error}", stacklevel=2)
+            report_skipped(path, error)
             if skipped is not None:
                 skipped.append(SkippedImage(name=path.name, reason=error.reason))
             continue

@@ -11,6 +11,7 @@ from edgesr.artifacts import check_int8_deployable, deployable_checkpoint, deplo
 from edgesr.config import Params
 from edgesr.deploy.export import prepare_for_export
 from edgesr.deploy.runtimes import Runner, onnxruntime_runner, openvino_runner, torch_runner
+from edgesr.errors import UsageError
 from edgesr.train.restore import trained_model
 
 __all__ = ["deployed_runner"]
@@ -27,7 +28,7 @@ def deployed_runner(
     threads = params.deploy.threads
     if runtime == "torch":
         if precision != "fp32":
-            raise ValueError("int8 runs on openvino or onnxruntime; use --precision fp32 with --runtime torch")
+            raise UsageError("int8 runs on openvino or onnxruntime; use --precision fp32 with --runtime torch")
         model = prepare_for_export(trained_model(deployable_checkpoint(params, name, root), params.scale))
         return torch_runner(model, threads)
     path = deployed_file(root / params.paths.deploy, name, runtime, precision)

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from edgesr.data.images import as_image, as_input
 from edgesr.deploy.runtimes import Runner
 from edgesr.deploy.settings import BorderMode
+from edgesr.errors import UsageError
 
 __all__ = ["Window", "pad_border", "upscale_tiled", "windows"]
 
@@ -50,7 +51,7 @@ index the LR image padded by ``overlap`` pixels on every side."""
 def windows(height: int, width: int, tile: int, overlap: int) -> Iterator[Window]:
     """Every tile of an LR image of ``height`` x ``width``, row by row."""
     if tile < 1 or overlap < 0:
-        raise ValueError(f"need tile >= 1 and overlap >= 0, got tile={tile}, overlap={overlap}")
+        raise UsageError(f"need tile >= 1 and overlap >= 0 (--tile, --overlap), got tile={tile}, overlap={overlap}")
     for rows in _spans(height, tile, overlap):
         for cols in _spans(width, tile, overlap):
             yield rows, cols

@@ -9,17 +9,17 @@ written, stops before any work; outputs are PNG written atomically.
 from __future__ import annotations
 
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from edgesr.data.images import UnreadableImageError, load_rgb8, save_png
-from edgesr.data.sources import image_files, image_names
+from edgesr.data.sources import image_files, image_names, report_skipped
 from edgesr.deploy.runtimes import Runner
 from edgesr.deploy.settings import BorderMode
 from edgesr.deploy.tiling import upscale_tiled
+from edgesr.errors import MissingInputError, UsageError
 
 __all__ = ["UpscaleJob", "plan", "upscale_all"]
 
@@ -36,19 +36,19 @@ def _writable_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ValueError(f"cannot create the output folder {folder} ({err.strerror}); choose another -o") from None
+        raise UsageError(f"cannot create the output folder {folder} ({err.strerror}); choose another -o") from None
     try:  # a real write: permission bits alone miss read-only and pseudo file systems
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
-        raise ValueError(f"cannot write into {folder} ({err.strerror}); choose another -o") from None
+        raise UsageError(f"cannot write into {folder} ({err.strerror}); choose another -o") from None
 
 
 def plan(source: Path, output: Path | None, scale: int) -> list[UpscaleJob]:
     """The jobs for a file or a folder; ``output`` defaults to ``<stem>_x<s>.png`` / ``<folder>_x<s>/`` beside it.
 
-    A file's ``output`` may be a ``.png`` path or an existing folder. Raises ``FileNotFoundError`` for a
-    missing source and ``ValueError`` for an output that is not PNG, would overwrite an input, or
+    A file's ``output`` may be a ``.png`` path or an existing folder. Raises :class:`MissingInputError` for a
+    missing source and :class:`UsageError` for an output that is not PNG, would overwrite an input, or
     cannot be written.
     """
     source = Path(source)
@@ -64,13 +64,13 @@ def plan(source: Path, output: Path | None, scale: int) -> list[UpscaleJob]:
         else:
             target = Path(output)
         if target.suffix.lower() != ".png":
-            raise ValueError(f"the output {target} must be a .png file (outputs are written as PNG)")
+            raise UsageError(f"the output {target} must be a .png file (outputs are written as PNG)")
         jobs = [UpscaleJob(source, target)]
     else:
-        raise FileNotFoundError(f"{source} does not exist: give an image file or a folder of images")
+        raise MissingInputError(f"{source} does not exist: give an image file or a folder of images")
     for job in jobs:
         if job.target.resolve() == job.source.resolve():
-            raise ValueError(f"the output {job.target} would overwrite the input {job.source}; choose another -o")
+            raise UsageError(f"the output {job.target} would overwrite the input {job.source}; choose another -o")
     for folder in sorted({job.target.parent for job in jobs}):
         _writable_folder(folder)
     return jobs
@@ -81,8 +81,8 @@ def upscale_all(
 ) -> list[UpscaleJob]:
     """Upscale every job (tiled, the image extended by ``overlap`` pixels of ``border``); returns the jobs done.
 
-    In a folder an unreadable file is warned about by name and skipped; a single unreadable file raises
-    :class:`UnreadableImageError`."""
+    In a folder an unreadable file is reported on one line (:func:`~edgesr.data.sources.report_skipped`)
+    and skipped; a single unreadable file raises :class:`UnreadableImageError`."""
     done = []
     for job in tqdm(jobs, desc="upscale", unit="image", disable=len(jobs) == 1):
         try:
@@ -90,7 +90,7 @@ def upscale_all(
         except UnreadableImageError as err:
             if len(jobs) == 1:
                 raise
-            warnings.warn(f"skipped {job.source.name}: {err}", stacklevel=2)
+            report_skipped(job.source, err)
             continue
         save_png(job.target, upscale_tiled(runner, lr, scale, tile, overlap, border=border, desc=job.source.name))
         done.append(job)

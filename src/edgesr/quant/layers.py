@@ -12,6 +12,7 @@ import nncf
 import onnx
 
 from edgesr.deploy.export import module_paths
+from edgesr.errors import UsageError
 
 __all__ = ["ignored_nodes", "module_nodes", "openvino_ignored_scope"]
 
@@ -37,7 +38,7 @@ def ignored_nodes(proto: onnx.ModelProto, layers: list[str], model_name: str) ->
         nodes += found
     if unknown:
         known = sorted(set(module_paths(proto).values()))
-        raise ValueError(
+        raise UsageError(
             f"quantize.ignored_layers.{model_name}: no layer {', '.join(map(repr, unknown))} in the exported "
             f"model; its layers are: {', '.join(known)}"
         )

@@ -29,6 +29,7 @@ from edgesr.artifacts import (
 from edgesr.config import Params, params_hash
 from edgesr.data.bicubic_baseline import bicubic_upscale
 from edgesr.data.prepare import data_hash, load_pairs
+from edgesr.errors import MissingInputError
 from edgesr.inference import super_resolve
 from edgesr.models.fgnas import FGNASArchitecture
 from edgesr.plots import save_architecture, save_search_curves, save_side_by_side, save_training_curves
@@ -49,7 +50,7 @@ def _training_runs(params: Params, root: Path) -> list[tuple[str, int, TrainingP
 def _history(path: Path) -> list[dict]:
     """The logged rows of a trainer's ``history.json`` (iteration, loss, val_psnr, ...)."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the training stages first (`dvc repro`)")
+        raise MissingInputError(f"{path} not found: run the training stages first (`dvc repro`)")
     return json.loads(path.read_text())["history"]
 
 

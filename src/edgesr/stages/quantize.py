@@ -34,6 +34,7 @@ from edgesr.data.stress import StressImage, stress_images
 from edgesr.deploy.export import module_paths
 from edgesr.deploy.runtimes import onnxruntime_runner, openvino_runner
 from edgesr.deploy.tiling import upscale_tiled
+from edgesr.errors import UserError
 from edgesr.files import write_json, write_text
 from edgesr.plots import save_int8_drop
 from edgesr.quant.calibration import calibration_patches
@@ -63,7 +64,7 @@ def _quantize(
     return quantize_openvino(fp32, calibration, out, scope)
 
 
-class DefaultModelNotDeployableError(ValueError):
+class DefaultModelNotDeployableError(UserError, ValueError):
     """The model ``edgesr upscale`` runs by default failed its int8 checks: the stage must not ship it."""
 
 

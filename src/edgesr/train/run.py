@@ -3,7 +3,7 @@
 Shared by the zoo's ``train@<name>``, FGNAS's ``search@<size>`` and ``retrain@<size>-<scale>`` stages.
 DVC keeps a stage's output folder between runs (``persist: true``), so an interrupted run resumes from
 its ``last.pt``; :func:`keep_only_an_unfinished_run` decides whether the folder holds such a run or
-anything else to remove (under ``torchrun`` every rank decides alike, only rank 0 removes). Pictures
+anything else to remove (under ``torchrun`` rank 0 decides and removes, then tells the others). Pictures
 are not drawn here: the ``figures`` stage draws them from the files written here, so a plot change
 retrains nothing.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,8 +28,9 @@ from edgesr.files import write_json, write_text
 from edgesr.models import ModelConfig, build_model
 from edgesr.tracker import Tracker
 from edgesr.tracking import stage_run
+from edgesr.train.distributed import DistributedContext, distributed_context
 from edgesr.train.settings import TrainConfig
-from edgesr.train.trainer import TrainResult, checkpoint_state, train
+from edgesr.train.trainer import CheckpointState, TrainResult, checkpoint_state, train
 
 __all__ = [
     "TrainingRun",
@@ -83,23 +83,24 @@ def training_data_hash(prepared: Path, scale: int) -> str:
 
 
 def keep_only_an_unfinished_run(
-    out_dir: Path, name: str, cfg: TrainConfig, scale: int, metadata: dict[str, object], is_main: bool
-) -> None:
-    """Decide what to do with the ``last.pt`` that DVC kept (``persist: true``); only ``is_main`` removes.
+    out_dir: Path, name: str, cfg: TrainConfig, scale: int, metadata: dict[str, object], ctx: DistributedContext
+) -> CheckpointState:
+    """Decide what to do with the ``last.pt`` that DVC kept (``persist: true``); returns the decision.
 
     DVC reruns this stage only when something it tracks changed or the last run did not finish. So
     an unfinished run with the same settings and data is resumed; anything else (other settings or
     data, or a finished run, which means code changed) is removed and trained again from scratch.
+    Under ``torchrun`` rank 0 alone reads and removes the folder, then broadcasts its decision: the
+    other ranks wait for it, so none of them reads ``last.pt`` before rank 0 is done with the folder.
     """
-    state = checkpoint_state(out_dir, cfg, scale, metadata)
+    state = checkpoint_state(out_dir, cfg, scale, metadata) if ctx.is_main else None
     if state == "unfinished":
         print(f"{name}: resuming the interrupted run from {out_dir / 'last.pt'}")
-        return
-    if state != "absent":
+    elif state in ("other-settings", "finished"):
         reason = "was written under other settings or data" if state == "other-settings" else "is a finished run"
         print(f"{name}: {out_dir / 'last.pt'} {reason}; training from scratch")
-        if is_main:
-            shutil.rmtree(out_dir)
+        shutil.rmtree(out_dir)
+    return ctx.broadcast_from_main(state)
 
 
 @contextmanager
@@ -113,22 +114,24 @@ def recorded_run(
     experiment: str,
     root: Path,
 ) -> Iterator[Tracker | None]:
-    """The frame of every training stage: resume or restart (:func:`keep_only_an_unfinished_run`), then
-    the stage's MLflow run. Under ``torchrun`` only rank 0 records anything: other ranks get ``None``."""
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    keep_only_an_unfinished_run(out_dir, stage, cfg, scale, metadata, is_main)
-    if not is_main:
-        yield None
-        return
-    with stage_run(
-        stage,
-        experiment=experiment,
-        params=stage_params,
-        params_hash=params_hash(stage_params),
-        data_hash=str(metadata["data_hash"]),
-        root=root,
-    ) as tracker:
-        yield tracker
+    """The frame of every training stage: the ``torchrun`` process group, resume or restart
+    (:func:`keep_only_an_unfinished_run`), then the stage's MLflow run. The group is up for the whole
+    stage (:func:`~edgesr.train.trainer.train` joins it). Only rank 0 records anything: other ranks get
+    ``None``."""
+    with distributed_context(cfg.device) as ctx:
+        keep_only_an_unfinished_run(out_dir, stage, cfg, scale, metadata, ctx)
+        if not ctx.is_main:
+            yield None
+            return
+        with stage_run(
+            stage,
+            experiment=experiment,
+            params=stage_params,
+            params_hash=params_hash(stage_params),
+            data_hash=str(metadata["data_hash"]),
+            root=root,
+        ) as tracker:
+            yield tracker
 
 
 def _report(run: TrainingRun, result: TrainResult, tracker: Tracker) -> None:

@@ -43,18 +43,20 @@ class ClosedFormLR(LRScheduler):
         return {key: value for key, value in super().state_dict().items() if key != "_lr_at"}
 
 
-def cyclic_lr(cfg: CyclicSchedule, iteration: int, iterations: int) -> float:
+def cyclic_lr(cfg: CyclicSchedule, iteration: int, iterations: int, lr: float) -> float:
     """XLSR's triangular one-cycle rate at ``iteration`` (paper 003, Sec. 4.2; Smith 2017, WACV).
 
-    Linear from ``base_lr`` at 0 to ``max_lr`` at ``peak = round(up_fraction * iterations)`` (at least
-    1), then linear to ``final_lr`` at ``iterations``; constant ``final_lr`` beyond.
+    Linear from ``base_lr`` at 0 to the top rate (``max_lr``, else ``lr``) at ``peak =
+    round(up_fraction * iterations)`` (at least 1), then linear to ``final_lr`` at ``iterations``;
+    constant ``final_lr`` beyond.
     """
+    top = lr if cfg.max_lr is None else cfg.max_lr
     peak = min(max(1, round(cfg.up_fraction * iterations)), iterations)
     if iteration <= peak:
-        return cfg.base_lr + (cfg.max_lr - cfg.base_lr) * iteration / peak
+        return cfg.base_lr + (top - cfg.base_lr) * iteration / peak
     if iteration >= iterations:
         return cfg.final_lr
-    return cfg.max_lr + (cfg.final_lr - cfg.max_lr) * (iteration - peak) / (iterations - peak)
+    return top + (cfg.final_lr - top) * (iteration - peak) / (iterations - peak)
 
 
 def _step_lr(cfg: StepSchedule) -> LrFunction:
@@ -70,16 +72,15 @@ def _cosine_lr(cfg: CosineSchedule, iterations: int) -> LrFunction:
 
 
 def _cyclic_lr(cfg: CyclicSchedule, iterations: int) -> LrFunction:
-    # Absolute rates, like torch's CyclicLR: the optimizer's initial lr plays no part.
-    return lambda t, _lr: cyclic_lr(cfg, t, iterations)
+    return lambda t, lr: cyclic_lr(cfg, t, iterations, lr)
 
 
 def build_scheduler(optimizer: Optimizer, cfg: SchedulerConfig, iterations: int) -> LRScheduler:
     """The scheduler named by ``cfg.type`` for a run of ``iterations`` steps (step once per iteration).
 
     ``step`` multiplies the optimizer's lr by ``gamma`` at each milestone iteration; ``cosine`` anneals
-    it to ``eta_min`` at ``iterations`` (Loshchilov & Hutter 2017, without restarts); ``cyclic`` ignores
-    it and follows :func:`cyclic_lr`. Build it before ``optimizer.load_state_dict`` when resuming.
+    it to ``eta_min`` at ``iterations`` (Loshchilov & Hutter 2017, without restarts); ``cyclic`` peaks
+    at it (:func:`cyclic_lr`). Build it before ``optimizer.load_state_dict`` when resuming.
     """
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")

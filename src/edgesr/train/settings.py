@@ -67,20 +67,20 @@ class CosineSchedule(StrictModel):
 class CyclicSchedule(StrictModel):
     """XLSR's one-cycle triangular schedule (paper 003, Sec. 4.2 "training details"; Smith 2017).
 
-    Linear from ``base_lr`` up to ``max_lr`` over the first ``up_fraction`` of training (50 of 5000
-    epochs = 0.01 in the paper), then linear down to ``final_lr`` at the end. The rates are absolute,
-    as in ``torch.optim.lr_scheduler.CyclicLR``: ``train.lr`` is not used with this schedule.
+    Linear from ``base_lr`` up to the peak over the first ``up_fraction`` of training (50 of 5000
+    epochs = 0.01 in the paper), then linear down to ``final_lr`` at the end. The peak is ``train.lr``,
+    as for the other schedules; ``max_lr`` may repeat it (older params files) but must not differ.
     """
 
     type: Literal["cyclic"] = "cyclic"
     base_lr: float = Field(5e-5, gt=0)
-    max_lr: float = Field(2.5e-3, gt=0)
+    max_lr: float | None = Field(None, gt=0, description="the peak; None (the default) means train.lr")
     final_lr: float = Field(1e-4, gt=0)
     up_fraction: float = Field(0.01, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _peak_is_highest(self) -> CyclicSchedule:
-        if self.max_lr < max(self.base_lr, self.final_lr):
+        if self.max_lr is not None and self.max_lr < max(self.base_lr, self.final_lr):
             raise ValueError(
                 f"max_lr ({self.max_lr}) must be >= base_lr ({self.base_lr}) and final_lr ({self.final_lr})"
             )
@@ -132,4 +132,19 @@ class TrainConfig(StrictModel):
                 f"scheduler.eta_min ({self.scheduler.eta_min}) must not exceed lr ({self.lr}): "
                 "cosine annealing decays from lr down to eta_min"
             )
+        if isinstance(self.scheduler, CyclicSchedule):
+            self._check_cyclic_peak(self.scheduler)
         return self
+
+    def _check_cyclic_peak(self, scheduler: CyclicSchedule) -> None:
+        """The cyclic schedule peaks at ``lr``: a ``max_lr`` that differs would leave ``lr`` unused."""
+        if scheduler.max_lr is not None and scheduler.max_lr != self.lr:
+            raise ValueError(
+                f"lr ({self.lr}) is the peak of the cyclic schedule but scheduler.max_lr is {scheduler.max_lr}: "
+                f"set lr to {scheduler.max_lr} and drop scheduler.max_lr (it defaults to lr)"
+            )
+        if self.lr < max(scheduler.base_lr, scheduler.final_lr):
+            raise ValueError(
+                f"lr ({self.lr}) is the peak of the cyclic schedule and must be >= scheduler.base_lr "
+                f"({scheduler.base_lr}) and scheduler.final_lr ({scheduler.final_lr})"
+            )

@@ -10,7 +10,8 @@ eps 1e-8; best model by validation PSNR). Two properties are guaranteed and test
   the model (e.g. dropout) is not checkpointed; SR networks here have none.
 - The result does not depend on the number of processes. Under ``torchrun`` each of ``W`` processes
   takes ``batch_size / W`` patches of the same global batch and DistributedDataParallel averages the
-  gradients, which equals the gradient of the mean loss over the global batch.
+  gradients, which equals the gradient of the mean loss over the global batch; BatchNorm layers are
+  synchronised, so they normalise over the global batch too.
 
 Checkpoint format (``best.pt`` and ``last.pt``, loadable with ``torch.load(path, weights_only=True)``)::
 
@@ -44,17 +45,19 @@ from tqdm import tqdm
 
 from edgesr.artifacts import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT
 from edgesr.data.patches import PatchSampler
+from edgesr.errors import UsageError
 from edgesr.files import atomic_write, write_json
 from edgesr.inference import super_resolve
 from edgesr.metrics import psnr_y
 from edgesr.tracker import Tracker
-from edgesr.train.distributed import DistributedContext, distributed_context
+from edgesr.train.distributed import DistributedContext, distributed_context, sync_batch_norm
 from edgesr.train.losses import build_loss
 from edgesr.train.schedules import build_scheduler
 from edgesr.train.settings import TrainConfig
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "CheckpointState",
     "TrainResult",
     "TrainingObjective",
     "train",
@@ -64,6 +67,8 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = 1
+#: What ``out_dir/last.pt`` holds for a run's settings (:func:`checkpoint_state`).
+CheckpointState = Literal["absent", "other-settings", "unfinished", "finished"]
 #: Where the run executes, not what it computes: these may change between an interruption and a resume.
 _PLACEMENT_KEYS = {"device", "threads"}
 
@@ -177,6 +182,8 @@ def train(
     Args:
         model: maps (N, 3, h, w) in [0, 1] to (N, 3, scale*h, scale*w); moved to the run's device and
             left holding the LAST weights (load ``best.pt`` with :func:`load_model_weights` for the best).
+            Under ``torchrun`` its BatchNorm layers become synchronised ones (same state dict keys), so
+            BatchNorm sees the global batch (:func:`~edgesr.train.distributed.sync_batch_norm`).
         sampler: training patches; its ``scale``, ``lr_patch`` and ``seed`` must match ``scale`` and ``cfg``.
         val_pairs: ``(name, lr, hr)`` uint8 RGB images, validated whole with PSNR-Y, ``scale`` pixels
             cropped from each border (DESIGN.md data conventions).
@@ -277,7 +284,7 @@ def validate(
 
 def checkpoint_state(
     out_dir: Path, cfg: TrainConfig, scale: int, metadata: dict[str, Any] | None = None
-) -> Literal["absent", "other-settings", "unfinished", "finished"]:
+) -> CheckpointState:
     """What :func:`train` would find in ``out_dir/last.pt`` for these settings.
 
     ``unfinished`` is the only state it resumes; ``other-settings`` it refuses; ``finished`` it
@@ -330,7 +337,7 @@ def _check_batch_split(cfg: TrainConfig) -> None:
     so every process fails fast instead of hanging."""
     world_size = DistributedContext.from_env(cfg.device).world_size
     if cfg.batch_size % world_size:
-        raise ValueError(
+        raise UsageError(
             f"train.batch_size={cfg.batch_size} is the global batch and must split evenly over the "
             f"{world_size} processes; choose a multiple of {world_size} or change --nproc_per_node"
         )
@@ -345,8 +352,13 @@ def _start_run(
     ctx: DistributedContext,
     objective: TrainingObjective | None,
 ) -> _Run:
-    """Model and objective on the run's device, Adam and the LR schedule; resumed from ``last.pt`` if present."""
+    """Model and objective on the run's device, Adam and the LR schedule; resumed from ``last.pt`` if present.
+
+    Under ``torchrun`` the model's BatchNorm layers are synchronised over the processes first.
+    """
     model.to(ctx.device)
+    if ctx.is_distributed:
+        model = sync_batch_norm(model, ctx.device)
     if objective is not None:
         objective.to(ctx.device)
     optimizer = torch.optim.Adam(
