@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgesr.deploy.settings import ExportRuntime
-
 if TYPE_CHECKING:
     from edgesr.config import Params
 
@@ -55,7 +53,7 @@ __all__ = [
 BEST_CHECKPOINT, LAST_CHECKPOINT, HISTORY_FILE = "best.pt", "last.pt", "history.json"
 ARCHITECTURE_FILE, SUPERNET_FILE = "architecture.json", "supernet.pt"
 CHECKS_FILE = "checks.json"
-FILES: dict[ExportRuntime, str] = {"onnxruntime": "model.onnx", "openvino": "openvino.xml"}
+FILES: dict[str, str] = {"onnxruntime": "model.onnx", "openvino": "openvino.xml"}
 _STAGE = {"fp32": "export", "int8": "quantize"}
 
 
