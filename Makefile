@@ -1,4 +1,4 @@
-# The two commands: `make pipeline` and `make test`. Both create .venv and install the pinned set.
+# The two commands: `make pipeline` and `make test` (`make lint`: ruff and mypy). All create .venv and install the pinned set.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -37,6 +37,8 @@ flow: install
 
 lint: install
 	$(BIN)/ruff check src tests pipelines benchmarks
+	$(BIN)/ruff format --check src tests pipelines benchmarks
+	$(BIN)/mypy
 
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db

@@ -23,7 +23,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from edgesr.deploy.settings import ExportRuntime
 from edgesr.errors import MissingInputError, UsageError, UserError
@@ -169,7 +169,8 @@ def check_int8_deployable(deploy_root: Path, model: str, runtime: str) -> None:
     if verdict is None:
         raise Int8NotDeployableError(f"{path} has no verdict for {runtime}: add it to quantize.runtimes and rerun")
     checked = verdict.get("sha256")
-    if checked != file_sha256(folder / FILES[runtime]):
+    # A runtime with a verdict is an export runtime: quantize writes one verdict per quantize.runtimes entry.
+    if checked != file_sha256(folder / FILES[cast(ExportRuntime, runtime)]):
         raise Int8NotDeployableError(
             f"{model}'s int8 {runtime} model is not the file the quantize stage checked ({path}); "
             "rerun `dvc repro quantize`"

@@ -13,12 +13,13 @@ Rows are the evaluate stage's dicts: ``model``, ``scale`` and ``psnr_<set>`` for
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = ["row_flags"]
 
 
 def row_flags(
-    rows: Sequence[Mapping[str, object]],
+    rows: Sequence[Mapping[str, Any]],
     sets: Sequence[str],
     references: Mapping[int, str],
     seed_noise_db: float,
@@ -31,7 +32,7 @@ def row_flags(
     if seed_noise_db < 0:
         raise ValueError(f"seed_noise_db must be >= 0 dB (a PSNR-Y spread), got {seed_noise_db}")
     by_name = {row["model"]: row for row in rows}
-    flags = {}
+    flags: dict[str, str] = {}
     for row in rows:
         name, scale = row["model"], row["scale"]
         if name in references.values():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -51,7 +52,7 @@ def save_training_curves(history: Sequence[Mapping[str, float | None]], title: s
     return _save(fig, path)
 
 
-def save_psnr_vs_mult_adds(rows: Sequence[Mapping[str, object]], benchmark: str, path: Path) -> Path:
+def save_psnr_vs_mult_adds(rows: Sequence[Mapping[str, Any]], benchmark: str, path: Path) -> Path:
     """Scatter of PSNR-Y (``row["psnr"]``, measured on ``benchmark``) against Mult-Adds at 720p (log x)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for row in rows:
@@ -136,7 +137,7 @@ def save_architecture(arch: FGNASArchitecture, title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def save_int8_drop(rows: Sequence[Mapping[str, object]], path: Path) -> Path:
+def save_int8_drop(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """Horizontal bars of the PSNR-Y drop fp32 -> int8 (dB), one per ``row["label"]`` (model / runtime / set)."""
     fig, ax = plt.subplots(figsize=(7.0, 0.3 * len(rows) + 1.2))
     labels = [str(row["label"]) for row in rows]

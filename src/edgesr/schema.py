@@ -5,11 +5,15 @@ a message that names the key (see :mod:`edgesr.config`), not deep inside a stage
 """
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict
 
 T = TypeVar("T")
+
+Scale = Literal[2, 3, 4]
+"""An upscaling factor of the pipeline (``scale``, ``prepare.scales``, ``search.retrain.scales``)."""
+SCALES: tuple[Scale, ...] = get_args(Scale)
 
 
 class StrictModel(BaseModel):

@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from edgesr.errors import UserError
 from edgesr.files import atomic_write
@@ -87,7 +87,7 @@ def _to_8bit(values: np.ndarray) -> np.ndarray:
     return ((wide * 255 + 32767) // 65535).astype(np.uint8)
 
 
-def _tile_rawmode(image: Image.Image) -> str | None:
+def _tile_rawmode(image: ImageFile.ImageFile) -> str | None:
     """The raw mode all of an unloaded image's tiles decode from, or None if they differ."""
     modes = {tile.args if isinstance(tile.args, str) else (tile.args or (None,))[0] for tile in image.tile}
     return modes.pop() if len(modes) == 1 else None
@@ -97,7 +97,7 @@ def _redecode(path: Path, rawmode: str) -> np.ndarray:
     """Decode ``path`` again with another raw mode of the same bit layout (so PNG filters still apply)."""
     with Image.open(path) as image:
         image.tile = [
-            tile._replace(args=rawmode if isinstance(tile.args, str) else (rawmode, *tile.args[1:]))
+            tile._replace(args=rawmode if isinstance(tile.args, str) else (rawmode, *(tile.args or (None,))[1:]))
             for tile in image.tile
         ]
         return np.asarray(image)

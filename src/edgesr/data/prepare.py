@@ -36,7 +36,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,14 @@ class _Source:
     set_of: Callable[[str], str]  # image name -> "train", "val" or the benchmark name
 
 
+def _folder_reader(folder: Path) -> Callable[[list[SkippedImage]], Iterator[tuple[str, np.ndarray]]]:
+    return lambda skipped: folder_images(folder, skipped)
+
+
+def _one_set(set_name: str) -> Callable[[str], str]:
+    return lambda _name: set_name
+
+
 def _resolve(path: str, root: Path) -> Path:
     candidate = Path(path).expanduser()
     return candidate if candidate.is_absolute() else root / candidate
@@ -112,7 +120,7 @@ def _train_sources(cfg: PrepareConfig, root: Path) -> list[_Source]:
                 _Source(
                     label,
                     len(files),
-                    lambda skipped, folder=folder: folder_images(folder, skipped),
+                    _folder_reader(folder),
                     split_by_name(held_out),
                 )
             )
@@ -140,8 +148,8 @@ def _benchmark_sources(cfg: PrepareConfig, root: Path, missing: dict[str, str]) 
             _Source(
                 label,
                 len(files),
-                lambda skipped, folder=folder: folder_images(folder, skipped),
-                lambda _name, set_name=name: set_name,
+                _folder_reader(folder),
+                _one_set(name),
             )
         )
     return sources
@@ -177,7 +185,7 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _new_set(kind: str, sources: list[str], set_dir: str, scales: list[int]) -> dict[str, Any]:
+def _new_set(kind: str, sources: list[str], set_dir: str, scales: Sequence[int]) -> dict[str, Any]:
     return {
         "kind": kind,
         "sources": sources,

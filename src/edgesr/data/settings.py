@@ -8,12 +8,11 @@ them out for validation, and evaluates on Set5 / Set14, which ship with the proj
 from __future__ import annotations
 
 import re
-from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from edgesr.data.sources import EMBEDDED_NAMES
-from edgesr.schema import StrictModel
+from edgesr.schema import SCALES, Scale, StrictModel
 
 __all__ = ["EMBEDDED", "PrepareConfig"]
 
@@ -46,7 +45,7 @@ class PrepareConfig(StrictModel):
         default_factory=lambda: {"Set5": "data/benchmarks/Set5/HR", "Set14": "data/benchmarks/Set14/HR"},
         description="benchmark name -> HR folder; a folder that does not exist is skipped with a message",
     )
-    scales: list[Literal[2, 3, 4]] = Field(default_factory=lambda: [2, 3, 4])
+    scales: list[Scale] = Field(default_factory=lambda: list(SCALES))
     min_hr_size: int = Field(
         96, ge=1, description="train/val images whose shorter side after mod-crop is smaller are skipped"
     )

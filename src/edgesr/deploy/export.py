@@ -94,6 +94,7 @@ def export_onnx(model: nn.Module, path: Path, opset: int = 18) -> Path:
         )
     except Exception as err:  # the exporter raises many types; the user needs the model name and the cause
         raise ValueError(f"ONNX export of {type(model).__name__} failed: {err}") from err
+    assert program is not None, "dynamo=True returns an ONNXProgram"
     proto = program.model_proto
     _keep_module_paths(proto)
     onnx.checker.check_model(proto)

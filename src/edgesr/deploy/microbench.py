@@ -21,7 +21,6 @@ import time
 from typing import Literal, get_args
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import openvino as ov
 import openvino.opset13 as ops
@@ -100,7 +99,7 @@ def _onnxruntime_conv_ms(
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, 9)
-    session = onnxruntime_session(onnx._serialize(model), threads)
+    session = onnxruntime_session(model.SerializeToString(), threads)
     feed = {"x": np.random.default_rng(0).random((1, c_in, *lr_hw), dtype=np.float32)}
     times: list[float] = []
     for index in range(warmup + repeats):

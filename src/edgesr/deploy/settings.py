@@ -30,7 +30,7 @@ Runtime = Literal[ExportRuntime, "torch"]
 """Every runtime a deployed model runs on; these spellings are the only ones (params.yaml, CLI, folders)."""
 Precision = Literal["int8", "fp32"]
 BorderMode = Literal["symmetric", "edge"]
-EXPORT_RUNTIMES: tuple[str, ...] = get_args(ExportRuntime)
+EXPORT_RUNTIMES: tuple[ExportRuntime, ...] = get_args(ExportRuntime)
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 

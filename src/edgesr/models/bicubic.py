@@ -63,6 +63,9 @@ class Bicubic(nn.Module):
         upscale: integer factor >= 2.
     """
 
+    vertical: torch.Tensor
+    horizontal: torch.Tensor
+
     def __init__(self, num_in_ch: int = 3, upscale: int = 2) -> None:
         super().__init__()
         if not (isinstance(upscale, int) and upscale >= 2):

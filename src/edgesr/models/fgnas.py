@@ -23,6 +23,7 @@ other scales change only the last conv to 3 s^2 outputs and retrain from scratch
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,12 @@ def _register_placement(module: nn.Module, name: str, channels: list[int], withi
     module.register_buffer(name, None if channels == within else _placement(channels, within), persistent=False)
 
 
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    """A 2-D conv's kernel size or padding as the pair ``nn.Conv2d`` takes (its attributes are typed loosely)."""
+    first, second = values
+    return first, second
+
+
 def _embedded_conv(
     conv: nn.Conv2d, width: int, rows: list[int] | None = None, columns: list[int] | None = None
 ) -> nn.Conv2d:
@@ -74,9 +81,10 @@ def _embedded_conv(
     wide = nn.Conv2d(
         conv.in_channels if columns is None else width,
         conv.out_channels if rows is None else width,
-        conv.kernel_size,
-        padding=conv.padding,
+        _pair(conv.kernel_size),
+        padding=conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
     ).to(conv.weight.device)
+    assert wide.bias is not None and conv.bias is not None, "FGNAS convs have biases"
     with torch.no_grad():
         wide.weight.zero_()
         wide.weight[out_rows[:, None], in_columns[None, :]] = conv.weight
@@ -88,6 +96,9 @@ def _embedded_conv(
 class FGNASBlock(nn.Module):
     """One kept block: gather alive trunk channels, 1x1, 3x3 Mult, masked activations, 3x3, scatter-add."""
 
+    read: Tensor
+    write: Tensor | None
+
     def __init__(self, block: BlockArchitecture, arch: FGNASArchitecture, index: int) -> None:
         super().__init__()
         trunk, before = arch.trunk_channels(), arch.trunk_channels(index)
@@ -96,7 +107,7 @@ class FGNASBlock(nn.Module):
         self.register_buffer("read", _positions(before, trunk), persistent=False)
         self.reads_everything = before == trunk
         reads = len(before)
-        self.conv_pointwise = None
+        self.conv_pointwise: nn.Conv2d | None = None
         if block.pointwise is not None:
             self.conv_pointwise = nn.Conv2d(reads, len(block.pointwise), 1)
             reads = len(block.pointwise)
@@ -119,15 +130,26 @@ class FGNASBlock(nn.Module):
         m = self.conv_mult(h)
         total: Tensor | None = None
         for name in self.branches:
-            branch = torch.relu(m) if name == "relu" else torch.tanh(m) if name == "tanh" else self.prelu(m)
+            if name == "relu":
+                branch = torch.relu(m)
+            elif name == "tanh":
+                branch = torch.tanh(m)
+            else:
+                assert self.prelu is not None, "a prelu branch needs its PReLU"
+                branch = self.prelu(m)
             if name in self.masked:
                 branch = branch * getattr(self, f"mask_{name}")
             total = branch if total is None else total + branch
+        assert total is not None, "a kept block has at least one branch"
         return trunk + _place(self.conv_residual(total / len(self.activations)), self.write)
 
 
 class FGNAS(nn.Module):
     """The searched network of :class:`FGNASArchitecture` at ``upscale`` (Table 1 with pruned convs)."""
+
+    head_to_trunk: Tensor | None
+    after_to_last: Tensor | None
+    head_to_last: Tensor | None
 
     def __init__(self, arch: FGNASArchitecture, upscale: int = 2, bicubic_skip: bool = False) -> None:
         super().__init__()
@@ -144,6 +166,10 @@ class FGNAS(nn.Module):
         self.conv_last = nn.Conv2d(len(last_in), 3 * upscale * upscale, 3, padding=1)
         self.pixel_shuffle = nn.PixelShuffle(upscale)
         self.bicubic = Bicubic(3, upscale) if bicubic_skip else None
+
+    def blocks(self) -> list[FGNASBlock]:
+        """The blocks of ``body``, typed (iterating a ``ModuleList`` yields plain modules)."""
+        return cast(list[FGNASBlock], list(self.body))
 
     def forward(self, x: Tensor) -> Tensor:
         head = self.conv_first(x)
@@ -173,7 +199,7 @@ class FGNAS(nn.Module):
             return _positions(channels, space).tolist()
 
         dense.conv_first = _embedded_conv(self.conv_first, width, rows=at(self.arch.head))
-        for block, index in zip(dense.body, self.block_indices, strict=True):
+        for block, index in zip(dense.blocks(), self.block_indices, strict=True):
             spec = self.arch.blocks[index]
             reads = at(self.arch.trunk_channels(index))
             if block.conv_pointwise is not None:

@@ -86,9 +86,11 @@ class FSRCNN(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, a=0.25, nonlinearity="leaky_relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
         nn.init.normal_(self.deconv.weight, std=0.001)
-        nn.init.zeros_(self.deconv.bias)
+        if self.deconv.bias is not None:
+            nn.init.zeros_(self.deconv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, H, W) -> (N, C_out, sH, sW)."""

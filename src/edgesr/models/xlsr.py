@@ -113,7 +113,8 @@ class XLSR(nn.Module):
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 module.weight.data.mul_(math.sqrt(_INIT_VARIANCE_SCALE))
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, H, W) -> (N, C_out, sH, sW)."""

@@ -18,12 +18,21 @@ The functions here compare arrays and apply limits; running models is the caller
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypedDict
 
 import numpy as np
 
 from edgesr.quant.settings import Int8Limits
 
-__all__ = ["flat_errors", "int8_failures", "output_errors"]
+__all__ = ["SetSummary", "flat_errors", "int8_failures", "output_errors"]
+
+
+class SetSummary(TypedDict):
+    """One photo set's fp32 -> int8 comparison: the mean PSNR-Y drop (dB) and the worst image with its drop."""
+
+    drop: float
+    worst_image: str
+    worst_drop: float
 
 
 def _interior(image: np.ndarray, margin: int) -> np.ndarray:
@@ -56,7 +65,7 @@ def flat_errors(output: np.ndarray, level: tuple[int, int, int], scale: int, mar
 
 
 def int8_failures(
-    sets: Mapping[str, Mapping[str, float | str]],
+    sets: Mapping[str, SetSummary],
     stress: Mapping[str, Mapping[str, Mapping[str, float]]],
     limits: Int8Limits,
 ) -> list[str]:

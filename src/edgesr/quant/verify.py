@@ -15,7 +15,7 @@ from tqdm import tqdm
 from edgesr.data.stress import StressImage
 from edgesr.deploy.runtimes import Runner
 from edgesr.metrics import mean_psnr, psnr_y
-from edgesr.quant.checks import flat_errors, int8_failures, output_errors
+from edgesr.quant.checks import SetSummary, flat_errors, int8_failures, output_errors
 from edgesr.quant.settings import Int8Limits
 
 __all__ = ["Upscale", "verify_int8"]
@@ -37,7 +37,9 @@ def _set_result(
     return scores["fp32"], scores["int8"]
 
 
-def _stress_result(fp32: Runner, int8: Runner, image: StressImage, scale: int, upscale: Upscale) -> dict:
+def _stress_result(
+    fp32: Runner, int8: Runner, image: StressImage, scale: int, upscale: Upscale
+) -> dict[str, dict[str, float]]:
     """int8 vs fp32 output (``scale`` HR pixels of margin) and, for a flat image, both against its colour
     (``2 scale`` HR pixels of margin: one LR pixel of border context for the interpolating skip)."""
     reference, output = upscale(fp32, image.lr), upscale(int8, image.lr)
@@ -76,7 +78,8 @@ def verify_int8(
     "deployable"}``.
     """
     psnr: dict[str, dict[str, float]] = {"fp32": {}, "int8": {}}
-    summaries, images = {}, {}
+    summaries: dict[str, SetSummary] = {}
+    images: dict[str, dict[str, dict[str, float]]] = {}
     for set_name, pairs in sets.items():
         before, after = _set_result(fp32, int8, pairs, scale, upscale)
         drops = {name: before[name] - after[name] for name in before}

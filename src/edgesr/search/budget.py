@@ -35,13 +35,13 @@ CostFunction = Callable[[Supernet], Tensor]
 _LOG_LAMBDA_RANGE = (math.log(1e-6), math.log(1e4))
 
 
+def _target(budget: MultAddsBudget | LatencyBudget) -> float:
+    return budget.target_g * 1e9 if isinstance(budget, MultAddsBudget) else budget.target_ms
+
+
 def budget_target(budget: BudgetConfig) -> float | None:
     """The target in the cost's unit (Mult-Adds or ms), or None for the fixed-lambda / no-budget modes."""
-    if isinstance(budget, MultAddsBudget):
-        return budget.target_g * 1e9
-    if isinstance(budget, LatencyBudget):
-        return budget.target_ms
-    return None
+    return _target(budget) if isinstance(budget, MultAddsBudget | LatencyBudget) else None
 
 
 def alive_channels(supernet: Supernet) -> dict[str, int]:
@@ -64,6 +64,8 @@ class SearchObjective(nn.Module):
     exactly.
     """
 
+    log_lambda: Tensor
+
     def __init__(self, budget: BudgetConfig, cost: CostFunction, full_cost: float, iterations: int) -> None:
         super().__init__()
         self.budget, self.cost, self.full_cost, self.iterations = budget, cost, float(full_cost), iterations
@@ -72,23 +74,28 @@ class SearchObjective(nn.Module):
 
     def target_at(self, iteration: int) -> float | None:
         """The ramped target for ``iteration`` (0-based), or None without a target."""
-        target = budget_target(self.budget)
-        if target is None:
+        budget = self.budget
+        if not isinstance(budget, MultAddsBudget | LatencyBudget):
             return None
-        ramp = self.budget.ramp_fraction * self.iterations
+        return self._ramped_target(budget, iteration)
+
+    def _ramped_target(self, budget: MultAddsBudget | LatencyBudget, iteration: int) -> float:
+        target = _target(budget)
+        ramp = budget.ramp_fraction * self.iterations
         progress = 1.0 if ramp == 0 else min(1.0, iteration / ramp)
         return self.full_cost + (target - self.full_cost) * progress
 
     def forward(self, model: Supernet, loss: Tensor, iteration: int) -> Tensor:
-        if isinstance(self.budget, NoBudget):
+        budget = self.budget
+        if isinstance(budget, NoBudget):
             return loss
         cost = self.cost(model)
-        if isinstance(self.budget, FixedLambda):
-            return loss + self.budget.value * cost.to(loss.dtype)
-        target = self.target_at(iteration)
+        if isinstance(budget, FixedLambda):
+            return loss + budget.value * cost.to(loss.dtype)
+        target = self._ramped_target(budget, iteration)
         penalty = (self.log_lambda.exp() * cost / target).to(loss.dtype)
         with torch.no_grad():  # dual ascent on cost <= target, after this iteration used the current lambda
-            self.log_lambda.add_(self.budget.lambda_rate * (float(cost) / target - 1.0)).clamp_(*_LOG_LAMBDA_RANGE)
+            self.log_lambda.add_(budget.lambda_rate * (float(cost) / target - 1.0)).clamp_(*_LOG_LAMBDA_RANGE)
         return loss + penalty
 
     def metrics(self, model: Supernet, iteration: int) -> dict[str, float]:
@@ -146,9 +153,9 @@ def project_to_budget(supernet: Supernet, cost: CostFunction, target: float) -> 
 
 def finish_search(supernet: Supernet, budget: BudgetConfig, cost: CostFunction) -> tuple[float, bool]:
     """Clean the gates and, for a target budget, project them into its band; returns (cost, within band)."""
-    target = budget_target(budget)
-    if target is None:
+    if not isinstance(budget, MultAddsBudget | LatencyBudget):
         clean_gates(supernet)
         return float(cost(supernet)), True
+    target = _target(budget)
     final = project_to_budget(supernet, cost, target)
     return final, abs(final / target - 1.0) <= budget.tolerance

@@ -61,13 +61,15 @@ def clean_gates(supernet: Supernet) -> None:
     width = supernet.cfg.width
     if supernet.psi_head is not None and not _channels(supernet.psi_head, width):
         _revive_strongest(supernet.psi_head)
-    for block in supernet.body:
+    for block in supernet.blocks():
         parts = _block_parts(block)
-        empty = [psi for psi in parts if not _channels(psi, width)]
+        searched = [psi for psi in parts if psi is not None]
+        # An unsearched map keeps every channel, so only searched ones can be empty.
+        empty = [psi for psi in searched if not _channels(psi, width)]
         if not empty:
             continue
-        if all(psi is not None for psi in parts):
-            for psi in parts:
+        if len(searched) == len(parts):
+            for psi in searched:
                 psi.clamp_(max=DEAD_PSI)
         else:
             for psi in empty:
@@ -78,7 +80,7 @@ def extract_architecture(supernet: Supernet) -> FGNASArchitecture:
     """The architecture the supernet's hard gates describe (call :func:`clean_gates` first)."""
     cfg, width = supernet.cfg, supernet.cfg.width
     blocks = []
-    for block in supernet.body:
+    for block in supernet.blocks():
         mult_alive = _alive(block.psi_mult, width)
         if mult_alive.shape[1] == 1:  # one gate shared by every branch (or none searched)
             mult_alive = mult_alive.expand(width, len(cfg.activations))
@@ -100,6 +102,7 @@ def extract_architecture(supernet: Supernet) -> FGNASArchitecture:
 def _copy_conv(target: nn.Conv2d, source: nn.Conv2d, outputs: list[int], inputs: list[int] | None) -> None:
     weight = source.weight[outputs]
     target.weight.copy_(weight if inputs is None else weight[:, inputs])
+    assert target.bias is not None and source.bias is not None, "FGNAS convs have biases"
     target.bias.copy_(source.bias[outputs])
 
 
@@ -109,15 +112,17 @@ def transfer_weights(supernet: Supernet, subnet: FGNAS) -> FGNAS:
     arch = subnet.arch
     trunk = arch.trunk_channels()
     _copy_conv(subnet.conv_first, supernet.conv_first, arch.head, None)
-    for index, sub_block in zip(subnet.block_indices, subnet.body, strict=True):
-        block, source = arch.blocks[index], supernet.body[index]
+    for index, sub_block in zip(subnet.block_indices, subnet.blocks(), strict=True):
+        block, source = arch.blocks[index], supernet.blocks()[index]
         reads = arch.trunk_channels(index)
         if block.pointwise is not None:
+            assert sub_block.conv_pointwise is not None and source.conv_pointwise is not None
             _copy_conv(sub_block.conv_pointwise, source.conv_pointwise, block.pointwise, reads)
             reads = block.pointwise
         mult = block.mult_channels()
         _copy_conv(sub_block.conv_mult, source.conv_mult, mult, reads)
         if sub_block.prelu is not None:
+            assert source.prelu is not None
             sub_block.prelu.weight.copy_(source.prelu.weight[mult])
         _copy_conv(sub_block.conv_residual, source.conv_residual, block.residual, mult)
     if subnet.conv_after_body is not None:

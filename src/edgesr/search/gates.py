@@ -20,12 +20,12 @@ GATE_THRESHOLD = 0.5
 
 class _StraightThroughGate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, psi: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, psi: Tensor) -> Tensor:
         ctx.save_for_backward(psi)
         return (psi > GATE_THRESHOLD).to(psi.dtype)
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, grad_output: Tensor) -> Tensor:
         (psi,) = ctx.saved_tensors
         sigmoid = torch.sigmoid(psi)
         return grad_output * sigmoid * (1.0 - sigmoid)
@@ -33,12 +33,12 @@ class _StraightThroughGate(torch.autograd.Function):
 
 class _UnionCount(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, gates: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, gates: Tensor) -> Tensor:
         ctx.num_sub_maps = gates.shape[-1]
         return (gates.sum(dim=-1) >= 1).to(gates.dtype)
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, grad_output: Tensor) -> Tensor:
         return grad_output.unsqueeze(-1).expand(*grad_output.shape, ctx.num_sub_maps)
 
 

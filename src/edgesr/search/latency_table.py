@@ -35,7 +35,7 @@ def _kinds(
     cfg: SupernetConfig, scale: int, grid: tuple[int, ...]
 ) -> dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]]:
     """kind -> (kernel, in counts, out counts) for the convs of ``Supernet(cfg, scale)``."""
-    kinds = {"head": (3, (3,), grid)}
+    kinds: dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]] = {"head": (3, (3,), grid)}
     if cfg.pointwise:
         kinds["conv1x1"] = (1, grid, grid)
     kinds["conv3x3"] = (3, grid, grid)

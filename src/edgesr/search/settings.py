@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edgesr.architectures import ActivationName
 from edgesr.deploy.settings import ExportRuntime
-from edgesr.schema import StrictModel, distinct_choices
+from edgesr.schema import SCALES, Scale, StrictModel, distinct_choices
 
 __all__ = [
     "ACTIVATIONS",
@@ -111,7 +111,7 @@ class SizeConfig(StrictModel):
 class RetrainConfig(StrictModel):
     """Retraining the searched subnets from scratch (Sec. 4.1), one ``retrain@<size>-<scale>`` stage each."""
 
-    scales: list[Literal[2, 3, 4]] = Field(default_factory=lambda: [2, 3, 4])
+    scales: list[Scale] = Field(default_factory=lambda: list(SCALES))
     train: dict[str, Any] = Field(default_factory=dict, description="overrides of the `train` section")
 
 

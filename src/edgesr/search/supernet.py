@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -50,7 +52,7 @@ __all__ = [
 ]
 
 
-def apply_activations(m: Tensor, names: list[str], prelu: nn.PReLU | None, gates: Tensor | None) -> Tensor:
+def apply_activations(m: Tensor, names: Sequence[str], prelu: nn.PReLU | None, gates: Tensor | None) -> Tensor:
     """``sum_a g_a * a(m) / len(names)`` over the activation branches (Sec. 3.1's 1/3 scaling).
 
     ``gates`` is ``(C, len(names))`` or ``None`` (every branch of every channel kept).
@@ -62,10 +64,12 @@ def apply_activations(m: Tensor, names: list[str], prelu: nn.PReLU | None, gates
         elif name == "tanh":
             branch = torch.tanh(m)
         else:
+            assert prelu is not None, "a prelu branch needs its PReLU"
             branch = prelu(m)
         if gates is not None:
             branch = branch * gates[:, index].view(1, -1, 1, 1)
         total = branch if total is None else total + branch
+    assert total is not None, "at least one activation"
     return total / len(names)
 
 
@@ -127,6 +131,7 @@ class SearchableBlock(nn.Module):
         self.conv_residual = nn.Conv2d(width, width, 3, padding=1)
         channels = cfg.search_channels
         self.psi_pointwise = _gate_parameter((width,), cfg.gate_init) if channels and cfg.pointwise else None
+        self.psi_mult: nn.Parameter | None
         if cfg.search_activations:
             self.psi_mult = _gate_parameter((width, num_acts), cfg.gate_init)
         else:
@@ -176,6 +181,10 @@ class Supernet(nn.Module):
         out = self.pixel_shuffle(self.conv_last(after + head))
         return out if self.bicubic is None else out + self.bicubic(x)
 
+    def blocks(self) -> list[SearchableBlock]:
+        """The blocks of ``body``, typed (iterating a ``ModuleList`` yields plain modules)."""
+        return cast(list[SearchableBlock], list(self.body))
+
     # ---- the architecture as data -------------------------------------------------------------------
 
     def gate_parameters(self) -> list[nn.Parameter]:
@@ -186,7 +195,7 @@ class Supernet(nn.Module):
         device, width = self.conv_first.weight.device, self.cfg.width
         return SupernetGates(
             head=_gate(self.psi_head, width, device),
-            blocks=[block.gates() for block in self.body],
+            blocks=[block.gates() for block in self.blocks()],
             after_body=_gate(self.psi_after_body, width, device),
         )
 
@@ -225,7 +234,10 @@ class Supernet(nn.Module):
         """
         lr_pixels = math.ceil(output_hw[0] / self.scale) * math.ceil(output_hw[1] / self.scale)
         # float64: float32 would round a count of several G Mult-Adds by tens of units.
-        total = sum(c.kernel**2 * lr_pixels * c.alive_in.double() * c.alive_out.double() for c in self.counted_convs())
+        total = cast(
+            Tensor,
+            sum(c.kernel**2 * lr_pixels * c.alive_in.double() * c.alive_out.double() for c in self.counted_convs()),
+        )
         return total + bicubic_mult_adds(self.scale, output_hw) * (self.bicubic is not None)
 
 

@@ -57,7 +57,9 @@ def models_to_evaluate(params: Params, root: Path = Path(".")) -> list[tuple[str
     """(name, scale, model): bicubic at every scale in play, the zoo at ``scale``, the retrained subnets."""
     subnets = [(size, s) for size in params.search.sizes for s in params.search.retrain.scales]
     scales = sorted({params.scale} | {s for _, s in subnets})
-    entries = [(BICUBIC if s == params.scale else f"{BICUBIC}_x{s}", s, None) for s in scales]
+    entries: list[tuple[str, int, Path | None]] = [
+        (BICUBIC if s == params.scale else f"{BICUBIC}_x{s}", s, None) for s in scales
+    ]
     entries += [(name, params.scale, training_paths(params, "models", name, root).best) for name in params.models]
     for size, s in subnets:
         name = subnet_name(size, s)

@@ -39,7 +39,9 @@ from edgesr.train.restore import trained_model
 
 def _training_runs(params: Params, root: Path) -> list[tuple[str, int, TrainingPaths]]:
     """(name, scale, paths) of every zoo model and every retrained subnet."""
-    runs = [(name, params.scale, training_paths(params, "models", name, root)) for name in params.models]
+    runs: list[tuple[str, int, TrainingPaths]] = [
+        (name, params.scale, training_paths(params, "models", name, root)) for name in params.models
+    ]
     for size in params.search.sizes:
         for scale in params.search.retrain.scales:
             name = subnet_name(size, scale)

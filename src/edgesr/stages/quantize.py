@@ -88,7 +88,7 @@ def quantize_one(
     inspect = {"openvino": openvino_precisions, "onnxruntime": onnxruntime_precisions}
     checks = model_dir(deploy_root, "int8", name) / CHECKS_FILE
     checks.unlink(missing_ok=True)  # no verdict may outlive the model it was measured on
-    results = {}
+    results: dict[str, dict] = {}
     for runtime in params.quantize.runtimes:
         fp32 = deployed_file(deploy_root, name, runtime, "fp32")
         out = model_dir(deploy_root, "int8", name) / fp32.name
@@ -111,11 +111,8 @@ def quantize_one(
 
 def _xlsr_outputs(params: Params) -> dict[str, str]:
     """Deployed XLSR models and their output activation: the rows of paper 003 Table 2."""
-    return {
-        name: params.models[name].arch.output
-        for name in params.deploy.models
-        if name in params.models and params.models[name].arch.type == "xlsr"
-    }
+    archs = {name: params.models[name].arch for name in params.deploy.models if name in params.models}
+    return {name: arch.output for name, arch in archs.items() if arch.type == "xlsr"}
 
 
 def _photo_sets(params: Params, root: Path) -> dict[str, Pairs]:
@@ -201,8 +198,8 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, dict]:
         write_text(metrics_dir / "quantize.md", markdown(results, list(sets), _xlsr_outputs(params)))
         write_json(plots_dir / "int8_drop.json", rows)
         picture = save_int8_drop(rows, plots_dir / "int8_drop.png")
-        for path in ("quantize.json", "quantize_detail.json", "quantize.md"):
-            tracker.log_artifact(metrics_dir / path)
+        for file_name in ("quantize.json", "quantize_detail.json", "quantize.md"):
+            tracker.log_artifact(metrics_dir / file_name)
         tracker.log_artifact(picture)
         _stop_unless_deployable(deploy.default_model, results[deploy.default_model])
     return results

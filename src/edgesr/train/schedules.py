@@ -13,6 +13,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
 
+from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -35,7 +36,7 @@ class ClosedFormLR(LRScheduler):
         self._lr_at = lr_at
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | Tensor]:
         return [self._lr_at(self.last_epoch, float(base)) for base in self.base_lrs]
 
     def state_dict(self) -> dict[str, Any]:

@@ -76,8 +76,9 @@ _PLACEMENT_KEYS = {"device", "threads"}
 class TrainingObjective(Protocol):
     """What :func:`train` minimises instead of the pixel loss alone (an ``nn.Module``: its state is saved)."""
 
-    def __call__(self, model: nn.Module, loss: Tensor, iteration: int) -> Tensor: ...
-    def metrics(self, model: nn.Module, iteration: int) -> dict[str, float]: ...
+    # ``model`` is the model given to train(), which an objective may type as its own (FGNAS: the Supernet).
+    def __call__(self, model: Any, loss: Tensor, iteration: int) -> Tensor: ...
+    def metrics(self, model: Any, iteration: int) -> dict[str, float]: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> Any: ...
     def to(self, device: torch.device) -> Any: ...
@@ -417,7 +418,7 @@ def _record(
     at this iteration) are scored by all of them.
     """
     done, ctx = run.progress.iteration, run.ctx
-    entry = {"iteration": done, "loss": _mean_over_processes(loss, ctx), "lr": lr_used}
+    entry: dict[str, Any] = {"iteration": done, "loss": _mean_over_processes(loss, ctx), "lr": lr_used}
     entry["val_psnr"] = validate(run.model, val_pairs, run.scale, ctx) if val_pairs is not None else None
     searched = run.objective.metrics(run.model, done) if run.objective is not None else {}
     entry |= searched
@@ -448,7 +449,7 @@ def _save_last(run: _Run) -> None:
     run.ctx.barrier()
 
 
-def _fingerprint(config: dict[str, Any], scale: int, metadata: dict[str, Any]) -> dict[str, Any]:
+def _fingerprint(config: dict[str, Any], scale: int | None, metadata: dict[str, Any]) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one: everything but device placement."""
     settings = {key: value for key, value in config.items() if key not in _PLACEMENT_KEYS}
     return {"train": settings, "scale": scale, "metadata": metadata}
