@@ -136,10 +136,12 @@ class CpuSyncBatchNorm(nn.BatchNorm2d):
     @torch.no_grad()
     def _update_running_stats(self, mean: Tensor, var: Tensor, count: float) -> None:
         """BatchNorm's update: the running variance is the unbiased one, ``momentum=None`` a cumulative mean."""
-        self.num_batches_tracked.add_(1)
-        momentum = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
-        self.running_mean.lerp_(mean, momentum)
-        self.running_var.lerp_(var * count / (count - 1), momentum)
+        tracked, running_mean, running_var = self.num_batches_tracked, self.running_mean, self.running_var
+        assert tracked is not None and running_mean is not None and running_var is not None, "track_running_stats"
+        tracked.add_(1)
+        momentum = 1.0 / tracked.item() if self.momentum is None else self.momentum
+        running_mean.lerp_(mean, momentum)
+        running_var.lerp_(var * count / (count - 1), momentum)
 
 
 def sync_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:

@@ -100,7 +100,9 @@ def keep_only_an_unfinished_run(
         reason = "was written under other settings or data" if state == "other-settings" else "is a finished run"
         print(f"{name}: {out_dir / 'last.pt'} {reason}; training from scratch")
         shutil.rmtree(out_dir)
-    return ctx.broadcast_from_main(state)
+    decided = ctx.broadcast_from_main(state)
+    assert decided is not None, "rank 0 always decides"
+    return decided
 
 
 @contextmanager
