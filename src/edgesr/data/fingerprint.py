@@ -5,7 +5,7 @@ fresh clone), so the ``sources`` stage (``always_changed``) rewrites this finger
 ``dvc repro``: the sha256 of every image file in each configured folder (the same listing as
 ``prepare``), ``missing`` for a folder that does not exist here, and the versions of the packages the
 embedded photographs come from. The file changes only when the images change, so ``prepare`` (or
-``quantize`` for the photo sets) reruns exactly then, and a second ``dvc repro`` still does nothing.
+``quantize`` for the photo sets) reruns exactly then, and a second ``dvc repro`` runs nothing else.
 """
 
 from __future__ import annotations
