@@ -220,3 +220,48 @@ def test_calibration_without_saturated_content_is_caught_and_the_fix_passes(tmp_
         calibration_patches(pairs, SCALE, 64, 16, seed=0), module_nodes(onnx.load(onnx_path), "bicubic"), "after"
     )
     assert after == []
+
+
+class TwoConvNet(nn.Module):
+    """3 -> 8 (3x3, ReLU) -> 3 (3x3): random weights whose int8 rounding shifts the output means."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def test_bias_correction_matches_every_conv_output_mean_to_fp32_within_half_a_bias_step(tmp_path):
+    """Nagel et al. 2019 Sec. 4.2: after correction, E[y_c] of int8 equals fp32's up to the int32 bias rounding."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from edgesr.quant.bias_correction import _channel_means, correct_biases
+    from edgesr.quant.onnxruntime_ptq import _Patches
+
+    fp32_path = tmp_path / "prepared.onnx"  # as quantize_onnxruntime prepares it (the exporter's functions inlined)
+    quant_pre_process(str(export_onnx(TwoConvNet().eval(), tmp_path / "model.onnx")), str(fp32_path))
+    rng = np.random.default_rng(1)
+    patches = [rng.random((1, 3, 16, 16), dtype=np.float32) for _ in range(24)]
+    plain = tmp_path / "plain.onnx"
+    quantize_static(str(fp32_path), str(plain), _Patches(patches), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)  # fmt: skip
+    fp32, int8 = onnx.load(fp32_path), onnx.load(plain)
+    corrected = correct_biases(fp32, int8, patches)
+    # the quantizer renames conv outputs (Conv + Relu fused, the graph output): pair the convs by node name
+    reference_of = {node.name: node.output[0] for node in fp32.graph.node if node.op_type == "Conv"}
+    convs = [node for node in corrected.graph.node if node.op_type == "Conv"]
+    assert [conv.name for conv in convs] == list(reference_of)
+    reference = _channel_means(fp32, list(reference_of.values()), patches)
+    names = [conv.output[0] for conv in convs]
+    before, after = _channel_means(int8, names, patches), _channel_means(corrected, names, patches)
+    initializers = {init.name: onnx.numpy_helper.to_array(init) for init in corrected.graph.initializer}
+    worst_before = 0.0
+    for conv in convs:
+        scale, target = initializers[f"{conv.input[2]}_quantized_scale"], reference[reference_of[conv.name]]
+        assert np.all(np.abs(after[conv.output[0]] - target) <= 0.5 * scale + 1e-6), conv.name
+        worst_before = max(worst_before, float(np.max(np.abs(before[conv.output[0]] - target) / scale)))
+    assert worst_before > 1.0  # the uncorrected model was off by more than one bias step somewhere

@@ -3,7 +3,8 @@
 Activations and weights are signed int8 (the S8S8 format ONNX Runtime recommends for x86 CPUs with
 VNNI); weights per output channel, activations per tensor with min/max calibration ranges (see
 :mod:`edgesr.quant.openvino_ptq` for why min/max). Every node ONNX Runtime can quantize is quantized,
-first and last convolutions included (paper 003 Sec. 2), unless listed in ``exclude``.
+first and last convolutions included (paper 003 Sec. 2), unless listed in ``exclude``. The biases are
+then corrected on the calibration patches (:mod:`edgesr.quant.bias_correction`), as NNCF does for OpenVINO.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -23,6 +25,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgesr.deploy.export import INPUT_NAME
 from edgesr.files import atomic_write
+from edgesr.quant.bias_correction import correct_biases
 
 __all__ = ["quantize_onnxruntime"]
 
@@ -59,5 +62,6 @@ def quantize_onnxruntime(
                 calibrate_method=CalibrationMethod.MinMax,
                 nodes_to_exclude=exclude or [],
             )
+            onnx.save(correct_biases(onnx.load(prepared), onnx.load(temporary), calibration), temporary)
 
         return atomic_write(out_onnx, write)
