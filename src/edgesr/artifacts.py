@@ -40,6 +40,7 @@ __all__ = [
     "LAST_CHECKPOINT",
     "SUPERNET_FILE",
     "Int8NotDeployableError",
+    "RunFolder",
     "TrainingPaths",
     "architecture_file",
     "check_int8_deployable",
@@ -66,20 +67,31 @@ def subnet_name(size: str, scale: int) -> str:
 
 
 @dataclass(frozen=True)
-class TrainingPaths:
-    """Where one training run (``train@<name>``, ``search@<size>`` or ``retrain@<size>-<scale>``) writes."""
+class RunFolder:
+    """The files a training run (:func:`edgesr.train.trainer.train`) writes into its folder."""
 
     out_dir: Path
-    metrics_file: Path
-    plot_file: Path
 
     @property
     def best(self) -> Path:
         return self.out_dir / BEST_CHECKPOINT
 
     @property
+    def last(self) -> Path:
+        return self.out_dir / LAST_CHECKPOINT
+
+    @property
     def history(self) -> Path:
         return self.out_dir / HISTORY_FILE
+
+
+@dataclass(frozen=True)
+class TrainingPaths(RunFolder):
+    """Where one training run (``train@<name>``, ``search@<size>`` or ``retrain@<size>-<scale>``) writes:
+    its folder, and the metrics file and DVC plot of the stage."""
+
+    metrics_file: Path
+    plot_file: Path
 
 
 _GROUPS = {"models": "train", "search": "search", "retrain": "retrain"}  # paths key -> metrics/plots folder

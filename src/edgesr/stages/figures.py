@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from edgesr.artifacts import (
     HISTORY_FILE,
     TrainingPaths,
@@ -56,10 +58,13 @@ def _history(path: Path) -> list[dict]:
     return json.loads(path.read_text())["history"]
 
 
-def _training_figures(params: Params, name: str, scale: int, paths: TrainingPaths, out: Path, root: Path) -> list[Path]:
+def _training_figures(
+    params: Params, name: str, scale: int, paths: TrainingPaths, sample: tuple[str, np.ndarray, np.ndarray], out: Path
+) -> list[Path]:
+    """Training curves and LR-bicubic / SR / HR crops of ``sample`` (name, LR, HR) for one trained model."""
     title = f"{name} x{scale}"
     curves = save_training_curves(_history(paths.history), title, out / f"{name}_training_curves.png")
-    image_name, lr, hr = load_pairs(root / params.paths.prepared, "val", scale)[0]
+    image_name, lr, hr = sample
     crops = save_side_by_side(
         bicubic_upscale(lr, scale),
         super_resolve(trained_model(paths.best, scale), lr),
@@ -93,9 +98,11 @@ def run(params: Params, root: Path = Path(".")) -> list[Path]:
         data_hash=data_hash(root / params.paths.prepared),
         root=root,
     ) as tracker:
+        runs = _training_runs(params, root)
+        samples = {scale: load_pairs(root / params.paths.prepared, "val", scale)[0] for _, scale, _ in runs}
         pictures = []
-        for name, scale, paths in _training_runs(params, root):
-            pictures += _training_figures(params, name, scale, paths, out, root)
+        for name, scale, paths in runs:
+            pictures += _training_figures(params, name, scale, paths, samples[scale], out)
         for size in params.search.sizes:
             pictures += _search_figures(params, size, out, root)
         for path in pictures:

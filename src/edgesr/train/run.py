@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from edgesr.artifacts import TrainingPaths
+from edgesr.artifacts import RunFolder, TrainingPaths
 from edgesr.config import params_hash
 from edgesr.data.patches import PatchSampler
 from edgesr.data.prepare import data_hash, load_pairs
@@ -95,10 +95,10 @@ def keep_only_an_unfinished_run(
     """
     state = checkpoint_state(out_dir, cfg, scale, metadata) if ctx.is_main else None
     if state == "unfinished":
-        print(f"{name}: resuming the interrupted run from {out_dir / 'last.pt'}")
+        print(f"{name}: resuming the interrupted run from {RunFolder(out_dir).last}")
     elif state in ("other-settings", "finished"):
         reason = "was written under other settings or data" if state == "other-settings" else "is a finished run"
-        print(f"{name}: {out_dir / 'last.pt'} {reason}; training from scratch")
+        print(f"{name}: {RunFolder(out_dir).last} {reason}; training from scratch")
         shutil.rmtree(out_dir)
     decided = ctx.broadcast_from_main(state)
     assert decided is not None, "rank 0 always decides"

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from edgesr.artifacts import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT
+from edgesr.artifacts import RunFolder
 from edgesr.data.patches import PatchSampler
 from edgesr.errors import UsageError
 from edgesr.files import atomic_write, write_json
@@ -120,20 +120,8 @@ class _Run:
     metadata: dict[str, Any]
     fingerprint: dict[str, Any]
     ctx: DistributedContext
-    out_dir: Path
+    folder: RunFolder
     progress: _Progress = field(default_factory=_Progress)
-
-    @property
-    def best_path(self) -> Path:
-        return self.out_dir / BEST_CHECKPOINT
-
-    @property
-    def last_path(self) -> Path:
-        return self.out_dir / LAST_CHECKPOINT
-
-    @property
-    def history_path(self) -> Path:
-        return self.out_dir / HISTORY_FILE
 
     def checkpoint(self) -> dict[str, Any]:
         """The ``best.pt`` / ``last.pt`` dict of the module docstring."""
@@ -158,9 +146,9 @@ class _Run:
             best_psnr=self.progress.best_psnr,
             best_iteration=self.progress.best_iteration,
             final_iteration=self.progress.iteration,
-            best_checkpoint=self.best_path,
-            last_checkpoint=self.last_path,
-            history_path=self.history_path,
+            best_checkpoint=self.folder.best,
+            last_checkpoint=self.folder.last,
+            history_path=self.folder.history,
             history=self.progress.history,
         )
 
@@ -215,7 +203,7 @@ def train(
         if run.progress.iteration < cfg.iterations:
             _iterate(run, sampler, val_pairs, tracker, on_iteration)
         if ctx.is_main and tracker is not None:
-            _log_artifacts(tracker, [run.best_path, run.last_path, run.history_path])
+            _log_artifacts(tracker, [run.folder.best, run.folder.last, run.folder.history])
         return run.result()
 
 
@@ -229,7 +217,7 @@ def _iterate(
     """The training loop, from the resumed iteration to the last: step, log, validate, checkpoint."""
     cfg, ctx = run.cfg, run.ctx
     if ctx.is_main:
-        run.out_dir.mkdir(parents=True, exist_ok=True)
+        run.folder.out_dir.mkdir(parents=True, exist_ok=True)
     network, loss_fn = _data_parallel(run.model, ctx), build_loss(cfg.loss).to(ctx.device)
     with _progress_bar(run) as bar:
         for index in range(run.progress.iteration, cfg.iterations):
@@ -291,7 +279,7 @@ def checkpoint_state(
     ``unfinished`` is the only state it resumes; ``other-settings`` it refuses; ``finished`` it
     returns as it is.
     """
-    last_path = Path(out_dir) / LAST_CHECKPOINT
+    last_path = RunFolder(Path(out_dir)).last
     if not last_path.exists():
         return "absent"
     saved = load_checkpoint(last_path)
@@ -368,9 +356,9 @@ def _start_run(
     # The scheduler must exist before the optimizer state is loaded: it overwrites the group lrs.
     scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.iterations)
     fingerprint = _fingerprint(cfg.model_dump(mode="json"), scale, metadata)
-    run = _Run(model, optimizer, scheduler, objective, cfg, scale, metadata, fingerprint, ctx, out_dir)
-    if run.last_path.exists():
-        run.progress = _resume(run.last_path, fingerprint, model, optimizer, scheduler, ctx.device, objective)
+    run = _Run(model, optimizer, scheduler, objective, cfg, scale, metadata, fingerprint, ctx, RunFolder(out_dir))
+    if run.folder.last.exists():
+        run.progress = _resume(run.folder.last, fingerprint, model, optimizer, scheduler, ctx.device, objective)
     return run
 
 
@@ -437,15 +425,15 @@ def _keep_best(run: _Run, val_psnr: float) -> None:
     if val_psnr > run.progress.best_psnr:
         run.progress.best_psnr, run.progress.best_iteration = val_psnr, run.progress.iteration
         if run.ctx.is_main:
-            _save_checkpoint(run.checkpoint(), run.best_path)
+            _save_checkpoint(run.checkpoint(), run.folder.best)
 
 
 def _save_last(run: _Run) -> None:
     """``history.json`` and ``last.pt`` (main process), then every process waits for them."""
     if run.ctx.is_main:
         # history.json first: a finished last.pt makes a rerun return at once.
-        _write_history(run.history_path, run.progress)
-        _save_checkpoint(run.checkpoint(), run.last_path)
+        _write_history(run.folder.history, run.progress)
+        _save_checkpoint(run.checkpoint(), run.folder.last)
     run.ctx.barrier()
 
 
