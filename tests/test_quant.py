@@ -265,3 +265,60 @@ def test_bias_correction_matches_every_conv_output_mean_to_fp32_within_half_a_bi
         assert np.all(np.abs(after[conv.output[0]] - target) <= 0.5 * scale + 1e-6), conv.name
         worst_before = max(worst_before, float(np.max(np.abs(before[conv.output[0]] - target) / scale)))
     assert worst_before > 1.0  # the uncorrected model was off by more than one bias step somewhere
+
+
+class PictureNet(nn.Module):
+    """ESPCN's output end: a 3x3 conv to 3 s^2 channels whose output is the picture, then PixelShuffle."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 3 * SCALE**2, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(SCALE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.conv(x))
+
+
+def test_the_picture_before_depth_to_space_is_quantized_on_the_8_bit_image_grid(tmp_path):
+    """The conv output that DepthToSpace only rearranges gets scale 1/255 and zero point -128 (issue 9),
+    so every int8 output value in [0, 1] is exactly an 8-bit level."""
+    from edgesr.quant.onnxruntime_ptq import image_grid_overrides
+
+    fp32 = export_onnx(PictureNet().eval(), tmp_path / "model.onnx")
+    overrides = image_grid_overrides(onnx.load(fp32))
+    (tensor,) = overrides  # the one conv output in front of DepthToSpace
+    rng = np.random.default_rng(0)
+    patches = [rng.random((1, 3, 16, 16), dtype=np.float32) for _ in range(8)]
+    int8 = onnx.load(quantize_onnxruntime(fp32, patches, tmp_path / "int8.onnx"))
+    constants = {init.name: onnx.numpy_helper.to_array(init) for init in int8.graph.initializer}
+    (quantize,) = [n for n in int8.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == tensor]
+    assert constants[quantize.input[1]] == pytest.approx(1 / 255)
+    assert int(constants[quantize.input[2]]) == -128
+    output = onnxruntime_runner(tmp_path / "int8.onnx", 1)(patches[0])
+    inside = output[(output >= 0) & (output <= 1)]
+    assert inside.size > 0.5 * output.size
+    np.testing.assert_allclose(inside * 255, np.round(inside * 255), atol=1e-3)
+
+
+def test_symmetric_activations_put_every_activation_zero_point_at_zero(exported, tmp_path):
+    """quantize.onnxruntime_symmetric: ranges [-max|x|, max|x|] (zero point 0) instead of [min, max]; the
+    picture in front of DepthToSpace keeps the image grid either way."""
+    from edgesr.quant.onnxruntime_ptq import image_grid_overrides
+
+    picture = set(image_grid_overrides(exported["proto"]))
+
+    def activation_zero_points(path) -> list[int]:
+        model = onnx.load(path)
+        constants = {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
+        return [
+            int(constants[node.input[2]])
+            for node in model.graph.node
+            if node.op_type == "QuantizeLinear" and node.input[0] not in constants and node.input[0] not in picture
+        ]
+
+    patches = exported["calibration"]
+    symmetric = quantize_onnxruntime(exported["onnx"], patches, tmp_path / "s.onnx", symmetric_activations=True)
+    asymmetric = quantize_onnxruntime(exported["onnx"], patches, tmp_path / "a.onnx")
+    assert set(activation_zero_points(symmetric)) == {0}
+    assert any(zero != 0 for zero in activation_zero_points(asymmetric))  # the [0, 1] image input: -128

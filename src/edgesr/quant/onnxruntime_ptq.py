@@ -2,9 +2,17 @@
 
 Activations and weights are signed int8 (the S8S8 format ONNX Runtime recommends for x86 CPUs with
 VNNI); weights per output channel, activations per tensor with min/max calibration ranges (see
-:mod:`edgesr.quant.openvino_ptq` for why min/max). Every node ONNX Runtime can quantize is quantized,
+:mod:`edgesr.quant.openvino_ptq` for why min/max), asymmetric or symmetric as the model is better off
+(:mod:`edgesr.quant.activation_scheme`). Every node ONNX Runtime can quantize is quantized,
 first and last convolutions included (paper 003 Sec. 2), unless listed in ``exclude``. The biases are
 then corrected on the calibration patches (:mod:`edgesr.quant.bias_correction`), as NNCF does for OpenVINO.
+
+ONNX Runtime also quantizes every convolution's *output* (``QLinearConv`` writes int8). Where that tensor
+is the image itself, only rearranged on its way out (``DepthToSpace``, as in ESPCN), its calibrated range
+(ESPCN: -0.41 to 1.31) would put an int8 step of 1.7 output levels on the picture, and a flat image
+would come back up to one such step off. That tensor's grid is set to the image's own instead: scale
+1/255 over [0, 1], so each int8 value is one 8-bit output level and the int8 output rounds exactly where
+the final uint8 conversion rounds (the range cannot clip anything the image can show).
 """
 
 from __future__ import annotations
@@ -41,10 +49,34 @@ class _Patches(CalibrationDataReader):
         return None if patch is None else {INPUT_NAME: patch}
 
 
+_LAYOUT_OPS = ("DepthToSpace", "Reshape", "Transpose", "Identity")
+# [0, 1] onto [-128, 127]: one int8 step per 8-bit level
+_INT8_IMAGE_GRID = {"scale": np.array(1 / 255, dtype=np.float32), "zero_point": np.array(-128, dtype=np.int8)}
+
+
+def image_grid_overrides(model: onnx.ModelProto) -> dict[str, list[dict]]:
+    """``TensorQuantOverrides`` giving the image grid to each tensor that reaches a graph output only
+    through layout operators, i.e. the output picture before it is rearranged."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+    overrides = {}
+    for graph_output in model.graph.output:
+        tensor = graph_output.name
+        while (node := producers.get(tensor)) is not None and node.op_type in _LAYOUT_OPS:
+            tensor = node.input[0]
+        if node is not None and tensor != graph_output.name:
+            overrides[tensor] = [dict(_INT8_IMAGE_GRID)]
+    return overrides
+
+
 def quantize_onnxruntime(
-    fp32_onnx: Path, calibration: list[np.ndarray], out_onnx: Path, exclude: list[str] | None = None
+    fp32_onnx: Path,
+    calibration: list[np.ndarray],
+    out_onnx: Path,
+    exclude: list[str] | None = None,
+    symmetric_activations: bool = False,
 ) -> Path:
-    """Static QDQ quantization of ``fp32_onnx`` (after ONNX Runtime's shape inference and pre-processing)."""
+    """Static QDQ quantization of ``fp32_onnx`` (after ONNX Runtime's shape inference and pre-processing);
+    activation ranges [min, max], or symmetric around zero with ``symmetric_activations``."""
     with tempfile.TemporaryDirectory(prefix="edgesr-qdq-") as staging:
         prepared = Path(staging) / "prepared.onnx"
         # symbolic shape inference gives up on some dynamic-size graphs (ConvTranspose); ONNX shape inference is enough
@@ -61,6 +93,10 @@ def quantize_onnxruntime(
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
                 nodes_to_exclude=exclude or [],
+                extra_options={
+                    "ActivationSymmetric": symmetric_activations,
+                    "TensorQuantOverrides": image_grid_overrides(onnx.load(prepared)),
+                },
             )
             onnx.save(correct_biases(onnx.load(prepared), onnx.load(temporary), calibration), temporary)
 

@@ -90,7 +90,7 @@ def _verdict_cells(result: Mapping) -> list[str]:
 def _executed_cells(result: Mapping) -> list[str]:
     executed = result["executed"]
     layers = "; ".join(executed["float_layers"]) or "-"
-    return [_layer_counts(executed["int8"]), _layer_counts(executed["float"]), layers]
+    return [executed["activations"], _layer_counts(executed["int8"]), _layer_counts(executed["float"]), layers]
 
 
 def _xlsr_section(results: Results, sets: list[str], outputs: Mapping[str, str]) -> list[str]:
@@ -122,7 +122,12 @@ def markdown(results: Results, sets: list[str], outputs: Mapping[str, str]) -> s
     lines += _section(
         "Deployable int8 models (quantize.limits)", ["int8 deployable", "failed checks"], results, _verdict_cells
     )
-    lines += _section("What ran in int8 (executed graph)", ["int8", "float", "float layers"], results, _executed_cells)
+    lines += _section(
+        "What ran in int8 (executed graph)",
+        ["activations", "int8", "float", "float layers"],
+        results,
+        _executed_cells,
+    )
     if outputs:
         lines += _xlsr_section(results, sets, outputs)
     return "\n".join(lines) + "\n"

@@ -50,6 +50,10 @@ class QuantizeConfig(StrictModel):
         default_factory=list,
         description="module paths kept in float in every model that has them: fixed (not learned) interpolation skips",
     )
+    onnxruntime_symmetric: list[str] = Field(
+        default_factory=list,
+        description="models whose ONNX Runtime activation ranges are symmetric (zero point 0) instead of [min, max]",
+    )
     mode: Literal["full_int8", "accuracy_control"] = "full_int8"
     max_drop: float = Field(0.3, gt=0, description="accuracy_control: max PSNR-Y drop (dB) on the validation split")
     limits: Int8Limits = Int8Limits()

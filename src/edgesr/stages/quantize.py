@@ -5,8 +5,9 @@ the input domain: training crops (paper 003 Sec. 4.3 quantizes on training data)
 re-exposed bright and dark, and synthetic flat, edge, ramp and checkerboard patches in extreme colours.
 Full int8, first and last layers included, unless ``quantize.ignored_layers`` names layers to keep in
 float; ``quantize.float_modules`` keeps the fixed bicubic skip of the models that have one in float.
-``mode: accuracy_control`` runs ``nncf.quantize_with_accuracy_control`` with ``max_drop`` dB PSNR-Y on
-the validation split (ONNX Runtime has no such mode and stays full int8).
+ONNX Runtime's activation ranges are asymmetric except for the models in ``quantize.onnxruntime_symmetric``
+(NNCF's are symmetric). ``mode: accuracy_control`` runs ``nncf.quantize_with_accuracy_control`` with
+``max_drop`` dB PSNR-Y on the validation split (ONNX Runtime has no such mode and stays full int8).
 
 Every int8 model is verified against its own fp32 form through ``edgesr upscale``'s path (tiling and
 border padding) on every benchmark set (or the validation split), the ``quantize.photo_sets`` that
@@ -50,12 +51,20 @@ __all__ = ["DefaultModelNotDeployableError", "run"]
 
 
 def _quantize(
-    params: Params, fp32: Path, out: Path, onnx_nodes: list[str], calibration: list, val_pairs: Pairs, runtime: str
+    params: Params,
+    fp32: Path,
+    out: Path,
+    onnx_nodes: list[str],
+    calibration: list,
+    val_pairs: Pairs,
+    runtime: str,
+    symmetric: bool,
 ) -> Path:
-    """Write the int8 model of ``fp32`` for ``runtime`` to ``out``, ``onnx_nodes`` kept in float."""
+    """Write the int8 model of ``fp32`` for ``runtime`` to ``out``, ``onnx_nodes`` kept in float
+    (ONNX Runtime: activations ``symmetric`` or asymmetric; NNCF's are always symmetric)."""
     cfg = params.quantize
     if runtime == "onnxruntime":
-        return quantize_onnxruntime(fp32, calibration, out, onnx_nodes)
+        return quantize_onnxruntime(fp32, calibration, out, onnx_nodes, symmetric)
     scope = openvino_ignored_scope(onnx_nodes)
     if cfg.mode == "accuracy_control":
         return quantize_openvino_with_accuracy_control(
@@ -92,7 +101,8 @@ def quantize_one(
     for runtime in params.quantize.runtimes:
         fp32 = deployed_file(deploy_root, name, runtime, "fp32")
         out = model_dir(deploy_root, "int8", name) / fp32.name
-        int8 = _quantize(params, fp32, out, onnx_nodes, calibration, val_pairs, runtime)
+        symmetric = runtime == "openvino" or name in params.quantize.onnxruntime_symmetric
+        int8 = _quantize(params, fp32, out, onnx_nodes, calibration, val_pairs, runtime, symmetric)
         results[runtime] = verify_int8(
             make_runner[runtime](fp32, threads),
             make_runner[runtime](int8, threads),
@@ -103,6 +113,7 @@ def quantize_one(
             params.quantize.limits,
         )
         results[runtime]["executed"] = inspect[runtime](int8, modules).as_dict()
+        results[runtime]["executed"]["activations"] = "symmetric" if symmetric else "asymmetric"
         results[runtime]["sha256"] = file_sha256(int8)
     verdicts = {runtime: {k: r[k] for k in ("deployable", "failures", "sha256")} for runtime, r in results.items()}
     write_json(checks, verdicts)
