@@ -205,7 +205,10 @@ def test_a_bad_bundle_is_rejected_and_the_device_keeps_what_it_ran(loop, attack,
     assert (after["current"], after["previous"], after["version"]) == (before["current"], before["previous"], "1")
     assert not (home / "staging").exists() and len(list((home / "releases").iterdir())) == 1
     tags = loop["registry"].version(MODEL, "2").tags
-    assert tags[f"device.{ORT_PROFILE}.status"] == "rejected" and reason.split(":")[0] in tags[f"device.{ORT_PROFILE}.reason"]
+    assert (
+        tags[f"device.{ORT_PROFILE}.status"] == "rejected"
+        and reason.split(":")[0] in tags[f"device.{ORT_PROFILE}.reason"]
+    )
 
 
 def _downloading(home: Path) -> bool:

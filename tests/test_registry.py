@@ -21,6 +21,7 @@ from edgesr.errors import MissingInputError, UsageError
 from edgesr.registry.contents import CONTRACT, METRICS
 from edgesr.registry.manifest import MANIFEST, SIGNATURE, verify_bundle
 from edgesr.registry.promote import promote
+from edgesr.registry.retraining import promote_new_candidates
 from edgesr.registry.signing import PRIVATE_KEY, PUBLIC_KEY, init_keys, load_public_key
 from edgesr.registry.store import CANDIDATE, CHAMPION, Registry
 from edgesr.stages import register
@@ -67,7 +68,9 @@ def test_register_makes_a_candidate_version_with_files_contract_metrics_and_tags
     assert contract | {"scale": 2, "input": "lr", "output": "sr", "tile": 32, "overlap": 8} == contract
     assert json.loads((tmp_path / "v1" / METRICS).read_text())["quantize"]["openvino"]["psnr"]["int8"]["Set5"] == 30.0
     tags = version.tags
-    assert {"git_commit", "params_hash", "data_hash", "contents_sha256", "register_run_id", "pipeline_run_id"} <= set(tags)
+    assert {"git_commit", "params_hash", "data_hash", "contents_sha256", "register_run_id", "pipeline_run_id"} <= set(
+        tags
+    )
     assert len(tags["params_hash"]) == 16 and len(tags["data_hash"]) == 16
     assert tags["int8_psnr.onnxruntime.Set14"] == "30.000" and tags["int8_drop.openvino.Set5"] == "0.100"
     assert json.loads((root / "metrics" / "register.json").read_text()) == {MODEL: {"version": "1", "new": True}}
@@ -180,10 +183,29 @@ def test_promotion_without_a_candidate_says_how_to_register_one(project):
         promote(params, MODEL, registry)
 
 
+def test_after_a_pipeline_run_only_a_new_candidate_is_promoted(project):
+    root, params, registry = project
+    register.run(params, root)
+    (outcome,) = promote_new_candidates(params, registry, root).values()
+    assert outcome.startswith("espcn version 1: promotion not attempted:") and "edgesr keys init" in outcome
+    init_keys(root / "keys")
+    register.run(project_params(root, tile=48), root)
+    (outcome,) = promote_new_candidates(params, registry, root).values()
+    assert outcome.startswith("espcn version 2: promoted to champion")
+    assert str(registry.by_alias(MODEL, CHAMPION).version) == "2"
+    register.run(project_params(root, tile=48), root)  # the scheduled run found nothing new
+    assert promote_new_candidates(params, registry, root) == {
+        MODEL: "espcn: unchanged since version 2; nothing to promote"
+    }
+
+
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({"models": ["edsr"]}, r"registry.models names edsr, which is not exported and quantized; pick from deploy.models"),
+        (
+            {"models": ["edsr"]},
+            r"registry.models names edsr, which is not exported and quantized; pick from deploy.models",
+        ),
         (
             {"profiles": {"box": {"runtime": "openvino", "precision": "fp32", "threads": 1, "latency_budget_ms": 9}}},
             "openvino fp32 is not registered",

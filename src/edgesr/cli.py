@@ -150,14 +150,15 @@ def _cmd_keys_init(args: argparse.Namespace) -> None:
 
 
 def _cmd_device_pull(args: argparse.Namespace) -> None:
+    from edgesr.config import load_params
     from edgesr.registry.device import pull
     from edgesr.registry.signing import PUBLIC_KEY, load_public_key
 
-    from edgesr.config import load_params
-
     params = load_params(args.params)
     if args.profile not in params.registry.profiles:
-        raise UsageError(f"no device profile '{args.profile}'; registry.profiles: {', '.join(params.registry.profiles)}")
+        raise UsageError(
+            f"no device profile '{args.profile}'; registry.profiles: {', '.join(params.registry.profiles)}"
+        )
     public = load_public_key(args.public_key or Path(params.registry.keys_dir) / PUBLIC_KEY)
     model = args.model or params.registered_names()[0]
     state = pull(

@@ -124,7 +124,9 @@ def _check(home: DeviceHome, manifest: dict[str, Any], tolerance_db: float) -> d
     reference = manifest["reference"]
     lr, hr = load_rgb8(home.current / reference["input"]), load_rgb8(home.current / reference["ground_truth"])
     contract = manifest["contract"]
-    got = reference_result(runner, lr, hr, int(manifest["scale"]), profile.tile, contract["overlap"], contract["border"])
+    got = reference_result(
+        runner, lr, hr, int(manifest["scale"]), profile.tile, contract["overlap"], contract["border"]
+    )
     difference = abs(float(got["psnr_y"]) - reference["psnr_y"])
     return {
         "passed": difference <= tolerance_db,
@@ -200,8 +202,10 @@ def pull(
     home.point(home.current, f"releases/{release}")
     try:
         check = _check(home, manifest, tolerance_db)
-        reason = None if check["passed"] else (
-            f"reference PSNR-Y {check['psnr_y']:.3f} dB, manifest {check['expected_psnr_y']:.3f} dB"
+        reason = (
+            None
+            if check["passed"]
+            else (f"reference PSNR-Y {check['psnr_y']:.3f} dB, manifest {check['expected_psnr_y']:.3f} dB")
         )
     except Exception as err:  # a model the runtime cannot load or run is rolled back all the same
         reason = f"the reference run failed: {type(err).__name__}: {err}"

@@ -87,9 +87,7 @@ def _download_models(registry: Registry, version: ModelVersion, params: Params, 
         registry.download(version, path, (folder / path).parent)
 
 
-def promote(
-    params: Params, name: str, registry: Registry, dry_run: bool = False, root: Path = Path(".")
-) -> Decision:
+def promote(params: Params, name: str, registry: Registry, dry_run: bool = False, root: Path = Path(".")) -> Decision:
     """Evaluate the gates for ``name``'s candidate; promote it unless one fails (or ``dry_run``).
 
     The signing key is read from ``registry.keys_dir`` (relative to ``root``).
@@ -104,9 +102,7 @@ def promote(
     champion = registry.by_alias(name, CHAMPION)
     version, champion_version = str(candidate.version), None if champion is None else str(champion.version)
     if champion_version == version:
-        raise UsageError(
-            f"{name} version {version} is already the {CHAMPION}; register a new candidate to promote"
-        )
+        raise UsageError(f"{name} version {version} is already the {CHAMPION}; register a new candidate to promote")
     key = None if dry_run else load_private_key(root / cfg.keys_dir)  # before any work: no key, no bundles
     with tempfile.TemporaryDirectory(prefix=f"promote-{name}-") as work:
         version_dir = Path(work) / "version"

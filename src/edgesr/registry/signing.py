@@ -58,7 +58,9 @@ def init_keys(folder: Path, force: bool = False) -> tuple[Path, Path]:
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    public = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     atomic_write(private_path, lambda temporary: temporary.write_bytes(pem), mode=0o600)
     atomic_write(public_path, lambda temporary: temporary.write_bytes(public))
     return private_path, public_path

@@ -79,7 +79,7 @@ class Registry:
     @staticmethod
     def _model_id(version: ModelVersion) -> str:
         """The logged model holding the version's files (its ``models:/<model_id>`` source)."""
-        model_id = version.model_id or version.source.removeprefix("models:/")
+        model_id = version.model_id or (version.source or "").removeprefix("models:/")
         if not model_id.startswith("m-"):
             raise MissingInputError(
                 f"{version.name} version {version.version} (source {version.source}) is not a logged model: it was "
