@@ -9,8 +9,6 @@ MATLAB bicubic (DESIGN.md data conventions), upscaled through the tiled path of 
 from __future__ import annotations
 
 import hashlib
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from edgesr.data.sources import embedded_images
 from edgesr.deploy.runtimes import Runner, onnxruntime_runner, openvino_runner
 from edgesr.deploy.settings import BorderMode
 from edgesr.deploy.tiling import upscale_tiled
+from edgesr.latency import runner_median_ms
 from edgesr.metrics import psnr_y
 from edgesr.registry.settings import DeviceProfile
 
@@ -46,14 +45,7 @@ def profile_runner(folder: Path, profile: DeviceProfile) -> Runner:
 def tile_latency_ms(runner: Runner, tile: int, repeats: int, warmup: int) -> float:
     """Median wall time (ms) of one (1, 3, tile, tile) input, after ``warmup`` untimed runs."""
     lr = np.random.default_rng(0).random((1, 3, tile, tile), dtype=np.float32)
-    for _ in range(warmup):
-        runner(lr)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        runner(lr)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return runner_median_ms(runner, lr, repeats, warmup)
 
 
 def reference_pair(scale: int) -> tuple[np.ndarray, np.ndarray]:
