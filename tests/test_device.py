@@ -25,6 +25,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgesr.cli import main
+from edgesr.errors import MissingInputError
 from edgesr.registry.device import SmokeCheckFailedError, pull, status
 from edgesr.registry.manifest import MANIFEST, SIGNATURE, BundleRejectedError, write_signed_manifest
 from edgesr.registry.promote import promote
@@ -157,6 +158,13 @@ def test_a_new_champion_is_installed_and_the_old_release_kept_as_previous(loop):
     now = status(home)
     assert now["current"].startswith("releases/espcn-v2-") and now["previous"].startswith("releases/espcn-v1-")
     assert sorted(p.name.split("-")[1] for p in (home / "releases").iterdir()) == ["v1", "v2"]
+
+
+def test_a_profile_the_champion_has_no_bundle_for_is_told_how_to_get_one(loop, tmp_path):
+    message = "version 2 has no bundle for profile 'box-new': add the profile to registry.profiles and promote"
+    with pytest.raises(MissingInputError, match=message):
+        _pull(loop, tmp_path / "device", "box-new")
+    assert status(tmp_path / "device")["current"] is None
 
 
 def _flip_a_byte(bundle: Path) -> None:

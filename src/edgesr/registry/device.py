@@ -171,15 +171,16 @@ def pull(
         state["last_pull"] = {"at": _now(), "version": version, "result": "up to date"}
         write_json(home.state_file, state)
         return state
-    staging = home.staging / uuid.uuid4().hex
-    try:
-        bundle = registry.download(champion, f"{BUNDLES}/{profile}", staging)
-    except MissingInputError as err:
-        shutil.rmtree(home.staging, ignore_errors=True)
+    if not registry.has(champion, f"{BUNDLES}/{profile}"):
         raise MissingInputError(
-            f"{model} version {version} has no bundle for profile '{profile}' ({err}); "
-            f"add the profile to registry.profiles and promote a new candidate"
-        ) from err
+            f"{model} version {version} has no bundle for profile '{profile}': add the profile to "
+            "registry.profiles and promote a new candidate"
+        )
+    try:
+        bundle = registry.download(champion, f"{BUNDLES}/{profile}", home.staging / uuid.uuid4().hex)
+    except BaseException:  # an interrupted or failed download leaves nothing behind
+        shutil.rmtree(home.staging, ignore_errors=True)
+        raise
     try:
         manifest = verify_bundle(bundle, public_key)
         expected = (model, version, profile)

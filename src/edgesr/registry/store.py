@@ -10,6 +10,7 @@ talks to it.
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,13 +21,19 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 import mlflow.artifacts  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities.model_registry import ModelVersion  # noqa: E402
-from mlflow.exceptions import MlflowException, RestException  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 
-from edgesr.errors import MissingInputError  # noqa: E402
+from edgesr.errors import MissingInputError, UserError  # noqa: E402
 
-__all__ = ["CANDIDATE", "CHAMPION", "Registry", "ModelVersion"]
+__all__ = ["CANDIDATE", "CHAMPION", "ModelVersion", "Registry", "RegistryUnavailableError"]
 
 CANDIDATE, CHAMPION = "candidate", "champion"
+# what MLflow answers for a registered model or an alias that does not exist
+_NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
+class RegistryUnavailableError(UserError, ConnectionError):
+    """The registry (its server, or the files it serves) could not be read."""
 
 
 class Registry:
@@ -63,8 +70,12 @@ class Registry:
         """The version ``alias`` points to; None when the model or the alias does not exist."""
         try:
             return self.client.get_model_version_by_alias(name, alias)
-        except (MlflowException, RestException):
-            return None
+        except MlflowException as err:
+            if err.error_code in _NOT_FOUND:
+                return None
+            raise RegistryUnavailableError(
+                f"could not ask {self.uri} for {name}@{alias} ({err}); check that the registry server is running"
+            ) from err
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(name, alias, version)
@@ -90,8 +101,18 @@ class Registry:
     def _location(self, version: ModelVersion) -> str:
         return self.client.get_logged_model(self._model_id(version)).artifact_location
 
+    def has(self, version: ModelVersion, path: str) -> bool:
+        """Whether ``path`` (a file or folder; ``.``: all of them) is among the version's files."""
+        if path == ".":
+            return True
+        parent = posixpath.dirname(path) or None
+        return path in {info.path for info in self.client.list_logged_model_artifacts(self._model_id(version), parent)}
+
     def download(self, version: ModelVersion, path: str, destination: Path) -> Path:
-        """Download ``path`` (a file or folder of the version's files) into ``destination``; returns its copy."""
+        """Download ``path`` (a file or folder of the version's files; ``.``: all) into ``destination``; returns
+        its copy."""
+        if not self.has(version, path):
+            raise MissingInputError(f"{version.name} version {version.version} has no {path} in the registry")
         Path(destination).mkdir(parents=True, exist_ok=True)
         uri = f"{self._location(version)}/{path}"
         try:
@@ -99,7 +120,10 @@ class Registry:
                 artifact_uri=uri, dst_path=str(destination), tracking_uri=self.uri
             )
         except (MlflowException, OSError) as err:
-            raise MissingInputError(f"{version.name} version {version.version} has no {path}: {err}") from err
+            raise RegistryUnavailableError(
+                f"could not download {path} of {version.name} version {version.version} from {self.uri} ({err}); "
+                "check that the registry server is running and reachable, then retry"
+            ) from err
         return Path(local)
 
     def publish(self, version: ModelVersion, folder: Path, path: str) -> None:
