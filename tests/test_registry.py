@@ -22,6 +22,7 @@ from edgesr.registry.contents import CONTRACT, METRICS
 from edgesr.registry.manifest import MANIFEST, SIGNATURE, verify_bundle
 from edgesr.registry.promote import promote
 from edgesr.registry.retraining import promote_new_candidates
+from edgesr.registry.settings import PromotionGates
 from edgesr.registry.signing import PRIVATE_KEY, PUBLIC_KEY, init_keys, load_public_key
 from edgesr.registry.store import CANDIDATE, CHAMPION, Registry
 from edgesr.stages import register
@@ -154,6 +155,18 @@ def test_a_failed_gate_leaves_the_champion_and_is_written_on_the_version(project
     assert tags["gate.psnr/openvino/Set5.value"] == "29.5" and tags["gate.psnr/openvino/Set5.limit"] == ">= 29.95"
     assert tags["gate.psnr/openvino/Set5.passed"] == "no" and tags["gate.int8_drop/openvino/Set5.passed"] == "yes"
     assert tags["promotion.champion_before"] == "1" and "bundles.profiles" not in tags
+    # a second attempt with a looser gate passes; the first attempt stays on record
+    looser = params.model_copy(
+        update={"registry": params.registry.model_copy(update={"gates": PromotionGates(psnr_tolerance_db=1.0)})}
+    )
+    assert promote(looser, MODEL, registry).promoted
+    tags = registry.version(MODEL, "2").tags
+    assert (tags["promotion.attempts"], tags["promotion.decision"], tags["gate.psnr/openvino/Set5.limit"]) == (
+        "2",
+        "promoted",
+        ">= 29",
+    )
+    assert tags["promotion.1.decision"] == "rejected" and tags["promotion.1.failed_gates"].startswith("psnr/")
 
 
 def test_a_latency_budget_gate_fails_in_a_dry_run_that_writes_nothing(project):

@@ -4,9 +4,10 @@ The candidate's files are downloaded from the registry, each device profile's la
 this machine with that profile's runtime, precision and threads, and the gates of
 :mod:`edgesr.registry.gates` are evaluated against the current champion. The decision and every gate's
 value, limit and verdict are written on the candidate version as tags, pass or fail, so the registry
-is the audit trail. On a pass, one signed bundle per profile is built and published as files of the
-version (``bundles/<profile>/``) before the alias moves, so a champion always has its bundles. A
-failed gate leaves ``champion`` where it was. ``dry_run`` measures and decides but writes nothing.
+is the audit trail (each attempt's decision is kept as ``promotion.<n>.*``). On a pass, one signed
+bundle per profile is built and published as files of the version (``bundles/<profile>/``) before the
+alias moves, so a champion always has its bundles. A failed gate leaves ``champion`` where it was.
+``dry_run`` measures and decides but writes nothing.
 """
 
 from __future__ import annotations
@@ -117,12 +118,17 @@ def promote(params: Params, name: str, registry: Registry, dry_run: bool = False
         if dry_run:
             return decision
         assert key is not None
-        tags = gate_tags(gates) | {
-            "promotion.decision": "promoted" if decision.passed else "rejected",
-            "promotion.failed_gates": ",".join(g.name for g in failed(gates)) or "none",
-            "promotion.champion_before": decision.champion_before or "none",
-            "promotion.at": datetime.now(UTC).isoformat(timespec="seconds"),
+        outcome = {
+            "decision": "promoted" if decision.passed else "rejected",
+            "failed_gates": ",".join(g.name for g in failed(gates)) or "none",
+            "champion_before": decision.champion_before or "none",
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+        # the gate tags and promotion.* say how the latest attempt went; promotion.<n>.* keep every attempt
+        attempt = int(candidate.tags.get("promotion.attempts", "0")) + 1
+        tags = gate_tags(gates) | {"promotion.attempts": str(attempt)}
+        tags |= {f"promotion.{key}": value for key, value in outcome.items()}
+        tags |= {f"promotion.{attempt}.{key}": value for key, value in outcome.items()}
         if decision.passed:
             for profile_name, profile in cfg.profiles.items():
                 target = Path(work) / BUNDLES / profile_name

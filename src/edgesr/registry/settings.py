@@ -53,8 +53,8 @@ class RegistryConfig(StrictModel):
     gates: PromotionGates = PromotionGates()
     profiles: dict[str, DeviceProfile] = Field(
         default_factory=lambda: {
-            "box-openvino-2t": DeviceProfile(runtime="openvino", threads=2, latency_budget_ms=200.0),
-            "box-onnxruntime-1t": DeviceProfile(runtime="onnxruntime", threads=1, latency_budget_ms=400.0),
+            "box-openvino-2t": DeviceProfile(runtime="openvino", threads=2, latency_budget_ms=40.0),
+            "box-onnxruntime-1t": DeviceProfile(runtime="onnxruntime", threads=1, latency_budget_ms=80.0),
         }
     )
     latency_repeats: int = Field(5, ge=1, description="timed runs per profile at promotion (median)")
