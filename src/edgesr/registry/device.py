@@ -41,7 +41,7 @@ from edgesr.registry.manifest import MANIFEST, BundleRejectedError, verify_bundl
 from edgesr.registry.profiles import profile_runner, reference_result, tile_latency_ms
 from edgesr.registry.promote import BUNDLES
 from edgesr.registry.settings import DeviceProfile
-from edgesr.registry.store import CHAMPION, Registry
+from edgesr.registry.store import CHAMPION, ModelVersion, Registry
 
 __all__ = ["DeviceHome", "SmokeCheckFailedError", "default_device_id", "pull", "status"]
 
@@ -144,6 +144,44 @@ def _report(registry: Registry, name: str, version: str, device_id: str, profile
     registry.set_tags(name, version, tags)
 
 
+def _fetch(
+    home: DeviceHome, registry: Registry, champion: ModelVersion, profile: str, public_key: Ed25519PublicKey
+) -> tuple[Path, dict[str, Any]]:
+    """Download the champion's bundle for ``profile`` into ``staging`` and verify it; (its folder, its manifest).
+
+    Whatever fails, ``staging`` is removed; :class:`BundleRejectedError` names why the bundle is refused.
+    """
+    model, version = champion.name, str(champion.version)
+    path = f"{BUNDLES}/{profile}"
+    if not registry.has(champion, path):
+        raise MissingInputError(
+            f"{model} version {version} has no bundle for profile '{profile}': add the profile to "
+            "registry.profiles and promote a new candidate"
+        )
+    try:
+        bundle = registry.download(champion, path, home.staging / uuid.uuid4().hex)
+        manifest = verify_bundle(bundle, public_key)
+        expected = (model, version, profile)
+        found = (manifest["registered_model"], manifest["version"], manifest["profile"]["name"])
+        if found != expected:
+            raise BundleRejectedError(f"the bundle is for {found}, not for the champion {expected}")
+    except BaseException:  # an interrupted, failed or rejected download leaves nothing behind
+        shutil.rmtree(home.staging, ignore_errors=True)
+        raise
+    return bundle, manifest
+
+
+def _check_reason(home: DeviceHome, manifest: dict[str, Any], tolerance_db: float) -> tuple[dict[str, Any], str | None]:
+    """The reference check of what ``current`` runs and why it failed (None: it passed)."""
+    try:
+        check = _check(home, manifest, tolerance_db)
+    except Exception as err:  # a model the runtime cannot load or run is rolled back all the same
+        return {"passed": False}, f"the reference run failed: {type(err).__name__}: {err}"
+    if check["passed"]:
+        return check, None
+    return check, f"reference PSNR-Y {check['psnr_y']:.3f} dB, manifest {check['expected_psnr_y']:.3f} dB"
+
+
 def pull(
     home_dir: Path,
     profile: str,
@@ -160,92 +198,61 @@ def pull(
     home = DeviceHome(Path(home_dir))
     home.root.mkdir(parents=True, exist_ok=True)
     _recover(home)
+    _remove_unlinked(home)  # a release an interrupted pull left behind
     device_id = device_id or default_device_id(home.root)
     champion = registry.by_alias(model, CHAMPION)
     if champion is None:
         raise MissingInputError(f"{model} has no '{CHAMPION}' in the registry at {registry.uri}: promote one first")
     version = str(champion.version)  # an int from a sqlite registry, a string over HTTP
-    state = home.state()
-    installed = home.installed()
-    if installed and installed["version"] == version and installed["profile"]["name"] == profile:
-        state["last_pull"] = {"at": _now(), "version": version, "result": "up to date"}
-        write_json(home.state_file, state)
-        return state
-    if not registry.has(champion, f"{BUNDLES}/{profile}"):
-        raise MissingInputError(
-            f"{model} version {version} has no bundle for profile '{profile}': add the profile to "
-            "registry.profiles and promote a new candidate"
+    state, installed = home.state(), home.installed()
+
+    def record(result: str, **fields: Any) -> None:
+        """The outcome in ``state.json`` (with ``fields``) and as tags of the version in the registry."""
+        write_json(
+            home.state_file, {**state, **fields, "last_pull": {"at": _now(), "version": version, "result": result}}
         )
+        if result != "up to date":
+            tags = {"status": result.split(":")[0], **report}
+            _report(registry, model, version, device_id, profile, **tags)
+
+    report: dict[str, str] = {}
+    if installed and installed["version"] == version and installed["profile"]["name"] == profile:
+        record("up to date")
+        return home.state()
     try:
-        bundle = registry.download(champion, f"{BUNDLES}/{profile}", home.staging / uuid.uuid4().hex)
-    except BaseException:  # an interrupted or failed download leaves nothing behind
-        shutil.rmtree(home.staging, ignore_errors=True)
-        raise
-    try:
-        manifest = verify_bundle(bundle, public_key)
-        expected = (model, version, profile)
-        found = (manifest["registered_model"], manifest["version"], manifest["profile"]["name"])
-        if found != expected:
-            raise BundleRejectedError(f"the bundle is for {found}, not for the champion {expected}")
+        bundle, manifest = _fetch(home, registry, champion, profile, public_key)
     except BundleRejectedError as err:
-        shutil.rmtree(home.staging, ignore_errors=True)
-        _report(registry, model, version, device_id, profile, status="rejected", reason=str(err))
-        state["last_pull"] = {"at": _now(), "version": version, "result": f"rejected: {err}"}
-        write_json(home.state_file, state)
+        report["reason"] = str(err)
+        record(f"rejected: {err}")
         raise
     release = f"{model}-v{version}-{profile}-{uuid.uuid4().hex[:8]}"
     home.releases.mkdir(exist_ok=True)
     bundle.rename(home.releases / release)
     shutil.rmtree(home.staging, ignore_errors=True)
     before = {"current_before": home.target(home.current), "previous_before": home.target(home.previous)}
-    write_json(home.state_file, {**state, "pending": before})
+    write_json(home.state_file, {**state, "pending": before})  # until the check passes (see _recover)
     home.point(home.previous, before["current_before"])
     home.point(home.current, f"releases/{release}")
-    try:
-        check = _check(home, manifest, tolerance_db)
-        reason = (
-            None
-            if check["passed"]
-            else (f"reference PSNR-Y {check['psnr_y']:.3f} dB, manifest {check['expected_psnr_y']:.3f} dB")
-        )
-    except Exception as err:  # a model the runtime cannot load or run is rolled back all the same
-        reason = f"the reference run failed: {type(err).__name__}: {err}"
+    check, reason = _check_reason(home, manifest, tolerance_db)
     if reason is not None:
         home.point(home.current, before["current_before"])
         home.point(home.previous, before["previous_before"])
         shutil.rmtree(home.releases / release)
-        state["last_pull"] = {"at": _now(), "version": version, "result": f"rolled back: {reason}"}
-        write_json(home.state_file, {**state, "pending": None})
-        _report(registry, model, version, device_id, profile, status="rolled back", reason=reason)
+        report["reason"] = reason
+        record(f"rolled back: {reason}", pending=None)
         raise SmokeCheckFailedError(
             f"{model} version {version} failed its reference check on this device ({reason}); "
             f"rolled back to {before['current_before'] or 'nothing'}"
         )
-    state = {
-        "device_id": device_id,
-        "profile": profile,
-        "model": model,
-        "version": version,
-        "release": release,
-        "installed_at": _now(),
-        "check": check,
-        "pending": None,
-        "last_pull": {"at": _now(), "version": version, "result": "installed"},
-    }
-    write_json(home.state_file, state)
-    _remove_unlinked(home)
-    _report(
-        registry,
-        model,
-        version,
-        device_id,
-        profile,
-        status="installed",
-        latency_ms=f"{check['latency_ms']:.2f}",
-        check=f"psnr_y {check['psnr_y']:.3f} (manifest {check['expected_psnr_y']:.3f}), "
-        f"output hash {'matches' if check['output_hash_matches'] else 'differs'}",
+    state = {"device_id": device_id, "profile": profile, "model": model, "version": version, "release": release}
+    report["latency_ms"] = f"{check['latency_ms']:.2f}"
+    report["check"] = (
+        f"psnr_y {check['psnr_y']:.3f} (manifest {check['expected_psnr_y']:.3f}), "
+        f"output hash {'matches' if check['output_hash_matches'] else 'differs'}"
     )
-    return state
+    record("installed", installed_at=_now(), check=check, pending=None)
+    _remove_unlinked(home)
+    return home.state()
 
 
 def _now() -> str:
@@ -254,6 +261,8 @@ def _now() -> str:
 
 def _remove_unlinked(home: DeviceHome) -> None:
     """Delete releases neither ``current`` nor ``previous`` points to."""
+    if not home.releases.is_dir():
+        return
     linked = {Path(t).name for t in (home.target(home.current), home.target(home.previous)) if t}
     for release in home.releases.iterdir():
         if release.name not in linked:
