@@ -71,6 +71,7 @@ def latency_gates(latencies_ms: Mapping[str, float], profiles: Mapping[str, Devi
 
 
 def failed(results: Iterable[GateResult]) -> list[GateResult]:
+    """The gates that did not pass, in order."""
     return [result for result in results if not result.passed]
 
 

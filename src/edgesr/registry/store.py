@@ -78,13 +78,16 @@ class Registry:
             ) from err
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point ``alias`` of ``name`` at ``version`` (moving it from wherever it pointed)."""
         self.client.set_registered_model_alias(name, alias, version)
 
     def set_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
+        """Set (or overwrite) tags of one version."""
         for key, value in tags.items():
             self.client.set_model_version_tag(name, version, key, value)
 
     def version(self, name: str, version: str) -> ModelVersion:
+        """One version of ``name``, with its tags and aliases."""
         return self.client.get_model_version(name, version)
 
     @staticmethod
