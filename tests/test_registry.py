@@ -23,7 +23,14 @@ from edgesr.registry.manifest import MANIFEST, SIGNATURE, verify_bundle
 from edgesr.registry.promote import promote
 from edgesr.registry.retraining import promote_new_candidates
 from edgesr.registry.settings import PromotionGates
-from edgesr.registry.signing import PRIVATE_KEY, PUBLIC_KEY, init_keys, load_public_key
+from edgesr.registry.signing import (
+    PRIVATE_KEY,
+    PUBLIC_KEY,
+    InsecureKeyError,
+    init_keys,
+    load_private_key,
+    load_public_key,
+)
 from edgesr.registry.store import CANDIDATE, CHAMPION, Registry
 from edgesr.stages import register
 
@@ -105,6 +112,35 @@ def test_keys_init_makes_an_owner_only_private_key_and_refuses_to_overwrite_it(t
         init_keys(tmp_path / "keys")
     assert main(["keys", "init", "--dir", str(tmp_path / "keys"), "--force"]) == 0
     assert public.read_bytes() != b"" and (tmp_path / "keys" / PRIVATE_KEY).stat().st_mode & 0o077 == 0
+    private.chmod(0o644)
+    with pytest.raises(InsecureKeyError, match=f"chmod 600 {private}"):
+        load_private_key(tmp_path / "keys")
+    public.write_text("not a key")
+    with pytest.raises(UsageError, match="is not a PEM public key"):
+        load_public_key(public)
+
+
+def test_device_commands_name_a_bad_profile_or_home_and_the_fix(project, tmp_path, capsys):
+    root, _, _ = project
+    args = [
+        "device",
+        "pull",
+        "--profile",
+        "box-x",
+        "--home",
+        str(tmp_path / "d"),
+        "--params",
+        str(root / "params.yaml"),
+    ]
+    assert main(args) == 2
+    assert (
+        "no device profile 'box-x'; registry.profiles: box-openvino-2t, box-onnxruntime-1t" in capsys.readouterr().err
+    )
+    args[3] = "box-openvino-2t"
+    assert main(args) == 2  # no key pair yet: the device has no public key to trust
+    assert "signing.pub not found: give the device the signing.pub of `edgesr keys init`" in capsys.readouterr().err
+    assert main(["device", "status", "--home", str(tmp_path / "none")]) == 2
+    assert "is not a device home: run `edgesr device pull" in capsys.readouterr().err
 
 
 def test_first_promotion_passes_every_gate_and_publishes_a_signed_bundle_per_profile(project, tmp_path):

@@ -73,7 +73,12 @@ def load_private_key(folder: Path) -> Ed25519PrivateKey:
         raise MissingInputError(f"{path} not found: make the signing key pair with `edgesr keys init`")
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
         raise InsecureKeyError(f"{path} is readable by others: `chmod 600 {path}`, or make a new pair")
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError) as err:
+        raise UsageError(
+            f"{path} is not an unencrypted PEM private key ({err}); make one with `edgesr keys init --force`"
+        ) from err
     if not isinstance(key, Ed25519PrivateKey):
         raise UsageError(f"{path} is not an Ed25519 key; make one with `edgesr keys init --force`")
     return key
@@ -84,7 +89,10 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"{path} not found: give the device the signing.pub of `edgesr keys init`")
-    key = serialization.load_pem_public_key(path.read_bytes())
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except ValueError as err:
+        raise UsageError(f"{path} is not a PEM public key ({err}); use the signing.pub of `edgesr keys init`") from err
     if not isinstance(key, Ed25519PublicKey):
         raise UsageError(f"{path} is not an Ed25519 public key; use the signing.pub of `edgesr keys init`")
     return key
