@@ -9,12 +9,13 @@ A bundle folder::
                                             (sha256 of the uint8 output and its PSNR-Y), metrics, created-at
     manifest.sig                            Ed25519 signature of manifest.json's bytes
 
-It is written into a staging folder beside the target and renamed into place once complete, so no
-half-written bundle is ever published.
+Bundles are made for a version on its way to ``champion``. Each is written into a staging folder beside
+the target and renamed into place once complete, so no half-written bundle is ever published.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -24,10 +25,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgesr.data.images import save_png
-from edgesr.registry.contents import version_file
+from edgesr.registry.contents import CONTRACT, METRICS, version_file
 from edgesr.registry.manifest import write_signed_manifest
 from edgesr.registry.profiles import model_files, profile_runner, reference_pair, reference_result
 from edgesr.registry.settings import DeviceProfile
+from edgesr.registry.store import CHAMPION
 
 __all__ = ["MODEL_DIR", "REFERENCE_HR", "REFERENCE_LR", "build_bundle"]
 
@@ -46,19 +48,14 @@ def _summary(metrics: dict[str, Any], runtime: str) -> dict[str, Any]:
 def build_bundle(
     version_dir: Path,
     target: Path,
-    *,
     name: str,
     version: str,
-    alias: str,
     profile_name: str,
     profile: DeviceProfile,
-    contract: dict[str, Any],
-    metrics: dict[str, Any],
     key: Ed25519PrivateKey,
 ) -> dict[str, Any]:
-    """Write the signed bundle of ``profile`` for the version downloaded in ``version_dir`` to ``target``.
-
-    Returns the manifest.
+    """Write the signed bundle of ``profile`` for version ``version`` of ``name``, downloaded in ``version_dir``
+    (its model files, contract and metrics), to ``target``. Returns the manifest.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -68,6 +65,8 @@ def build_bundle(
         (staging / MODEL_DIR).mkdir()
         for file_name in model_files(profile.runtime):
             shutil.copyfile(source.with_name(file_name), staging / MODEL_DIR / file_name)
+        contract = json.loads((Path(version_dir) / CONTRACT).read_text())
+        metrics = json.loads((Path(version_dir) / METRICS).read_text())
         scale = int(contract["scale"])
         lr, hr = reference_pair(scale)
         save_png(staging / REFERENCE_LR, lr)
@@ -80,7 +79,7 @@ def build_bundle(
                 "format": 1,
                 "registered_model": name,
                 "version": version,
-                "alias": alias,
+                "alias": CHAMPION,
                 "profile": {"name": profile_name, **profile.model_dump(mode="json")},
                 "scale": scale,
                 "contract": contract,

@@ -109,7 +109,6 @@ def promote(params: Params, name: str, registry: Registry, dry_run: bool = False
         version_dir = Path(work) / "version"
         _download_models(registry, candidate, params, version_dir)
         metrics = json.loads((version_dir / METRICS).read_text())
-        contract = json.loads((version_dir / CONTRACT).read_text())
         previous = _metrics(registry, champion, Path(work) / "champion") if champion is not None else None
         runtimes = sorted({p.runtime for p in cfg.profiles.values() if p.precision == "int8"})
         gates = quality_gates(metrics, previous, cfg.gates, runtimes)
@@ -132,18 +131,7 @@ def promote(params: Params, name: str, registry: Registry, dry_run: bool = False
         if decision.passed:
             for profile_name, profile in cfg.profiles.items():
                 target = Path(work) / BUNDLES / profile_name
-                build_bundle(
-                    version_dir,
-                    target,
-                    name=name,
-                    version=version,
-                    alias=CHAMPION,
-                    profile_name=profile_name,
-                    profile=profile,
-                    contract=contract,
-                    metrics=metrics,
-                    key=key,
-                )
+                build_bundle(version_dir, target, name, version, profile_name, profile, key)
                 registry.publish(candidate, target, f"{BUNDLES}/{profile_name}")
                 decision.bundles.append(f"{BUNDLES}/{profile_name}")
             tags["bundles.signed_by"] = key_id(key.public_key())
