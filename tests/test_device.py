@@ -158,6 +158,9 @@ def test_a_new_champion_is_installed_and_the_old_release_kept_as_previous(loop):
     now = status(home)
     assert now["current"].startswith("releases/espcn-v2-") and now["previous"].startswith("releases/espcn-v1-")
     assert sorted(p.name.split("-")[1] for p in (home / "releases").iterdir()) == ["v1", "v2"]
+    assert registry.version(MODEL, "2").tags[f"device.{OV_PROFILE}.status"] == "installed"
+    assert registry.version(MODEL, "1").tags[f"device.{OV_PROFILE}.status"] == "replaced by version 2"
+    assert registry.version(MODEL, "1").tags[f"device.{ORT_PROFILE}.status"] == "installed"  # not upgraded yet
 
 
 def test_a_profile_the_champion_has_no_bundle_for_is_told_how_to_get_one(loop, tmp_path):

@@ -15,7 +15,8 @@ device holds and every file's size and sha256 (:func:`edgesr.registry.manifest.v
 model and compares with the manifest; on a failed check ``current`` and ``previous`` go back to what they
 were. ``state.json`` marks a swap as pending until its check passed, so a device killed between the swap
 and the verdict rolls back on its next command. A rejected bundle never reaches ``releases``. The
-outcome is reported to the registry as tags of the version (``device.<id>.*``).
+outcome is reported to the registry as tags of the version (``device.<id>.*``); the version a device
+replaced is tagged ``replaced by version <n>``, so the registry shows which devices run which version.
 """
 
 from __future__ import annotations
@@ -251,6 +252,9 @@ def pull(
         f"output hash {'matches' if check['output_hash_matches'] else 'differs'}"
     )
     record("installed", installed_at=_now(), check=check, pending=None)
+    if installed and installed["registered_model"] == model:  # the registry no longer lists it as running here
+        replaced = f"replaced by version {version}"
+        _report(registry, model, installed["version"], device_id, installed["profile"]["name"], status=replaced)
     _remove_unlinked(home)
     return home.state()
 
