@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,9 +33,10 @@ from edgesr.data.images import load_rgb8, save_png
 from edgesr.data.prepare import available_benchmarks, load_pairs
 from edgesr.deploy.export import export_onnx, export_openvino
 from edgesr.deploy.runners import deployed_runner
-from edgesr.deploy.runtimes import Runner, openvino_runner
+from edgesr.deploy.runtimes import openvino_runner
 from edgesr.deploy.tiling import upscale_tiled
 from edgesr.files import write_json
+from edgesr.latency import runner_median_ms
 from edgesr.plots import save_latency_bars
 from edgesr.quant.openvino_ptq import quantize_openvino
 from edgesr.train.restore import trained_model
@@ -52,17 +52,6 @@ REFERENCE = "torch/fp32"
 PEAK_CONV = (256, (90, 160))  # channels, LR size: a 3x3 conv of 8.5 G MACs
 
 
-def median_ms(runner: Runner, x: np.ndarray, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        runner(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        runner(x)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
 def int8_peak(threads: int, repeats: int, warmup: int) -> dict[str, float]:
     """GMAC/s of one large dense 3x3 convolution in OpenVINO, fp32 and NNCF int8."""
     channels, (height, width) = PEAK_CONV
@@ -75,7 +64,7 @@ def int8_peak(threads: int, repeats: int, warmup: int) -> dict[str, float]:
         int8 = quantize_openvino(ir, [x], Path(folder) / "int8" / "conv.xml")
         result = {}
         for name, path in (("fp32", ir), ("int8", int8)):
-            ms = median_ms(openvino_runner(path, threads), x, repeats, warmup)
+            ms = runner_median_ms(openvino_runner(path, threads), x, repeats, warmup)
             result[f"{name}_ms"], result[f"{name}_gmac_per_s"] = ms, macs / 1e9 / (ms / 1e3)
     return {"macs": macs, "input": [1, channels, height, width], **result}
 
@@ -157,7 +146,7 @@ def main() -> None:
         row: dict[str, object] = {"mult_adds": macs.mult_adds}
         for runtime, precision in VARIANTS:
             runner = deployed_runner(params, name, runtime, precision, checked=False)
-            ms = median_ms(runner, x, args.repeats, args.warmup)
+            ms = runner_median_ms(runner, x, args.repeats, args.warmup)
             row[f"{runtime}/{precision}"] = {"median_ms": ms, "gmac_per_s": macs.mult_adds / 1e9 / (ms / 1e3)}
         for value in row.values():
             if isinstance(value, dict):

@@ -13,6 +13,7 @@ Paths are relative to the project root (``root``) and built from ``params.yaml``
     <paths.deploy>/int8/<model>/model.onnx                   ONNX Runtime static QDQ int8             (quantize)
     <paths.deploy>/int8/<model>/openvino.xml, .bin           NNCF int8 IR                             (quantize)
     <paths.deploy>/int8/<model>/checks.json                  per runtime: deployable, failed checks   (quantize)
+    <paths.metrics>/register.json                            model -> registered version, new or not   (register)
 
 This module imports nothing heavy (no torch, no runtimes), so every stage can depend on it.
 """
@@ -49,6 +50,7 @@ __all__ = [
     "figures_dir",
     "file_sha256",
     "model_dir",
+    "register_file",
     "search_dir",
     "subnet_name",
     "training_paths",
@@ -139,6 +141,11 @@ def deployable_checkpoint(params: Params, name: str, root: Path = Path(".")) -> 
         stage = f"train@{name}" if name in params.models else "retrain"
         raise MissingInputError(f"{path} not found: train '{name}' first (`dvc repro {stage}`)")
     return path
+
+
+def register_file(params: Params, root: Path = Path(".")) -> Path:
+    """``<paths.metrics>/register.json``: what the ``register`` stage registered (the Prefect flow promotes it)."""
+    return root / params.paths.metrics / "register.json"
 
 
 def model_dir(deploy_root: Path, precision: str, model: str) -> Path:

@@ -118,6 +118,61 @@ def _cmd_export(args: argparse.Namespace) -> None:
         print(f"{name}: max |PyTorch - runtime| {diffs}")
 
 
+def _cmd_register(args: argparse.Namespace) -> None:
+    from edgesr.stages import register
+
+    for name, entry in register.run(_load(args)).items():
+        print(f"{name}: version {entry['version']}" + (" registered as candidate" if entry["new"] else " (unchanged)"))
+
+
+def _registry(args: argparse.Namespace):
+    from edgesr.registry.store import Registry
+    from edgesr.tracking import tracking_uri
+
+    return Registry(args.registry or tracking_uri())
+
+
+def _cmd_promote(args: argparse.Namespace) -> None:
+    from edgesr.registry.promote import promote
+
+    decision = promote(_load(args), args.model, _registry(args), dry_run=args.dry_run)
+    print(decision.describe())
+    if not decision.passed and not args.dry_run:
+        raise UserError(f"{args.model} version {decision.candidate} was not promoted: a gate failed (listed above)")
+
+
+def _cmd_keys_init(args: argparse.Namespace) -> None:
+    from edgesr.registry.signing import init_keys, key_id, load_public_key
+
+    folder = args.dir or Path(_load(args).registry.keys_dir)
+    private, public = init_keys(folder, force=args.force)
+    print(f"key {key_id(load_public_key(public))}: private {private} (mode 600, keep it secret), public {public}")
+
+
+def _cmd_device_pull(args: argparse.Namespace) -> None:
+    from edgesr.config import load_params
+    from edgesr.registry.device import pull
+    from edgesr.registry.signing import PUBLIC_KEY, load_public_key
+
+    params = load_params(args.params)
+    if args.profile not in params.registry.profiles:
+        raise UsageError(
+            f"no device profile '{args.profile}'; registry.profiles: {', '.join(params.registry.profiles)}"
+        )
+    public = load_public_key(args.public_key or Path(params.registry.keys_dir) / PUBLIC_KEY)
+    model = args.model or params.registered_names()[0]
+    state = pull(
+        args.home, args.profile, model, _registry(args), public, params.registry.smoke_tolerance_db, args.device_id
+    )
+    print(f"{args.home}: {state['last_pull']['result']}, running {model} version {state.get('version', '-')}")
+
+
+def _cmd_device_status(args: argparse.Namespace) -> None:
+    from edgesr.registry.device import status
+
+    print(json.dumps(status(args.home), indent=2))
+
+
 def _cmd_upscale(args: argparse.Namespace) -> None:
     from edgesr.deploy.runners import deployed_runner
     from edgesr.deploy.upscale import plan, upscale_all
@@ -218,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
             partial(_cmd_reporting_stage, stage="quantize"),
         ),
     }
+    stages["register"] = ("registry.models as new candidate versions in the MLflow registry", _cmd_register)
     for name, (text, func) in stages.items():
         p = sub.add_parser(name, help=f"DVC stage: {text}")
         _add_params_args(p)
@@ -233,6 +289,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, help="LR tile side (default: deploy.tile)")
     p.add_argument("--overlap", type=int, help="LR context pixels around each tile (default: deploy.overlap)")
     p.set_defaults(func=_cmd_upscale)
+
+    registry_help = "MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
+    p = sub.add_parser("promote", help="move `champion` to the candidate when every quality gate passes")
+    _add_params_args(p)
+    p.add_argument("model", help="a registered model (registry.models)")
+    p.add_argument("--dry-run", action="store_true", help="measure and show the decision; write nothing")
+    p.add_argument("--registry", help=registry_help)
+    p.set_defaults(func=_cmd_promote)
+
+    keys = sub.add_parser("keys", help="the Ed25519 key pair that signs edge bundles").add_subparsers(
+        dest="keys_command", required=True
+    )
+    p = keys.add_parser("init", help="make the signing key pair (private key file mode 600)")
+    _add_params_args(p)
+    p.add_argument("--dir", type=Path, help="key folder (default: registry.keys_dir)")
+    p.add_argument("--force", action="store_true", help="replace an existing pair (devices must get the new key)")
+    p.set_defaults(func=_cmd_keys_init)
+
+    device = sub.add_parser("device", help="play an edge device: pull the champion's bundle, show its state")
+    device_commands = device.add_subparsers(dest="device_command", required=True)
+    p = device_commands.add_parser("pull", help="download, verify, swap in and check the champion's bundle")
+    # --profile names the device profile here; a params profile can be merged with `edgesr config --write`
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: %(default)s)")
+    p.add_argument("--profile", required=True, help="a device profile of registry.profiles")
+    p.add_argument("--home", type=Path, required=True, help="the device's folder")
+    p.add_argument("--model", help="registered model (default: the first of registry.models)")
+    p.add_argument("--public-key", type=Path, help="trusted public key (default: <registry.keys_dir>/signing.pub)")
+    p.add_argument("--device-id", help="name in the registry's device tags (default: <host>-<home folder>)")
+    p.add_argument("--registry", help=registry_help)
+    p.set_defaults(func=_cmd_device_pull)
+    p = device_commands.add_parser("status", help="what the device runs, its check and its last pull")
+    p.add_argument("--home", type=Path, required=True, help="the device's folder")
+    p.set_defaults(func=_cmd_device_status)
 
     p = sub.add_parser("bicubic", help="PSNR-Y / SSIM-Y of MATLAB bicubic upscaling on a folder of HR images")
     p.add_argument("--hr", type=Path, required=True, help="folder of HR images")

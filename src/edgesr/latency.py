@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["LatencyResult", "measure_latency"]
+__all__ = ["LatencyResult", "measure_latency", "runner_median_ms"]
 
 
 @dataclass(frozen=True)
@@ -92,3 +94,16 @@ def measure_latency(
         threads=used_threads,
         input_hw=(height, width),
     )
+
+
+def runner_median_ms(runner: Callable[[np.ndarray], np.ndarray], x: np.ndarray, repeats: int, warmup: int) -> float:
+    """Median wall time (ms) of ``runner(x)`` on a deployment runtime (a :data:`edgesr.deploy.runtimes.Runner`),
+    after ``warmup`` untimed runs."""
+    for _ in range(warmup):
+        runner(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runner(x)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)

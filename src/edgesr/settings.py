@@ -23,6 +23,7 @@ from edgesr.artifacts import subnet_name
 from edgesr.data.settings import PrepareConfig
 from edgesr.deploy.settings import DeployConfig
 from edgesr.quant.settings import QuantizeConfig
+from edgesr.registry.settings import RegistryConfig
 from edgesr.schema import StrictModel
 from edgesr.search.settings import SearchConfig
 from edgesr.train.settings import TrainConfig
@@ -98,6 +99,7 @@ class Params(StrictModel):
     deploy: DeployConfig
     quantize: QuantizeConfig = QuantizeConfig()
     tracking: TrackingConfig = TrackingConfig()
+    registry: RegistryConfig = RegistryConfig()
 
     @field_validator("models")
     @classmethod
@@ -154,7 +156,17 @@ class Params(StrictModel):
         """Models that have a trained checkpoint to export (see :func:`edgesr.artifacts.deployable_checkpoint`)."""
         return [*self.models, *self.subnet_names()]
 
+    def registered_names(self) -> list[str]:
+        """The models the ``register`` stage registers: ``registry.models``, by default ``deploy.default_model``."""
+        return self.registry.models or [self.deploy.default_model]
+
     def _check_deployed_names(self) -> None:
+        unregistrable = [name for name in self.registered_names() if name not in self.deploy.models]
+        if unregistrable:
+            raise ValueError(
+                f"registry.models names {', '.join(unregistrable)}, which is not exported and quantized; "
+                f"pick from deploy.models ({', '.join(self.deploy.models)})"
+            )
         known = self.deployable_names()
         unknown = [name for name in self.deploy.models if name not in known]
         if unknown:
