@@ -41,6 +41,7 @@ lint: install
 	$(BIN)/mypy
 
 ui: install
+	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (the runs tables, not the GenAI view)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 lock:
