@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 from pydantic import ValidationError
 from skimage import data as skimage_data
 
 from edgesr.architectures import ESPCNConfig, FSRCNNConfig
 from edgesr.compose.accounting import branch_patch_costs, classifier_cost, composed_cost
 from edgesr.compose.classifier import PatchClassifier
-from edgesr.compose.composed import ComposedModel
+from edgesr.compose.composed import ComposedModel, FixedRouter
+from edgesr.compose.deployed import composed_model
 from edgesr.compose.edge import EdgeRouter, EdgeTable, build_edge_table, edge_scores, patch_psnr
 from edgesr.compose.grid import blend, extract_patches, patch_grid, positions
 from edgesr.compose.losses import average_loss, class_loss
@@ -23,9 +27,11 @@ from edgesr.data.imresize import imresize, modcrop
 from edgesr.data.images import as_image, as_input
 from edgesr.data.patches import PatchSampler
 from edgesr.errors import UsageError
+from edgesr.settings import Params
 from edgesr.models import build_model, default_model_config
 
 SCALE = 2
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_branches() -> list[torch.nn.Module]:
@@ -56,12 +62,6 @@ def reference_tiled(model: torch.nn.Module, image: np.ndarray, patch: int, strid
             total[:, :, rows, cols] += out
             count[rows, cols] += 1
     return total / count
-
-
-def routed_to(index: int, num_branches: int) -> EdgeRouter:
-    """An edge router whose table makes branch ``index`` the best everywhere (eta 0)."""
-    psnr = [[40.0 if b == index else 20.0 for b in range(num_branches)]]
-    return EdgeRouter(EdgeTable(edges=[], psnr=psnr, costs=[1.0] * num_branches), eta=0.0)
 
 
 # --- grid -------------------------------------------------------------------------------------------------
@@ -195,7 +195,7 @@ def test_every_patch_to_one_branch_equals_that_branch_tiled(index):
     branches = tiny_branches()
     lr, _ = photo_pair(150)  # LR 75 x 93: the last row and column end at the edge, off the stride
     image = as_input(lr)
-    composed = ComposedModel([torch_batch_runner(b, chunk=5) for b in branches], routed_to(index, 2), SCALE)
+    composed = ComposedModel([torch_batch_runner(b, chunk=5) for b in branches], FixedRouter(index), SCALE)
     result = composed.compose(image)
     assert result.histogram(2) == [len(result.grid) if b == index else 0 for b in range(2)]
     assert result.sr.shape == (1, 3, 2 * lr.shape[0], 2 * lr.shape[1])
@@ -204,7 +204,7 @@ def test_every_patch_to_one_branch_equals_that_branch_tiled(index):
 
 def test_an_image_smaller_than_a_patch_is_padded_and_cropped_back():
     branches = tiny_branches()
-    composed = ComposedModel([torch_batch_runner(b, chunk=4) for b in branches], routed_to(1, 2), SCALE)
+    composed = ComposedModel([torch_batch_runner(b, chunk=4) for b in branches], FixedRouter(1), SCALE)
     image = np.random.default_rng(1).random((1, 3, 20, 40), dtype=np.float32)
     padded = np.pad(image, ((0, 0), (0, 0), (0, 12), (0, 0)), mode="symmetric")
     out = composed(image)
@@ -214,7 +214,7 @@ def test_an_image_smaller_than_a_patch_is_padded_and_cropped_back():
 
 def test_a_composition_needs_two_branches():
     with pytest.raises(UsageError, match="at least two branches.*compose.branches"):
-        ComposedModel([torch_batch_runner(tiny_branches()[0], 4)], routed_to(0, 1), SCALE)
+        ComposedModel([torch_batch_runner(tiny_branches()[0], 4)], FixedRouter(0), SCALE)
 
 
 def test_no_seam_where_patches_of_different_branches_meet():
@@ -234,7 +234,7 @@ def test_no_seam_where_patches_of_different_branches_meet():
     assert seams["mixed_fraction"] > 0.1
     # where branches meet the error is that of the branches, not more (a misplaced or unnormalised patch
     # would double it)
-    alone = [seam_error(as_image(ComposedModel(branches, routed_to(b, 2), SCALE).compose(as_input(lr)).sr), hr,
+    alone = [seam_error(as_image(ComposedModel(branches, FixedRouter(b), SCALE).compose(as_input(lr)).sr), hr,
                         result.grid, result.routes, SCALE)["mixed_mae"] for b in range(2)]
     assert seams["mixed_mae"] <= max(alone) + 0.05
     assert seams["ratio"] < 1.5
@@ -261,3 +261,28 @@ def test_mult_adds_both_conventions():
     on_lattice = patch_grid(64, 96, 32, 32)
     # non-overlapping conv windows: the whole-image pass costs exactly the per-patch passes
     assert classifier_cost(classifier, on_lattice) == len(on_lattice) * classifier_cost(classifier, patch_grid(32, 32, 32, 32))
+
+
+# --- configuration ----------------------------------------------------------------------------------------
+
+
+def _params_with(mutate) -> dict:
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    mutate(data)
+    return data
+
+
+def test_compose_config_errors_name_the_key_and_the_fix():
+    with pytest.raises(ValidationError, match=r"compose.branches names sam_sr_xlite, which deploy.models does not"):
+        Params.model_validate(_params_with(lambda d: d["compose"].update(branches=["xlsr", "sam_sr_xlite"])))
+    with pytest.raises(ValidationError, match=r"compose.large_set 'Urban100' is not a quantize.photo_sets name"):
+        Params.model_validate(_params_with(lambda d: d["compose"].update(large_set="Urban100")))
+    with pytest.raises(ValidationError, match=r"compose.branches lists a model twice"):
+        Params.model_validate(_params_with(lambda d: d["compose"].update(branches=["xlsr", "xlsr"])))
+
+
+def test_default_branches_are_the_retrained_subnets_and_one_is_not_enough():
+    params = Params.model_validate(_params_with(lambda d: d["compose"].update(branches=None)))
+    assert params.compose_branches() == ["fgnas_S_x2"]  # the CPU default searches S only
+    with pytest.raises(UsageError, match=r"at least two branches, got 1; list models in compose.branches"):
+        composed_model(params, "torch", "fp32")

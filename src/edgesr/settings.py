@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_va
 
 from edgesr.architectures import ModelConfig
 from edgesr.artifacts import subnet_name
+from edgesr.compose.settings import ComposeConfig
 from edgesr.data.settings import PrepareConfig
 from edgesr.deploy.settings import DeployConfig
 from edgesr.quant.settings import QuantizeConfig
@@ -50,6 +51,7 @@ class PathsConfig(StrictModel):
     plots: str = "plots"
     deploy: str = "models/deploy"
     fingerprints: str = "data/fingerprints"  # what the configured image folders hold (stage `sources`)
+    compose: str = "models/compose"  # the composed model's router (stage `compose`)
 
 
 class EvaluateConfig(StrictModel):
@@ -97,6 +99,7 @@ class Params(StrictModel):
     evaluate: EvaluateConfig = EvaluateConfig()
     deploy: DeployConfig
     quantize: QuantizeConfig = QuantizeConfig()
+    compose: ComposeConfig = ComposeConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("models")
@@ -154,12 +157,28 @@ class Params(StrictModel):
         """Models that have a trained checkpoint to export (see :func:`edgesr.artifacts.deployable_checkpoint`)."""
         return [*self.models, *self.subnet_names()]
 
+    def compose_branches(self) -> list[str]:
+        """The composed model's branches: ``compose.branches``, or the retrained subnets at ``scale`` when null."""
+        return list(self.compose.branches) if self.compose.branches is not None else self.subnet_names()
+
     def _check_deployed_names(self) -> None:
         known = self.deployable_names()
         unknown = [name for name in self.deploy.models if name not in known]
         if unknown:
             raise ValueError(
                 f"deploy.models names {', '.join(unknown)}, which no stage trains; pick from {', '.join(known)}"
+            )
+        composed = [name for name in self.compose.branches or [] if name not in self.deploy.models]
+        if composed:
+            raise ValueError(
+                f"compose.branches names {', '.join(composed)}, which deploy.models does not export (the composed "
+                f"model runs each branch's int8 model); add them to deploy.models or pick from {', '.join(self.deploy.models)}"
+            )
+        large, photo_sets = self.compose.large_set, self.quantize.photo_sets or {}
+        if large is not None and large not in photo_sets:
+            raise ValueError(
+                f"compose.large_set '{large}' is not a quantize.photo_sets name ({', '.join(photo_sets) or 'none'}): "
+                "add the folder there (the sources stage fingerprints it) or set compose.large_set: null"
             )
         for name, layers in self.quantize.ignored_layers.items():
             if name not in self.deploy.models:

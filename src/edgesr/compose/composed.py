@@ -24,13 +24,23 @@ from edgesr.compose.grid import PatchGrid, blend, extract_patches, patch_grid
 from edgesr.compose.runners import BatchRunner
 from edgesr.errors import UsageError
 
-__all__ = ["Composition", "ComposedModel", "Router"]
+__all__ = ["ComposedModel", "Composition", "FixedRouter", "Router", "require_two_branches"]
 
 
 class Router(Protocol):
     """Chooses a branch for every patch: ``(N,)`` int indices into the composed model's branches."""
 
     def route(self, patches: np.ndarray, image: np.ndarray, grid: PatchGrid) -> np.ndarray: ...
+
+
+class FixedRouter:
+    """Every patch to branch ``index``: the branch alone, tiled exactly as the composed model tiles."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def route(self, patches: np.ndarray, image: np.ndarray, grid: PatchGrid) -> np.ndarray:
+        return np.full(len(grid), self.index, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -51,17 +61,22 @@ class Composition:
         return np.bincount(self.routes, minlength=num_branches).tolist()
 
 
+def require_two_branches(count: int) -> None:
+    """UsageError unless there are at least two branches to choose from."""
+    if count < 2:
+        raise UsageError(
+            f"a composed model needs at least two branches, got {count}; list models in compose.branches "
+            "(e.g. [fsrcnn, espcn, xlsr, fgnas_S_x2]) or add search sizes M and L (profiles/full.yaml)"
+        )
+
+
 class ComposedModel:
     """``branches`` (cheapest first or not) behind one ``router``; LR patches of ``patch`` at ``stride``."""
 
     def __init__(
         self, branches: Sequence[BatchRunner], router: Router, scale: int, patch: int = 32, stride: int = 28
     ) -> None:
-        if len(branches) < 2:
-            raise UsageError(
-                f"a composed model needs at least two branches, got {len(branches)}; list more models in "
-                "compose.branches (e.g. [fsrcnn, espcn, xlsr, fgnas_S_x2]) or add search sizes M and L"
-            )
+        require_two_branches(len(branches))
         if not 1 <= stride <= patch:
             raise UsageError(f"compose.stride must be in [1, compose.patch={patch}] to leave no gap, got {stride}")
         self.branches, self.router = list(branches), router

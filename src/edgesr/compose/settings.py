@@ -70,9 +70,9 @@ class ComposeConfig(StrictModel):
     classifier: ClassifierConfig = ClassifierConfig()
     edge: EdgeConfig = EdgeConfig()
     large_set: str | None = Field(
-        "../shared/data/SunHays80/HR", description="folder of large photographs evaluated besides the benchmarks"
+        None, description="a quantize.photo_sets name: large photographs evaluated besides the benchmarks"
     )
-    large_set_images: int | None = Field(8, ge=1, description="how many of them (evenly spaced); null: all")
+    large_set_images: int | None = Field(4, ge=1, description="how many of them (evenly spaced); null: all")
     latency_repeats: int = Field(3, ge=1, description="timed runs of the wall-clock comparison (median)")
 
     @field_validator("branches")
