@@ -23,12 +23,12 @@ from edgesr.compose.runners import torch_batch_runner
 from edgesr.compose.seams import seam_error
 from edgesr.compose.settings import ClassifierConfig, ComposeConfig
 from edgesr.compose.training import collapsed_branch, train_classifier
-from edgesr.data.imresize import imresize, modcrop
 from edgesr.data.images import as_image, as_input
+from edgesr.data.imresize import imresize, modcrop
 from edgesr.data.patches import PatchSampler
 from edgesr.errors import UsageError
-from edgesr.settings import Params
 from edgesr.models import build_model, default_model_config
+from edgesr.settings import Params
 
 SCALE = 2
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +144,9 @@ def test_training_keeps_branches_frozen_and_learns_to_prefer_the_better_branch()
     before = [p.clone() for p in bad.parameters()]
     classifier = PatchClassifier(2)
     cfg = ClassifierConfig(iterations=40, batch_size=8, lr=3e-3, average_weight=0.0, log_every=20)
-    result = train_classifier(classifier, [bicubic, bad], ["bicubic", "bad"], PatchSampler([(lr, hr)], SCALE, 16, 0), cfg)
+    result = train_classifier(
+        classifier, [bicubic, bad], ["bicubic", "bad"], PatchSampler([(lr, hr)], SCALE, 16, 0), cfg
+    )
     assert all(torch.equal(a, b) for a, b in zip(before, bad.parameters(), strict=True))
     assert [r["iteration"] for r in result.history] == [20, 40]
     assert sum(result.histogram) == 20 * 8
@@ -179,7 +181,9 @@ def test_edge_table_and_eta_trade_psnr_for_cost():
     table = build_edge_table(scores, psnr, np.array([1e6, 4e6]), bins=2)
     assert table.costs == [0.25, 1.0]
     assert table.psnr == [[30.0, 31.0], [25.0, 31.0]]
-    patches = np.concatenate([np.full((1, 3, 8, 8), 0.5, np.float32), np.tile([0.0, 1.0], (1, 3, 8, 4)).astype(np.float32)])
+    patches = np.concatenate(
+        [np.full((1, 3, 8, 8), 0.5, np.float32), np.tile([0.0, 1.0], (1, 3, 8, 4)).astype(np.float32)]
+    )
     assert edge_scores(patches)[1] > 50
     grid = patch_grid(8, 8, 8, 8)
     assert EdgeRouter(table, eta=0.0).route(patches, patches, grid).tolist() == [1, 1]  # best PSNR
@@ -234,8 +238,16 @@ def test_no_seam_where_patches_of_different_branches_meet():
     assert seams["mixed_fraction"] > 0.1
     # where branches meet the error is that of the branches, not more (a misplaced or unnormalised patch
     # would double it)
-    alone = [seam_error(as_image(ComposedModel(branches, FixedRouter(b), SCALE).compose(as_input(lr)).sr), hr,
-                        result.grid, result.routes, SCALE)["mixed_mae"] for b in range(2)]
+    alone = [
+        seam_error(
+            as_image(ComposedModel(branches, FixedRouter(b), SCALE).compose(as_input(lr)).sr),
+            hr,
+            result.grid,
+            result.routes,
+            SCALE,
+        )["mixed_mae"]
+        for b in range(2)
+    ]
     assert seams["mixed_mae"] <= max(alone) + 0.05
     assert seams["ratio"] < 1.5
 
@@ -260,7 +272,9 @@ def test_mult_adds_both_conventions():
     classifier = PatchClassifier(2)
     on_lattice = patch_grid(64, 96, 32, 32)
     # non-overlapping conv windows: the whole-image pass costs exactly the per-patch passes
-    assert classifier_cost(classifier, on_lattice) == len(on_lattice) * classifier_cost(classifier, patch_grid(32, 32, 32, 32))
+    assert classifier_cost(classifier, on_lattice) == len(on_lattice) * classifier_cost(
+        classifier, patch_grid(32, 32, 32, 32)
+    )
 
 
 # --- configuration ----------------------------------------------------------------------------------------

@@ -14,12 +14,16 @@ import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from edgesr.deploy.settings import PRECISIONS, RUNTIMES
 from edgesr.errors import UsageError, UserError
 from edgesr.kernels import use_portable_kernels
+
+if TYPE_CHECKING:
+    from edgesr.deploy.runtimes import Runner
 
 __all__ = ["main"]
 
@@ -138,7 +142,7 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
     if name == COMPOSED:
         from edgesr.compose.deployed import composed_model
 
-        runner = composed_model(params, runtime, precision, args.router)
+        runner: Runner = composed_model(params, runtime, precision, args.router)
     else:
         runner = deployed_runner(params, name, runtime, precision)
     done = upscale_all(jobs, runner, params.scale, tile, overlap, cfg.border)
@@ -242,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="an image file or a folder of images")
     p.add_argument("-o", "--output", type=Path, help="PNG file or folder (default: <name>_x<scale> beside the input)")
     p.add_argument("--model", help=f"a deploy.models name or {COMPOSED} (default: deploy.default_model)")
-    p.add_argument("--router", choices=("classifier", "edge"), help=f"with --model {COMPOSED} (default: compose.router)")
+    p.add_argument(
+        "--router", choices=("classifier", "edge"), help=f"with --model {COMPOSED} (default: compose.router)"
+    )
     p.add_argument("--runtime", choices=RUNTIMES, help="default: deploy.runtime")
     p.add_argument("--precision", choices=PRECISIONS, help="default: deploy.precision (fp32 for torch)")
     p.add_argument("--tile", type=int, help="LR tile side (default: deploy.tile)")

@@ -175,8 +175,14 @@ def save_compose_curve(rows: Sequence[Mapping[str, Any]], benchmark: str, path: 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     sweep = sorted((r for r in rows if r.get("eta") is not None), key=lambda r: float(r["mult_adds_pct"]))
     if sweep:
-        ax.plot([r["mult_adds_pct"] for r in sweep], [r["psnr"] for r in sweep], "-o", ms=3, color="tab:green",
-                label="edge router, eta sweep")
+        ax.plot(
+            [r["mult_adds_pct"] for r in sweep],
+            [r["psnr"] for r in sweep],
+            "-o",
+            ms=3,
+            color="tab:green",
+            label="edge router, eta sweep",
+        )
     markers = {"branch": ("s", "tab:blue"), "classifier": ("*", "tab:red"), "edge": ("D", "tab:green")}
     for row in rows:
         if row.get("eta") is not None:
@@ -193,8 +199,16 @@ def save_compose_curve(rows: Sequence[Mapping[str, Any]], benchmark: str, path: 
     return _save(fig, path)
 
 
-def save_routing_map(lr: np.ndarray, routes: np.ndarray, tops: np.ndarray, lefts: np.ndarray, patch: int,
-                     names: Sequence[str], title: str, path: Path) -> Path:
+def save_routing_map(
+    lr: np.ndarray,
+    routes: np.ndarray,
+    tops: np.ndarray,
+    lefts: np.ndarray,
+    patch: int,
+    names: Sequence[str],
+    title: str,
+    path: Path,
+) -> Path:
     """The LR image (uint8 HWC) with every patch tinted by its branch (later patches over earlier ones)."""
     colours = plt.get_cmap("viridis")(np.linspace(0, 1, len(names)))[:, :3]
     tint = np.zeros(lr.shape, dtype=np.float64)

@@ -172,7 +172,8 @@ class Params(StrictModel):
         if composed:
             raise ValueError(
                 f"compose.branches names {', '.join(composed)}, which deploy.models does not export (the composed "
-                f"model runs each branch's int8 model); add them to deploy.models or pick from {', '.join(self.deploy.models)}"
+                "model runs each branch's int8 model); add them to deploy.models or pick from "
+                f"{', '.join(self.deploy.models)}"
             )
         large, photo_sets = self.compose.large_set, self.quantize.photo_sets or {}
         if large is not None and large not in photo_sets:

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from torch import nn
 
+from edgesr.complexity import count_complexity
 from edgesr.compose.classifier import FEATURE_STRIDE, PatchClassifier
 from edgesr.compose.grid import PatchGrid
-from edgesr.complexity import count_complexity
 
 __all__ = ["ComposedCost", "branch_patch_costs", "classifier_cost", "composed_cost"]
 

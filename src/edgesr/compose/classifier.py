@@ -73,7 +73,9 @@ class PatchClassifier(nn.Module):
             pooled[on_lattice] = (sums / (p // k) ** 2).T.float()
         off = (~on_lattice).nonzero().squeeze(1)
         if len(off):
-            patches = torch.stack([image[0, :, t : t + p, s : s + p] for t, s in zip(tops[off], lefts[off], strict=True)])
+            patches = torch.stack(
+                [image[0, :, t : t + p, s : s + p] for t, s in zip(tops[off], lefts[off], strict=True)]
+            )
             pooled[off] = self.features(patches).mean(dim=(2, 3))
         return self.fc(pooled)
 

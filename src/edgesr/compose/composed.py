@@ -89,8 +89,10 @@ class ComposedModel:
         patches = extract_patches(image[0], grid)
         routes = np.asarray(self.router.route(patches, image, grid), dtype=np.int64)
         if routes.shape != (len(grid),) or routes.min() < 0 or routes.max() >= len(self.branches):
-            raise ValueError(f"the router returned {routes.shape} indices in [{routes.min()}, {routes.max()}] for "
-                             f"{len(grid)} patches and {len(self.branches)} branches")
+            raise ValueError(
+                f"the router returned {routes.shape} indices in [{routes.min()}, {routes.max()}] for "
+                f"{len(grid)} patches and {len(self.branches)} branches"
+            )
         sp = self.scale * self.patch
         outputs = np.empty((len(grid), 3, sp, sp), dtype=np.float32)
         for index, branch in enumerate(self.branches):
@@ -107,4 +109,3 @@ class ComposedModel:
             padded = np.pad(image, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode="symmetric")
             return self.compose(padded).sr[:, :, : self.scale * height, : self.scale * width]
         return self.compose(image).sr
-

@@ -45,7 +45,7 @@ def edge_scores(patches: np.ndarray) -> np.ndarray:
 
 
 def patch_psnr(sr: np.ndarray, hr: np.ndarray) -> np.ndarray:
-    """PSNR-Y (dB) of each float SR patch ``(N, 3, h, w)`` (rounded to 8 bit as saved) against uint8 HR ``(N, 3, h, w)``."""
+    """PSNR-Y (dB) of each float SR patch ``(N, 3, h, w)``, rounded to 8 bit as saved, against its uint8 HR patch."""
     rounded = np.round(np.clip(sr, 0.0, 1.0) * 255.0) / 255.0
     error = _luma(rounded.astype(np.float32)) - _luma(hr.astype(np.float32) / np.float32(255.0))
     mse = np.maximum((error.astype(np.float64) ** 2).mean(axis=(1, 2)), _MIN_MSE)

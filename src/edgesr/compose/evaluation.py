@@ -50,8 +50,10 @@ def evaluate_routings(
     per_image: dict[str, list[dict]] = {name: [] for name in routers}
     for name, lr, hr in tqdm(pairs, desc=desc, unit="image", leave=False, disable=desc is None):
         if min(lr.shape[:2]) < patch:
-            raise UsageError(f"{name} is {lr.shape[0]}x{lr.shape[1]} LR pixels, under the {patch}-pixel patch; "
-                             "lower compose.patch or leave the image out")
+            raise UsageError(
+                f"{name} is {lr.shape[0]}x{lr.shape[1]} LR pixels, under the {patch}-pixel patch; "
+                "lower compose.patch or leave the image out"
+            )
         image = as_input(lr)
         grid = patch_grid(lr.shape[0], lr.shape[1], patch, stride)
         patches = extract_patches(image[0], grid)

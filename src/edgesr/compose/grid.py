@@ -60,7 +60,9 @@ class PatchGrid:
 
     def coverage(self) -> np.ndarray:
         """How many patches cover each LR pixel: ``(height, width)`` int, >= 1 everywhere."""
-        return np.outer(_axis_coverage(self.height, self.rows, self.patch), _axis_coverage(self.width, self.cols, self.patch))
+        return np.outer(
+            _axis_coverage(self.height, self.rows, self.patch), _axis_coverage(self.width, self.cols, self.patch)
+        )
 
 
 def _axis_coverage(length: int, starts: np.ndarray, patch: int) -> np.ndarray:

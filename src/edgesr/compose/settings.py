@@ -64,8 +64,12 @@ class ComposeConfig(StrictModel):
     )
     router: RouterName = Field("classifier", description="the router `edgesr upscale --model composed` uses")
     patch: int = Field(32, ge=4, description="LR patch side at test time (ClassSR: 32)")
-    stride: int = Field(28, ge=1, description="LR stride between patches (ClassSR: 28); a multiple of 4 keeps "
-                        "the classifier's one pass over the whole image exact")
+    stride: int = Field(
+        28,
+        ge=1,
+        description="LR stride between patches (ClassSR: 28); a multiple of 4 keeps "
+        "the classifier's one pass over the whole image exact",
+    )
     chunk: int = Field(64, ge=1, description="patches per runtime call (compiled runtimes see this fixed batch)")
     classifier: ClassifierConfig = ClassifierConfig()
     edge: EdgeConfig = EdgeConfig()

@@ -56,8 +56,9 @@ def train_classifier(
 ) -> ClassifierTraining:
     """Train ``classifier`` in place on ``sampler``'s patches; the ``branches`` stay frozen (eval, no grad)."""
     if len(branches) != classifier.fc.out_features or len(names) != len(branches):
-        raise ValueError(f"{len(branches)} branches ({len(names)} names) for a classifier of "
-                         f"{classifier.fc.out_features} outputs")
+        raise ValueError(
+            f"{len(branches)} branches ({len(names)} names) for a classifier of {classifier.fc.out_features} outputs"
+        )
     torch.manual_seed(cfg.seed)
     for branch in branches:
         branch.eval().requires_grad_(False)
@@ -80,8 +81,9 @@ def train_classifier(
         sums += np.array([loss.item(), *losses.detach().tolist()])
         if iteration % cfg.log_every == 0 or iteration == cfg.iterations:
             steps = iteration - (result.history[-1]["iteration"] if result.history else 0)
-            record = {"iteration": iteration} | dict(zip(("loss", "l1", "class_loss", "average_loss"),
-                                                         (sums / steps).tolist(), strict=True))
+            record = {"iteration": iteration} | dict(
+                zip(("loss", "l1", "class_loss", "average_loss"), (sums / steps).tolist(), strict=True)
+            )
             record |= {f"share/{name}": count / counts.sum() for name, count in zip(names, counts, strict=True)}
             result.history.append(record)
             result.histogram = counts.tolist()

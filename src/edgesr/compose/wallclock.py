@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def compare_wallclock(
     for lr in images:
         image = as_input(lr)
         seconds = {
-            name: median_seconds(lambda run=run: run(image), repeats, warmup)
+            name: median_seconds(partial(run, image), repeats, warmup)
             for name, run in (("composed_s", composed), ("largest_s", largest))
         }
         rows.append({"lr_hw": list(lr.shape[:2]), **seconds, "ratio": seconds["composed_s"] / seconds["largest_s"]})

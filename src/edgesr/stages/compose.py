@@ -53,7 +53,7 @@ WALLCLOCK_IMAGES = 2
 
 
 def _sets(params: Params, root: Path) -> dict[str, list]:
-    """Every prepared benchmark set (the validation split when there is none) and ``compose.large_set``'s photographs."""
+    """Every prepared benchmark set (the validation split when there is none) and ``compose.large_set``'s images."""
     prepared = root / params.paths.prepared
     sets = {s: load_pairs(prepared, s, params.scale) for s in (available_benchmarks(prepared) or ["val"])}
     large = params.compose.large_set
@@ -79,14 +79,29 @@ def _plot_rows(results: dict[str, dict], names: list[str], sweep: list[float]) -
         for routing, r in routings.items():
             kind = "branch" if routing in names else "classifier" if routing == "classifier" else "edge"
             eta = next((e for e in sweep if routing == f"edge_eta_{e:g}"), None)
-            rows.append({"set": set_name, "routing": routing, "kind": kind, "eta": eta, "psnr": r["psnr"],
-                         "mult_adds_pct": r["percent_of_largest_frame"]})
+            rows.append(
+                {
+                    "set": set_name,
+                    "routing": routing,
+                    "kind": kind,
+                    "eta": eta,
+                    "psnr": r["psnr"],
+                    "mult_adds_pct": r["percent_of_largest_frame"],
+                }
+            )
     return rows
 
 
 def _markdown(results: dict[str, dict], names: list[str], wallclock: dict | None) -> str:
-    head = ["set", "routing", "PSNR-Y / SSIM-Y", "Mult-Adds % of L (frame)", "% of L (same patches, ClassSR)",
-            "histogram (" + " / ".join(names) + ")", "seam ratio"]
+    head = [
+        "set",
+        "routing",
+        "PSNR-Y / SSIM-Y",
+        "Mult-Adds % of L (frame)",
+        "% of L (same patches, ClassSR)",
+        "histogram (" + " / ".join(names) + ")",
+        "seam ratio",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for set_name, routings in results.items():
         for routing, r in routings.items():
@@ -103,8 +118,10 @@ def _markdown(results: dict[str, dict], names: list[str], wallclock: dict | None
             f"frame = median {wallclock['median_ratio']:.2f}"
         )
         for row in wallclock["images"]:
-            lines.append(f"- LR {row['lr_hw'][0]}x{row['lr_hw'][1]}: composed {1e3 * row['composed_s']:.0f} ms, "
-                         f"largest {1e3 * row['largest_s']:.0f} ms ({row['ratio']:.2f})")
+            lines.append(
+                f"- LR {row['lr_hw'][0]}x{row['lr_hw'][1]}: composed {1e3 * row['composed_s']:.0f} ms, "
+                f"largest {1e3 * row['largest_s']:.0f} ms ({row['ratio']:.2f})"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -127,8 +144,13 @@ def run(params: Params, root: Path = Path(".")) -> dict:
     with stage_run(
         "compose",
         experiment=params.tracking.experiment,
-        params={"compose": cfg.model_dump(mode="json"), "branches": names, "scale": scale, "runtime": runtime,
-                "precision": precision},
+        params={
+            "compose": cfg.model_dump(mode="json"),
+            "branches": names,
+            "scale": scale,
+            "runtime": runtime,
+            "precision": precision,
+        },
         params_hash=params_hash(cfg),
         data_hash=data_hash(prepared),
         root=root,
@@ -136,37 +158,64 @@ def run(params: Params, root: Path = Path(".")) -> dict:
         classifier = PatchClassifier(len(names))
         sampler = PatchSampler(train_pairs, scale, cfg.patch, cfg.classifier.seed)
         training = train_classifier(classifier, models, names, sampler, cfg.classifier, tracker)
-        atomic_write(out_dir / CLASSIFIER_FILE, lambda tmp: torch.save(
-            {"state_dict": classifier.state_dict(), "branches": names}, tmp))
+        atomic_write(
+            out_dir / CLASSIFIER_FILE,
+            lambda tmp: torch.save({"state_dict": classifier.state_dict(), "branches": names}, tmp),
+        )
         table_lr, table_hr = PatchSampler(train_pairs, scale, cfg.patch, cfg.edge.seed).batch(0, cfg.edge.table_patches)
-        table = table_from_patches(table_lr.numpy(), (table_hr * 255).round().to(torch.uint8).numpy(), deployed,
-                                   patch_costs, cfg.edge.bins)
+        table = table_from_patches(
+            table_lr.numpy(), (table_hr * 255).round().to(torch.uint8).numpy(), deployed, patch_costs, cfg.edge.bins
+        )
         write_json(out_dir / EDGE_TABLE_FILE, {"branches": names, "table": table.as_dict()})
         routers = _routers(classifier, EdgeRouter(table, cfg.edge.eta), names, cfg.edge.eta_sweep)
         results = {
-            set_name: evaluate_routings(pairs, deployed, routers, patch_costs, models[largest], scale, cfg.patch,
-                                        cfg.stride, desc=f"compose {set_name}")
+            set_name: evaluate_routings(
+                pairs,
+                deployed,
+                routers,
+                patch_costs,
+                models[largest],
+                scale,
+                cfg.patch,
+                cfg.stride,
+                desc=f"compose {set_name}",
+            )
             for set_name, pairs in sets.items()
         }
-        collapsed = {s: collapsed_branch(r["classifier"]["histogram"], names, cfg.classifier.collapse_share)
-                     for s, r in results.items()}
+        collapsed = {
+            s: collapsed_branch(r["classifier"]["histogram"], names, cfg.classifier.collapse_share)
+            for s, r in results.items()
+        }
         for set_name, branch in collapsed.items():
             if branch is not None:
-                tqdm.write(f"compose: the classifier collapsed on {set_name}: {branch} takes more than "
-                           f"{cfg.classifier.collapse_share:.0%} of the patches")
+                tqdm.write(
+                    f"compose: the classifier collapsed on {set_name}: {branch} takes more than "
+                    f"{cfg.classifier.collapse_share:.0%} of the patches"
+                )
         timed_set = list(sets)[-1]
         images = [lr for _, lr, _ in sets[timed_set][:WALLCLOCK_IMAGES]]
         composed = ComposedModel(deployed, classifier, scale, cfg.patch, cfg.stride)
-        wallclock = compare_wallclock(composed, deployed_runner(params, names[largest], runtime, precision, root),
-                                      images, cfg.latency_repeats)
-        wallclock |= {"set": timed_set, "router": "classifier", "largest": names[largest], "runtime": runtime,
-                      "precision": precision, "threads": params.deploy.threads}
+        wallclock = compare_wallclock(
+            composed, deployed_runner(params, names[largest], runtime, precision, root), images, cfg.latency_repeats
+        )
+        wallclock |= {
+            "set": timed_set,
+            "router": "classifier",
+            "largest": names[largest],
+            "runtime": runtime,
+            "precision": precision,
+            "threads": params.deploy.threads,
+        }
         metrics = {
             "branches": names,
             "largest": names[largest],
             "patch_mult_adds": dict(zip(names, patch_costs, strict=True)),
-            "classifier": {"history": training.history, "histogram": training.histogram,
-                           "collapsed_in_training": training.collapsed, "collapsed": collapsed},
+            "classifier": {
+                "history": training.history,
+                "histogram": training.histogram,
+                "collapsed_in_training": training.collapsed,
+                "collapsed": collapsed,
+            },
             "edge_table": table.as_dict(),
             "sets": results,
             "wallclock": wallclock,
@@ -176,22 +225,44 @@ def run(params: Params, root: Path = Path(".")) -> dict:
         rows = _plot_rows(results, names, cfg.edge.eta_sweep)
         write_json(plots_dir / "psnr_vs_mult_adds.json", rows)
         first = list(sets)[0]
-        pictures = [save_compose_curve([r for r in rows if r["set"] == first], first, plots_dir / "psnr_vs_mult_adds.png")]
+        pictures = [
+            save_compose_curve([r for r in rows if r["set"] == first], first, plots_dir / "psnr_vs_mult_adds.png")
+        ]
         _, lr, _ = sets[timed_set][0]
         grid = patch_grid(lr.shape[0], lr.shape[1], cfg.patch, cfg.stride)
         routes = classifier.route(np.empty(0), as_input(lr), grid)
-        pictures.append(save_routing_map(lr, routes, *grid.tops_lefts(), cfg.patch, names,
-                                         f"classifier routing, {timed_set}", plots_dir / "routing_map.png"))
+        pictures.append(
+            save_routing_map(
+                lr,
+                routes,
+                *grid.tops_lefts(),
+                cfg.patch,
+                names,
+                f"classifier routing, {timed_set}",
+                plots_dir / "routing_map.png",
+            )
+        )
         tracker.log_metrics(
-            {f"compose/{s}/{routing}/{key}": float(r[key]) for s, routings in results.items()
-             for routing, r in routings.items()
-             for key in ("psnr", "ssim", "percent_of_largest_frame", "percent_of_largest_patches")}
-            | {f"compose/{s}/classifier/share/{name}": share for s, r in results.items()
-               for name, share in zip(names, r["classifier"]["shares"], strict=True)}
+            {
+                f"compose/{s}/{routing}/{key}": float(r[key])
+                for s, routings in results.items()
+                for routing, r in routings.items()
+                for key in ("psnr", "ssim", "percent_of_largest_frame", "percent_of_largest_patches")
+            }
+            | {
+                f"compose/{s}/classifier/share/{name}": share
+                for s, r in results.items()
+                for name, share in zip(names, r["classifier"]["shares"], strict=True)
+            }
             | {"compose/wallclock_ratio": wallclock["median_ratio"]}
         )
         tracker.set_tags({"compose.collapsed": ",".join(f"{s}:{b}" for s, b in collapsed.items() if b) or "no"})
-        for path in (metrics_dir / "compose.json", metrics_dir / "compose.md", out_dir / EDGE_TABLE_FILE,
-                     out_dir / CLASSIFIER_FILE, *pictures):
+        for path in (
+            metrics_dir / "compose.json",
+            metrics_dir / "compose.md",
+            out_dir / EDGE_TABLE_FILE,
+            out_dir / CLASSIFIER_FILE,
+            *pictures,
+        ):
             tracker.log_artifact(path)
     return metrics
