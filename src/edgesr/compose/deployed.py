@@ -96,5 +96,6 @@ def composed_model(
     names = params.compose_branches()
     require_two_branches(len(names))
     cfg = params.compose
+    torch.set_num_threads(params.deploy.threads)  # the classifier runs in PyTorch
     branches = [branch_runner(params, name, runtime, precision, root) for name in names]
     return ComposedModel(branches, load_router(params, router or cfg.router, root), params.scale, cfg.patch, cfg.stride)
