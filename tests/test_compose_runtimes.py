@@ -7,8 +7,11 @@ import pytest
 import torch
 
 from edgesr.architectures import ESPCNConfig, FSRCNNConfig
+from edgesr.compose.classifier import PatchClassifier
+from edgesr.compose.compiled import OpenVINOClassifier
 from edgesr.compose.composed import ComposedModel
 from edgesr.compose.edge import EdgeRouter, EdgeTable
+from edgesr.compose.grid import patch_grid
 from edgesr.compose.runners import onnxruntime_batch_runner, openvino_batch_runner, torch_batch_runner
 from edgesr.deploy.export import export_onnx, export_openvino, prepare_for_export
 from edgesr.models import build_model
@@ -56,3 +59,16 @@ def test_composed_model_on_openvino_and_onnxruntime_equals_pytorch(exported):
         result = ComposedModel(branches, router, SCALE).compose(image)
         np.testing.assert_array_equal(result.routes, reference.routes)
         np.testing.assert_allclose(result.sr, reference.sr, atol=1e-4)
+
+
+def test_the_classifier_compiled_by_openvino_routes_as_pytorch():
+    torch.manual_seed(0)
+    classifier = PatchClassifier(3).eval()
+    image = np.random.default_rng(2).random((1, 3, 70, 93), dtype=np.float32)
+    grid = patch_grid(70, 93, PATCH, 28)
+    compiled = OpenVINOClassifier(classifier, threads=1)
+    expected = classifier.grid_logits(torch.from_numpy(image), grid)
+    torch.testing.assert_close(
+        classifier.grid_logits(torch.from_numpy(image), grid, compiled._features), expected, atol=1e-4, rtol=1e-4
+    )
+    np.testing.assert_array_equal(compiled.route(np.empty(0), image, grid), classifier.route(np.empty(0), image, grid))

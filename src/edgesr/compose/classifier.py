@@ -14,6 +14,8 @@ the plain patch path. Both paths give the same logits up to float rounding (test
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,10 @@ from torch import Tensor, nn
 
 from edgesr.compose.grid import PatchGrid
 
-__all__ = ["FEATURE_STRIDE", "PatchClassifier"]
+__all__ = ["FEATURE_STRIDE", "Features", "PatchClassifier"]
+
+Features = Callable[[Tensor], Tensor]
+"""The classifier's layers before the pooling: ``(B, 3, h, w)`` -> ``(B, 32, h / 4, w / 4)``."""
 
 FEATURE_STRIDE = 4
 """The stride (and kernel) of the first convolution: the lattice on which the whole-image pass is exact."""
@@ -54,19 +59,22 @@ class PatchClassifier(nn.Module):
         return self.fc(self.features(patches).mean(dim=(2, 3)))
 
     @torch.inference_mode()
-    def grid_logits(self, image: Tensor, grid: PatchGrid) -> Tensor:
+    def grid_logits(self, image: Tensor, grid: PatchGrid, features: Features | None = None) -> Tensor:
         """Logits ``(N, M)`` of every patch of ``grid`` over one LR image ``(1, 3, H, W)``, row-major.
 
         Patches on the 4-pixel lattice share one feature pass over the image; the others run on their own.
+        ``features`` runs the layers before the pooling (default: :attr:`features` in PyTorch; a compiled
+        runtime's copy of them, :mod:`edgesr.compose.compiled`).
         """
+        features = features or self.features
         p, k = grid.patch, FEATURE_STRIDE
         tops, lefts = (torch.from_numpy(a) for a in grid.tops_lefts())
         on_lattice = (tops % k == 0) & (lefts % k == 0) if p % k == 0 else torch.zeros_like(tops, dtype=torch.bool)
         pooled = torch.empty(len(grid), self.fc.in_features)
         if on_lattice.any():
-            features = self.features(image[:, :, : grid.height // k * k, : grid.width // k * k])[0].double()
+            lattice = features(image[:, :, : grid.height // k * k, : grid.width // k * k])[0].double()
             # integral image with a zero first row and column: window sums in four gathers
-            integral = F.pad(features.cumsum(1).cumsum(2), (1, 0, 1, 0))
+            integral = F.pad(lattice.cumsum(1).cumsum(2), (1, 0, 1, 0))
             y0, x0 = tops[on_lattice] // k, lefts[on_lattice] // k
             y1, x1 = y0 + p // k, x0 + p // k
             sums = integral[:, y1, x1] - integral[:, y0, x1] - integral[:, y1, x0] + integral[:, y0, x0]
@@ -76,7 +84,7 @@ class PatchClassifier(nn.Module):
             patches = torch.stack(
                 [image[0, :, t : t + p, s : s + p] for t, s in zip(tops[off], lefts[off], strict=True)]
             )
-            pooled[off] = self.features(patches).mean(dim=(2, 3))
+            pooled[off] = features(patches).mean(dim=(2, 3))
         return self.fc(pooled)
 
     def route(self, patches: np.ndarray, image: np.ndarray, grid: PatchGrid) -> np.ndarray:

@@ -5,7 +5,7 @@ per call (:mod:`edgesr.compose.runners`); an int8 model that failed the quantize
 refused unless ``checked`` is False, as :func:`edgesr.deploy.runners.deployed_runner` does. The router
 files (``<paths.compose>/classifier.pt``, ``edge_table.json``) record the branches they were made for,
 so a changed ``compose.branches`` cannot silently pair a router with other branches. The classifier
-runs in PyTorch fp32 (0.06 M parameters; its one pass over the image is a small share of the work).
+runs in fp32 on the branches' runtime where it can (OpenVINO), else in PyTorch.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from edgesr.artifacts import (
     deployed_file,
 )
 from edgesr.compose.classifier import PatchClassifier
+from edgesr.compose.compiled import OpenVINOClassifier
 from edgesr.compose.composed import ComposedModel, Router, require_two_branches
 from edgesr.compose.edge import EdgeRouter, EdgeTable
 from edgesr.compose.runners import (
@@ -39,7 +40,7 @@ from edgesr.deploy.export import prepare_for_export
 from edgesr.errors import UsageError
 from edgesr.train.restore import trained_model
 
-__all__ = ["branch_runner", "composed_model", "load_router", "router_file_contents"]
+__all__ = ["branch_runner", "classifier_router", "composed_model", "load_router", "router_file_contents"]
 
 
 def branch_runner(
@@ -77,14 +78,22 @@ def router_file_contents(params: Params, kind: RouterName, root: Path = Path("."
     return saved
 
 
-def load_router(params: Params, kind: RouterName, root: Path = Path("."), eta: float | None = None) -> Router:
-    """The ``compose`` stage's router: ClassSR's trained classifier, or ARM's edge table at ``eta``
-    (default ``compose.edge.eta``)."""
+def classifier_router(classifier: PatchClassifier, runtime: str, threads: int) -> Router:
+    """The classifier on the branches' runtime: its features compiled by OpenVINO when the branches run there
+    (one thread pool, :mod:`edgesr.compose.compiled`), else in PyTorch."""
+    return OpenVINOClassifier(classifier, threads) if runtime == "openvino" else classifier.eval()
+
+
+def load_router(
+    params: Params, kind: RouterName, runtime: str, root: Path = Path("."), eta: float | None = None
+) -> Router:
+    """The ``compose`` stage's router for branches on ``runtime``: ClassSR's trained classifier, or ARM's edge
+    table at ``eta`` (default ``compose.edge.eta``)."""
     saved = router_file_contents(params, kind, root)
     if kind == "classifier":
         classifier = PatchClassifier(len(saved["branches"]))
         classifier.load_state_dict(saved["state_dict"])
-        return classifier.eval()
+        return classifier_router(classifier, runtime, params.deploy.threads)
     return EdgeRouter(EdgeTable(**saved["table"]), params.compose.edge.eta if eta is None else eta)
 
 
@@ -96,6 +105,8 @@ def composed_model(
     names = params.compose_branches()
     require_two_branches(len(names))
     cfg = params.compose
-    torch.set_num_threads(params.deploy.threads)  # the classifier runs in PyTorch
+    torch.set_num_threads(params.deploy.threads)  # a classifier in PyTorch (branches not on OpenVINO)
     branches = [branch_runner(params, name, runtime, precision, root) for name in names]
-    return ComposedModel(branches, load_router(params, router or cfg.router, root), params.scale, cfg.patch, cfg.stride)
+    return ComposedModel(
+        branches, load_router(params, router or cfg.router, runtime, root), params.scale, cfg.patch, cfg.stride
+    )

@@ -63,7 +63,7 @@ class ComposeConfig(StrictModel):
         None, description="models composed (deploy.models names); null: the retrained subnets at `scale`"
     )
     router: RouterName = Field("classifier", description="the router `edgesr upscale --model composed` uses")
-    patch: int = Field(32, ge=4, description="LR patch side at test time (ClassSR: 32)")
+    patch: int = Field(32, ge=8, description="LR patch side at test time (ClassSR: 32)")
     stride: int = Field(
         28,
         ge=1,

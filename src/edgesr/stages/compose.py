@@ -30,7 +30,7 @@ from edgesr.artifacts import CLASSIFIER_FILE, EDGE_TABLE_FILE, compose_dir, depl
 from edgesr.compose.accounting import branch_patch_costs
 from edgesr.compose.classifier import PatchClassifier
 from edgesr.compose.composed import ComposedModel, FixedRouter, Router, require_two_branches
-from edgesr.compose.deployed import branch_runner
+from edgesr.compose.deployed import branch_runner, classifier_router
 from edgesr.compose.edge import EdgeRouter, table_from_patches
 from edgesr.compose.evaluation import evaluate_routings
 from edgesr.compose.grid import patch_grid
@@ -198,7 +198,8 @@ def run(params: Params, root: Path = Path(".")) -> dict:
                 )
         timed_set = list(sets)[-1]
         images = [lr for _, lr, _ in sets[timed_set][:WALLCLOCK_IMAGES]]
-        composed = ComposedModel(deployed, classifier, scale, cfg.patch, cfg.stride)
+        router = classifier_router(classifier, runtime, params.deploy.threads)
+        composed = ComposedModel(deployed, router, scale, cfg.patch, cfg.stride)
         wallclock = compare_wallclock(
             composed,
             deployed_runner(params, names[largest], runtime, precision, root, checked=False),
