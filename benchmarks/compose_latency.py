@@ -27,8 +27,7 @@ import numpy as np
 import openvino as ov
 
 from edgesr.artifacts import deployable_checkpoint
-from edgesr.compose.accounting import branch_patch_costs, classifier_cost, composed_cost
-from edgesr.compose.classifier import PatchClassifier
+from edgesr.compose.accounting import branch_patch_costs, composed_cost
 from edgesr.compose.deployed import composed_model
 from edgesr.compose.wallclock import compare_wallclock
 from edgesr.config import load_params
@@ -70,9 +69,9 @@ def main() -> None:
     naive = compare_wallclock(one_by_one, alone, images, args.repeats)
     for row, naive_row, lr in zip(timed["images"], naive["images"], images, strict=True):
         result = composed.compose(as_input(lr))
-        router = composed.router
-        router_cost = classifier_cost(router, result.grid) if isinstance(router, PatchClassifier) else 0
-        cost = composed_cost(result.routes, costs, router_cost, largest_model, result.grid, params.scale)
+        cost = composed_cost(
+            result.routes, costs, composed.router.mult_adds(result.grid), largest_model, result.grid, params.scale
+        )
         row |= {
             "one_by_one_s": naive_row["composed_s"],
             "one_by_one_ratio": naive_row["ratio"],

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from skimage import data as skimage_data
 
 from edgesr.architectures import ESPCNConfig, FSRCNNConfig
-from edgesr.compose.accounting import branch_patch_costs, classifier_cost, composed_cost
+from edgesr.compose.accounting import branch_patch_costs, composed_cost
 from edgesr.compose.classifier import PatchClassifier
 from edgesr.compose.composed import ComposedModel, FixedRouter
 from edgesr.compose.deployed import composed_model
@@ -96,7 +96,7 @@ def test_grid_rejects_a_stride_that_leaves_gaps():
 def test_classifier_has_classsr_size():
     classifier = PatchClassifier(3)
     assert sum(p.numel() for p in classifier.parameters()) == 60_035  # DESIGN.md: about 60 K
-    costs = classifier_cost(classifier, patch_grid(32, 32, 32, 28))
+    costs = classifier.mult_adds(patch_grid(32, 32, 32, 28))
     assert costs == 3_801_184  # DESIGN.md: 3.8 M Mult-Adds per 32x32 patch
 
 
@@ -133,7 +133,7 @@ def test_the_classifier_pass_over_the_whole_image_equals_the_per_patch_pass():
     # its cost: the features on the 68x92 lattice (17 x 23 positions of 59,392 Mult-Adds), the 6 patches of the
     # last row or column (38 and 61 are off the lattice) on their own, the linear layer (96) for all 12
     per_position, linear = 59_392, 96
-    assert classifier_cost(classifier, grid) == 17 * 23 * per_position + 6 * 64 * per_position + 12 * linear
+    assert classifier.mult_adds(grid) == 17 * 23 * per_position + 6 * 64 * per_position + 12 * linear
 
 
 def test_training_keeps_branches_frozen_and_learns_to_prefer_the_better_branch():
@@ -272,9 +272,7 @@ def test_mult_adds_both_conventions():
     classifier = PatchClassifier(2)
     on_lattice = patch_grid(64, 96, 32, 32)
     # non-overlapping conv windows: the whole-image pass costs exactly the per-patch passes
-    assert classifier_cost(classifier, on_lattice) == len(on_lattice) * classifier_cost(
-        classifier, patch_grid(32, 32, 32, 32)
-    )
+    assert classifier.mult_adds(on_lattice) == len(on_lattice) * classifier.mult_adds(patch_grid(32, 32, 32, 32))
 
 
 # --- configuration ----------------------------------------------------------------------------------------

@@ -72,3 +72,4 @@ def test_the_classifier_compiled_by_openvino_routes_as_pytorch():
         classifier.grid_logits(torch.from_numpy(image), grid, compiled._features), expected, atol=1e-4, rtol=1e-4
     )
     np.testing.assert_array_equal(compiled.route(np.empty(0), image, grid), classifier.route(np.empty(0), image, grid))
+    assert compiled.mult_adds(grid) == classifier.mult_adds(grid) > 0  # the same work, counted once

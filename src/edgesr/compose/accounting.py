@@ -4,9 +4,9 @@ Counted with :func:`edgesr.complexity.count_complexity` (convolutions and matrix
 ops apart), for exactly what runs:
 
 - each patch's branch on its ``p x p`` LR patch, overlaps included (a pixel covered by two patches is
-  paid twice), plus the router: the classifier's feature pass over the image (the ``4 x 4`` lattice it
-  covers), its own pass on each patch off that lattice and its linear layer per patch; the edge router
-  costs no Mult-Adds (a Laplacian: elementwise ops only).
+  paid twice), plus the router's own count (``Router.mult_adds``: the classifier's feature pass over
+  the image, its passes on the patches off the 4-pixel lattice and its linear layer per patch,
+  :meth:`~edgesr.compose.classifier.PatchClassifier.mult_adds`; none for the edge router).
 - ``percent_of_largest_frame``: that total against the largest branch run once on the whole frame,
   the number a deployment cares about;
 - ``percent_of_largest_patches``: ClassSR's convention (Kong et al. 2021, Table 1; paper 001 Table 3),
@@ -22,10 +22,9 @@ import numpy as np
 from torch import nn
 
 from edgesr.complexity import count_complexity
-from edgesr.compose.classifier import FEATURE_STRIDE, PatchClassifier
 from edgesr.compose.grid import PatchGrid
 
-__all__ = ["ComposedCost", "branch_patch_costs", "classifier_cost", "composed_cost"]
+__all__ = ["ComposedCost", "branch_patch_costs", "composed_cost"]
 
 
 @dataclass(frozen=True)
@@ -52,19 +51,6 @@ class ComposedCost:
 def branch_patch_costs(models: Sequence[nn.Module], scale: int, patch: int) -> list[int]:
     """Mult-Adds of each branch on one ``patch x patch`` LR patch."""
     return [count_complexity(model, scale, (scale * patch, scale * patch)).mult_adds for model in models]
-
-
-def classifier_cost(classifier: PatchClassifier, grid: PatchGrid) -> int:
-    """Mult-Adds of :meth:`PatchClassifier.grid_logits` on ``grid``: the feature pass over the lattice, the
-    off-lattice patches on their own, the linear layer per patch."""
-    k, p = FEATURE_STRIDE, grid.patch
-    tops, lefts = grid.tops_lefts()
-    off_lattice = int(np.count_nonzero((tops % k != 0) | (lefts % k != 0))) if p % k == 0 else len(grid)
-    features = classifier.features
-    image = count_complexity(features, 1, (grid.height // k * k, grid.width // k * k)).mult_adds
-    per_patch = count_complexity(features, 1, (p, p)).mult_adds
-    linear = classifier.fc.in_features * classifier.fc.out_features
-    return (image if off_lattice < len(grid) else 0) + off_lattice * per_patch + len(grid) * linear
 
 
 def composed_cost(

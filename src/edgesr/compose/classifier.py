@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from edgesr.complexity import count_complexity
 from edgesr.compose.grid import PatchGrid
 
 __all__ = ["FEATURE_STRIDE", "Features", "PatchClassifier"]
@@ -86,6 +87,17 @@ class PatchClassifier(nn.Module):
             )
             pooled[off] = features(patches).mean(dim=(2, 3))
         return self.fc(pooled)
+
+    def mult_adds(self, grid: PatchGrid) -> int:
+        """Mult-Adds of :meth:`grid_logits` on ``grid`` (:mod:`edgesr.complexity`): the feature pass over the
+        lattice, the off-lattice patches on their own, the linear layer per patch."""
+        k, p = FEATURE_STRIDE, grid.patch
+        tops, lefts = grid.tops_lefts()
+        off_lattice = int(np.count_nonzero((tops % k != 0) | (lefts % k != 0))) if p % k == 0 else len(grid)
+        image = count_complexity(self.features, 1, (grid.height // k * k, grid.width // k * k)).mult_adds
+        per_patch = count_complexity(self.features, 1, (p, p)).mult_adds
+        linear = self.fc.in_features * self.fc.out_features
+        return (image if off_lattice < len(grid) else 0) + off_lattice * per_patch + len(grid) * linear
 
     def route(self, patches: np.ndarray, image: np.ndarray, grid: PatchGrid) -> np.ndarray:
         """Branch index (argmax, ClassSR's test rule) of every patch of ``grid`` over a float32 ``(1, 3, H, W)``

@@ -43,6 +43,9 @@ class OpenVINOClassifier:
     def _features(self, images: Tensor) -> Tensor:
         return torch.from_numpy(self._request.infer({0: images.numpy()})[0].copy())
 
+    def mult_adds(self, grid: PatchGrid) -> int:
+        return self.classifier.mult_adds(grid)
+
     def route(self, patches: np.ndarray, image: np.ndarray, grid: PatchGrid) -> np.ndarray:
         """Branch index of every patch of ``grid`` over a float32 ``(1, 3, H, W)`` ``image``."""
         logits = self.classifier.grid_logits(torch.from_numpy(image), grid, self._features)

@@ -32,6 +32,10 @@ class Router(Protocol):
 
     def route(self, patches: np.ndarray, image: np.ndarray, grid: PatchGrid) -> np.ndarray: ...
 
+    def mult_adds(self, grid: PatchGrid) -> int:
+        """Mult-Adds the router spends on ``grid`` (:mod:`edgesr.complexity` conventions)."""
+        ...
+
 
 class FixedRouter:
     """Every patch to branch ``index``: the branch alone, tiled exactly as the composed model tiles."""
@@ -41,6 +45,9 @@ class FixedRouter:
 
     def route(self, patches: np.ndarray, image: np.ndarray, grid: PatchGrid) -> np.ndarray:
         return np.full(len(grid), self.index, dtype=np.int64)
+
+    def mult_adds(self, grid: PatchGrid) -> int:
+        return 0
 
 
 @dataclass(frozen=True)

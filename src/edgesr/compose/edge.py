@@ -100,6 +100,10 @@ class EdgeRouter:
         gain = self.table.expected_psnr(edge_scores(patches)) - self.eta * np.asarray(self.table.costs)
         return gain.argmax(axis=1)
 
+    def mult_adds(self, grid: PatchGrid) -> int:
+        """None: the edge score is a Laplacian, elementwise ops only."""
+        return 0
+
 
 def table_from_patches(
     lr: np.ndarray, hr: np.ndarray, branches: list[BatchRunner], costs: list[int], bins: int

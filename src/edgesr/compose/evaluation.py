@@ -15,8 +15,7 @@ import numpy as np
 from torch import nn
 from tqdm import tqdm
 
-from edgesr.compose.accounting import classifier_cost, composed_cost
-from edgesr.compose.classifier import PatchClassifier
+from edgesr.compose.accounting import composed_cost
 from edgesr.compose.composed import Router
 from edgesr.compose.grid import blend, extract_patches, patch_grid
 from edgesr.compose.runners import BatchRunner
@@ -28,10 +27,6 @@ from edgesr.metrics import psnr_y, ssim_y
 __all__ = ["evaluate_routings"]
 
 Pairs = Sequence[tuple[str, np.ndarray, np.ndarray]]
-
-
-def _router_cost(router: Router, grid) -> int:
-    return classifier_cost(router, grid) if isinstance(router, PatchClassifier) else 0
 
 
 def evaluate_routings(
@@ -61,7 +56,7 @@ def evaluate_routings(
         for routing, router in routers.items():
             routes = np.asarray(router.route(patches, image, grid), dtype=np.int64)
             sr = as_image(blend(outputs[routes, np.arange(len(grid))], grid, scale))
-            cost = composed_cost(routes, patch_costs, _router_cost(router, grid), largest, grid, scale)
+            cost = composed_cost(routes, patch_costs, router.mult_adds(grid), largest, grid, scale)
             seams = seam_error(sr, hr, grid, routes, scale)
             per_image[routing].append(
                 {
