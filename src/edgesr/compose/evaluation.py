@@ -41,7 +41,8 @@ def evaluate_routings(
     desc: str | None = None,
 ) -> dict[str, dict]:
     """Per routing: mean PSNR-Y, SSIM-Y, Mult-Adds (both conventions, :mod:`edgesr.compose.accounting`),
-    summed class histogram and mean seam ratio over the (name, LR, HR) ``pairs``."""
+    summed class histogram over the (name, LR, HR) ``pairs``, and the worst image's seam ratio
+    (:func:`~edgesr.compose.seams.seam_error`: composed / worse branch alone where branches meet)."""
     per_image: dict[str, list[dict]] = {name: [] for name in routers}
     for name, lr, hr in tqdm(pairs, desc=desc, unit="image", leave=False, disable=desc is None):
         if min(lr.shape[:2]) < patch:
@@ -53,11 +54,12 @@ def evaluate_routings(
         grid = patch_grid(lr.shape[0], lr.shape[1], patch, stride)
         patches = extract_patches(image[0], grid)
         outputs = np.stack([branch(patches) for branch in branches])  # (M, N, 3, sp, sp)
+        alone = [as_image(blend(output, grid, scale)) for output in outputs]  # each branch, tiled the same way
         for routing, router in routers.items():
             routes = np.asarray(router.route(patches, image, grid), dtype=np.int64)
             sr = as_image(blend(outputs[routes, np.arange(len(grid))], grid, scale))
             cost = composed_cost(routes, patch_costs, router.mult_adds(grid), largest, grid, scale)
-            seams = seam_error(sr, hr, grid, routes, scale)
+            seams = seam_error(sr, hr, alone, grid, routes, scale)
             per_image[routing].append(
                 {
                     "psnr": psnr_y(sr, hr, scale),
@@ -72,11 +74,11 @@ def evaluate_routings(
 
 def _summary(images: list[dict]) -> dict:
     histogram = np.sum([image["histogram"] for image in images], axis=0)
-    ratios = [image["seam_ratio"] for image in images if np.isfinite(image["seam_ratio"])]
+    ratios = [image["seam_ratio"] for image in images if image["seam_ratio"] is not None]
     keys = ("psnr", "ssim", "percent_of_largest_frame", "percent_of_largest_patches", "total", "router")
     summary = {key: float(np.mean([image[key] for image in images])) for key in keys}
     return summary | {
         "histogram": histogram.tolist(),
         "shares": (histogram / histogram.sum()).tolist(),
-        "seam_ratio": float(np.mean(ratios)) if ratios else None,
+        "seam_ratio": float(np.max(ratios)) if ratios else None,
     }

@@ -5,12 +5,13 @@ After ``retrain`` and ``quantize``: trains ClassSR's classifier with the branche
 LR training patches run through the deployed branches (:mod:`edgesr.compose.edge`), and evaluates on
 every prepared benchmark set (the validation split when there is none) and the large photographs of
 ``compose.large_set`` when the folder exists: PSNR-Y / SSIM-Y, Mult-Adds as % of the largest branch on
-the whole frame and on the same patches (ClassSR's convention), class histogram and seam ratio of every
-routing (classifier, edge at ``eta``, the ``eta`` sweep, each branch alone), all with the branches in
-their deployed form (``deploy.runtime`` / ``deploy.precision``: OpenVINO int8 by default). The wall-clock
-of the composed model against the largest branch alone on the whole frame is measured on the first two
-large images (or the first set's). A classifier that sends more than ``compose.classifier.collapse_share``
-of any set's patches to one branch is reported as collapsed.
+the whole frame and on the same patches (ClassSR's convention), class histogram and seam ratio
+(:mod:`edgesr.compose.seams`) of every routing (classifier, edge at ``eta``, the ``eta`` sweep, each
+branch alone), all with the branches in their deployed form (``deploy.runtime`` / ``deploy.precision``:
+OpenVINO int8 by default). The wall-clock of the composed model against the largest branch alone on the
+whole frame is measured on the first two images of the last set (the large one when it exists). A
+classifier that sends more than ``compose.classifier.collapse_share`` of any set's patches to one
+branch is reported as collapsed.
 
 Writes ``<paths.compose>/classifier.pt`` and ``edge_table.json`` (what ``edgesr upscale --model composed``
 loads), ``metrics/compose.json`` (DVC metric), ``metrics/compose.md``, ``plots/compose/psnr_vs_mult_adds.json``
@@ -101,7 +102,7 @@ def _markdown(results: dict[str, dict], names: list[str], wallclock: dict | None
         "Mult-Adds % of L (frame)",
         "% of L (same patches, ClassSR)",
         "histogram (" + " / ".join(names) + ")",
-        "seam ratio",
+        "seam ratio (worst image; <= 1: no seam)",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for set_name, routings in results.items():
