@@ -275,7 +275,10 @@ def _params_with(mutate) -> dict:
 
 
 def test_compose_config_errors_name_the_key_and_the_fix():
-    with pytest.raises(ValidationError, match=r"compose.branches names sam_sr_xlite, which deploy.models does not"):
+    with pytest.raises(
+        ValidationError,
+        match=r"compose.branches \(null: the retrained subnets\) names sam_sr_xlite, which deploy.models",
+    ):
         Params.model_validate(_params_with(lambda d: d["compose"].update(branches=["xlsr", "sam_sr_xlite"])))
     with pytest.raises(ValidationError, match=r"compose.large_set 'Urban100' is not a quantize.photo_sets name"):
         Params.model_validate(_params_with(lambda d: d["compose"].update(large_set="Urban100")))

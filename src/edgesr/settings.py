@@ -168,10 +168,11 @@ class Params(StrictModel):
             raise ValueError(
                 f"deploy.models names {', '.join(unknown)}, which no stage trains; pick from {', '.join(known)}"
             )
-        composed = [name for name in self.compose.branches or [] if name not in self.deploy.models]
+        composed = [name for name in self.compose_branches() if name not in self.deploy.models]
         if composed:
             raise ValueError(
-                f"compose.branches names {', '.join(composed)}, which deploy.models does not export (the composed "
+                f"compose.branches (null: the retrained subnets) names {', '.join(composed)}, which deploy.models "
+                "does not export (the composed "
                 "model runs each branch's int8 model); add them to deploy.models or pick from "
                 f"{', '.join(self.deploy.models)}"
             )
