@@ -59,10 +59,6 @@ class Composition:
     routes: np.ndarray
     """``(N,)`` branch index of every patch, row-major over the grid"""
 
-    def routing_map(self) -> np.ndarray:
-        """``(rows, cols)`` branch index of the patch grid."""
-        return self.routes.reshape(self.grid.shape)
-
     def histogram(self, num_branches: int) -> list[int]:
         """Patches per branch."""
         return np.bincount(self.routes, minlength=num_branches).tolist()
@@ -73,7 +69,7 @@ def require_two_branches(count: int) -> None:
     if count < 2:
         raise UsageError(
             f"a composed model needs at least two branches, got {count}; list models in compose.branches "
-            "(e.g. [fsrcnn, espcn, xlsr, fgnas_S_x2]) or add search sizes M and L (profiles/full.yaml)"
+            "(e.g. [espcn, xlsr, fgnas_S_x2]) or add search sizes M and L (profiles/full.yaml)"
         )
 
 
@@ -84,8 +80,6 @@ class ComposedModel:
         self, branches: Sequence[BatchRunner], router: Router, scale: int, patch: int = 32, stride: int = 28
     ) -> None:
         require_two_branches(len(branches))
-        if not 1 <= stride <= patch:
-            raise UsageError(f"compose.stride must be in [1, compose.patch={patch}] to leave no gap, got {stride}")
         self.branches, self.router = list(branches), router
         self.scale, self.patch, self.stride = scale, patch, stride
 
