@@ -13,13 +13,15 @@ about 1000x770: 720p-class). Per image, interleaved, medians of ``--repeats`` ru
 - ``largest``: the largest branch alone on the whole frame.
 
 Also the counted Mult-Adds of the composed image (% of the largest branch on the frame and on the same
-patches) and its class histogram. Results go to ``--out`` (JSON).
+patches) and its class histogram. Results go to ``--out`` (JSON), with the machine's load average
+before and after (on a shared machine the medians move with it; the ratios, from alternating runs, less).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -65,6 +67,7 @@ def main() -> None:
     one_by_one_params = params.model_copy(update={"compose": cfg.model_copy(update={"chunk": 1})})
     one_by_one = composed_model(one_by_one_params, args.runtime, "int8", args.router)
     alone = deployed_runner(params, names[largest], args.runtime, "int8")
+    load_before = os.getloadavg()[0]
     timed = compare_wallclock(composed, alone, images, args.repeats)
     naive = compare_wallclock(one_by_one, alone, images, args.repeats)
     for row, naive_row, lr in zip(timed["images"], naive["images"], images, strict=True):
@@ -91,6 +94,7 @@ def main() -> None:
         "repeats": args.repeats,
         "openvino": ov.__version__,
         "cpu": platform.processor() or platform.machine(),
+        "load_average_1min": [load_before, os.getloadavg()[0]],  # before / after: a shared machine's timings vary
         "median_ratio": timed["median_ratio"],
         "median_one_by_one_ratio": naive["median_ratio"],
         "images": timed["images"],
