@@ -12,9 +12,11 @@ about 1000x770: 720p-class). Per image, interleaved, medians of ``--repeats`` ru
 - ``one_by_one``: the same composition with one patch per runtime call, as ClassSR's code runs it;
 - ``largest``: the largest branch alone on the whole frame.
 
-Also the counted Mult-Adds of the composed image (% of the largest branch on the frame and on the same
-patches) and its class histogram. Results go to ``--out`` (JSON), with the machine's load average
-before and after (on a shared machine the medians move with it; the ratios, from alternating runs, less).
+Per image also the median ms of each step of the composition timed on its own (patch gather, router,
+each branch on its patches, overlap average), the counted Mult-Adds of the composed image (% of the
+largest branch on the frame and on the same patches) and its class histogram. Results go to ``--out``
+(JSON), with the machine's load average before and after (on a shared machine the medians move with it;
+the ratios, from alternating runs, less).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import argparse
 import json
 import os
 import platform
+import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +34,9 @@ import openvino as ov
 
 from edgesr.artifacts import deployable_checkpoint
 from edgesr.compose.accounting import branch_patch_costs, composed_cost
+from edgesr.compose.composed import ComposedModel
 from edgesr.compose.deployed import composed_model
+from edgesr.compose.grid import blend, extract_patches, patch_grid
 from edgesr.compose.wallclock import compare_wallclock
 from edgesr.config import load_params
 from edgesr.data.images import as_input
@@ -38,6 +44,32 @@ from edgesr.data.photo_sets import folder_pairs
 from edgesr.deploy.runners import deployed_runner
 from edgesr.errors import UsageError
 from edgesr.train.restore import trained_model
+
+
+def _breakdown(composed: ComposedModel, image: np.ndarray, names: list[str], repeats: int) -> dict[str, float]:
+    """Median ms of each step of :meth:`ComposedModel.compose` on ``image``, each timed on its own."""
+    grid = patch_grid(image.shape[2], image.shape[3], composed.patch, composed.stride)
+    patches = extract_patches(image[0], grid)
+    routes = composed.router.route(patches, image, grid)
+    composed.compose(image)  # warm-up
+    steps = {
+        "extract": lambda: extract_patches(image[0], grid),
+        "route": lambda: composed.router.route(patches, image, grid),
+    }
+    for index, (name, branch) in enumerate(zip(names, composed.branches, strict=True)):
+        chosen = patches[routes == index]
+        if len(chosen):
+            steps[f"branch {name} ({len(chosen)} patches)"] = partial(branch, chosen)
+    sp = composed.scale * composed.patch
+    outputs = np.zeros((len(grid), 3, sp, sp), dtype=np.float32)
+    steps["blend"] = lambda: blend(outputs, grid, composed.scale)
+    return {step: 1e3 * float(np.median([_seconds(run) for _ in range(repeats)])) for step, run in steps.items()}
+
+
+def _seconds(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -76,6 +108,7 @@ def main() -> None:
             result.routes, costs, composed.router.mult_adds(result.grid), largest_model, result.grid, params.scale
         )
         row |= {
+            "breakdown_ms": _breakdown(composed, as_input(lr), names, args.repeats),
             "one_by_one_s": naive_row["composed_s"],
             "one_by_one_ratio": naive_row["ratio"],
             "histogram": result.histogram(len(names)),
