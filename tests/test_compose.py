@@ -83,6 +83,20 @@ def test_the_grid_covers_every_pixel_and_blend_keeps_the_full_size():
     np.testing.assert_allclose(blend(ones, grid, 2), 1.0)
 
 
+@pytest.mark.parametrize(
+    ("height", "width", "patch", "stride"),
+    [(32, 32, 32, 28), (61, 100, 32, 28), (33, 60, 32, 28), (70, 45, 32, 8), (64, 96, 32, 32), (40, 40, 16, 11)],
+)
+def test_blend_is_the_sum_of_the_placed_patches_over_the_count(height, width, patch, stride):
+    grid = patch_grid(height, width, patch, stride)
+    outputs = np.random.default_rng(0).random((len(grid), 3, 2 * patch, 2 * patch), dtype=np.float32)
+    total, count = np.zeros((3, 2 * height, 2 * width)), np.zeros((2 * height, 2 * width))
+    for output, top, left in zip(outputs, *grid.tops_lefts(), strict=True):
+        total[:, 2 * top : 2 * (top + patch), 2 * left : 2 * (left + patch)] += output
+        count[2 * top : 2 * (top + patch), 2 * left : 2 * (left + patch)] += 1
+    np.testing.assert_allclose(blend(outputs, grid, 2)[0], total / count, rtol=1e-6)
+
+
 def test_grid_rejects_a_stride_that_leaves_gaps():
     with pytest.raises(UsageError, match="stride must be in"):
         positions(100, 32, 33)
