@@ -29,6 +29,7 @@ from edgesr.data.patches import PatchSampler
 from edgesr.errors import UsageError
 from edgesr.models import build_model, default_model_config
 from edgesr.settings import Params
+from edgesr.stages import compose as compose_stage
 
 SCALE = 2
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,16 +289,18 @@ def _params_with(mutate) -> dict:
     return data
 
 
-def test_compose_config_errors_name_the_key_and_the_fix():
-    with pytest.raises(
-        ValidationError,
-        match=r"compose.branches \(null: the retrained subnets\) names sam_sr_xlite, which deploy.models",
-    ):
-        Params.model_validate(_params_with(lambda d: d["compose"].update(branches=["xlsr", "sam_sr_xlite"])))
-    with pytest.raises(ValidationError, match=r"compose.large_set 'Urban100' is not a quantize.photo_sets name"):
-        Params.model_validate(_params_with(lambda d: d["compose"].update(large_set="Urban100")))
+def test_compose_errors_name_the_key_and_the_fix(tmp_path):
     with pytest.raises(ValidationError, match=r"compose.branches lists a model twice"):
         Params.model_validate(_params_with(lambda d: d["compose"].update(branches=["xlsr", "xlsr"])))
+    # checked where the composition is used, so that narrowing deploy.models stops no other command
+    params = Params.model_validate(_params_with(lambda d: d["compose"].update(branches=["xlsr", "sam_sr_xlite"])))
+    with pytest.raises(UsageError, match=r"compose.branches \(null: the retrained subnets\) names sam_sr_xlite, which"):
+        params.compose_branches()
+    params = Params.model_validate(_params_with(lambda d: d["compose"].update(large_set="Urban100")))
+    with pytest.raises(
+        UsageError, match=r"compose.large_set 'Urban100' is not a quantize.photo_sets name \(SunHays80\)"
+    ):
+        compose_stage.run(params, tmp_path)
 
 
 def test_default_branches_are_the_retrained_subnets_and_one_is_not_enough():

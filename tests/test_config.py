@@ -135,7 +135,6 @@ def test_stages_must_fit_together(tmp_path):
         d.update(scale=3)
         d["deploy"].update(models=["xlsr"], default_model="xlsr")
         d["quantize"].update(ignored_layers={})
-        d["compose"].update(branches=None)  # the x3 subnets: none are retrained, nothing to compose
 
     assert load_params(_write(tmp_path, at_x3)).scale == 3
     with pytest.raises(ConfigError, match=r"\n  - scale 3 is trained and evaluated but prepare.scales \[2\] does not"):

@@ -23,6 +23,7 @@ from edgesr.artifacts import subnet_name
 from edgesr.compose.settings import ComposeConfig
 from edgesr.data.settings import PrepareConfig
 from edgesr.deploy.settings import DeployConfig
+from edgesr.errors import UsageError
 from edgesr.quant.settings import QuantizeConfig
 from edgesr.schema import StrictModel
 from edgesr.search.settings import SearchConfig
@@ -158,8 +159,20 @@ class Params(StrictModel):
         return [*self.models, *self.subnet_names()]
 
     def compose_branches(self) -> list[str]:
-        """The composed model's branches: ``compose.branches``, or the retrained subnets at ``scale`` when null."""
-        return list(self.compose.branches) if self.compose.branches is not None else self.subnet_names()
+        """The composed model's branches: ``compose.branches``, or the retrained subnets at ``scale`` when null.
+
+        Checked here, where the composition is used (stage ``compose``, ``edgesr upscale --model composed``),
+        not when ``params.yaml`` loads: narrowing ``deploy.models`` must not stop every other command.
+        """
+        names = list(self.compose.branches) if self.compose.branches is not None else self.subnet_names()
+        missing = [name for name in names if name not in self.deploy.models]
+        if missing:
+            raise UsageError(
+                f"compose.branches (null: the retrained subnets) names {', '.join(missing)}, which deploy.models "
+                "does not export (the composed model runs each branch's deployed model); add them to deploy.models "
+                f"or pick from {', '.join(self.deploy.models)}"
+            )
+        return names
 
     def _check_deployed_names(self) -> None:
         known = self.deployable_names()
@@ -167,20 +180,6 @@ class Params(StrictModel):
         if unknown:
             raise ValueError(
                 f"deploy.models names {', '.join(unknown)}, which no stage trains; pick from {', '.join(known)}"
-            )
-        composed = [name for name in self.compose_branches() if name not in self.deploy.models]
-        if composed:
-            raise ValueError(
-                f"compose.branches (null: the retrained subnets) names {', '.join(composed)}, which deploy.models "
-                "does not export (the composed "
-                "model runs each branch's int8 model); add them to deploy.models or pick from "
-                f"{', '.join(self.deploy.models)}"
-            )
-        large, photo_sets = self.compose.large_set, self.quantize.photo_sets or {}
-        if large is not None and large not in photo_sets:
-            raise ValueError(
-                f"compose.large_set '{large}' is not a quantize.photo_sets name ({', '.join(photo_sets) or 'none'}): "
-                "add the folder there (the sources stage fingerprints it) or set compose.large_set: null"
             )
         for name, layers in self.quantize.ignored_layers.items():
             if name not in self.deploy.models:

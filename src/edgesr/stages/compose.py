@@ -44,6 +44,7 @@ from edgesr.data.photo_sets import folder_pairs
 from edgesr.data.prepare import available_benchmarks, data_hash, load_pairs
 from edgesr.deploy.export import prepare_for_export
 from edgesr.deploy.runners import deployed_runner
+from edgesr.errors import UsageError
 from edgesr.files import atomic_write, write_json, write_text
 from edgesr.plots import save_compose_curve, save_routing_map
 from edgesr.tracking import stage_run
@@ -54,17 +55,30 @@ __all__ = ["run"]
 WALLCLOCK_IMAGES = 2
 
 
-def _sets(params: Params, root: Path) -> dict[str, list]:
-    """Every prepared benchmark set (the validation split when there is none) and ``compose.large_set``'s images."""
+def _large_set(params: Params, root: Path) -> Path | None:
+    """The folder of ``compose.large_set`` (a ``quantize.photo_sets`` name); None, with a message, when it is
+    not here. A name that is not a photo set is an error."""
+    large, photo_sets = params.compose.large_set, params.quantize.photo_sets
+    if large is None:
+        return None
+    if large not in photo_sets:
+        raise UsageError(
+            f"compose.large_set '{large}' is not a quantize.photo_sets name ({', '.join(photo_sets) or 'none'}): "
+            "add the folder there (the sources stage fingerprints it) or set compose.large_set: null"
+        )
+    folder = root / photo_sets[large]
+    if not folder.is_dir():
+        tqdm.write(f"compose: large image set {large} skipped, folder {folder} not found")
+        return None
+    return folder
+
+
+def _sets(params: Params, root: Path, large: Path | None) -> dict[str, list]:
+    """Every prepared benchmark set (the validation split when there is none) and the ``large`` photographs."""
     prepared = root / params.paths.prepared
     sets = {s: load_pairs(prepared, s, params.scale) for s in (available_benchmarks(prepared) or ["val"])}
-    large = params.compose.large_set
     if large is not None:
-        folder = root / params.quantize.photo_sets[large]
-        if folder.is_dir():
-            sets[large] = folder_pairs(folder, params.scale, params.compose.large_set_images)
-        else:
-            tqdm.write(f"compose: large image set {large} skipped, folder {folder} not found")
+        sets[str(params.compose.large_set)] = folder_pairs(large, params.scale, params.compose.large_set_images)
     return sets
 
 
@@ -132,6 +146,7 @@ def run(params: Params, root: Path = Path(".")) -> dict:
     cfg, scale = params.compose, params.scale
     names = params.compose_branches()
     require_two_branches(len(names))
+    large = _large_set(params, root)
     runtime, precision = params.deploy.runtime, params.deploy.precision
     prepared = root / params.paths.prepared
     torch.set_num_threads(params.deploy.threads)
@@ -141,7 +156,7 @@ def run(params: Params, root: Path = Path(".")) -> dict:
     # measured whatever the quantize checks said (as a benchmark does); `edgesr upscale` refuses a failed int8 model
     deployed = [branch_runner(params, name, runtime, precision, root, checked=False) for name in names]
     train_pairs = [(lr, hr) for _, lr, hr in load_pairs(prepared, "train", scale)]
-    sets = _sets(params, root)
+    sets = _sets(params, root, large)
     out_dir, metrics_dir = compose_dir(params, root), root / params.paths.metrics
     plots_dir = root / params.paths.plots / "compose"
     with stage_run(
