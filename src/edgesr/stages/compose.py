@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from edgesr.artifacts import CLASSIFIER_FILE, EDGE_TABLE_FILE, compose_dir, deployable_checkpoint
@@ -32,10 +33,11 @@ from edgesr.compose.accounting import branch_patch_costs
 from edgesr.compose.classifier import PatchClassifier
 from edgesr.compose.composed import ComposedModel, FixedRouter, Router, require_two_branches
 from edgesr.compose.deployed import branch_runner, classifier_router
-from edgesr.compose.edge import EdgeRouter, table_from_patches
+from edgesr.compose.edge import EdgeRouter, EdgeTable, table_from_patches
 from edgesr.compose.evaluation import evaluate_routings
 from edgesr.compose.grid import patch_grid
-from edgesr.compose.training import collapsed_branch, train_classifier
+from edgesr.compose.runners import BatchRunner
+from edgesr.compose.training import ClassifierTraining, collapsed_branch, train_classifier
 from edgesr.compose.wallclock import compare_wallclock
 from edgesr.config import Params, params_hash
 from edgesr.data.images import as_input
@@ -47,7 +49,8 @@ from edgesr.deploy.runners import deployed_runner
 from edgesr.errors import UsageError
 from edgesr.files import atomic_write, write_json, write_text
 from edgesr.plots import save_compose_curve, save_routing_map
-from edgesr.tracking import stage_run
+from edgesr.tracker import Tracker
+from edgesr.tracking import MlflowTracker, stage_run
 from edgesr.train.restore import trained_model
 
 __all__ = ["run"]
@@ -141,6 +144,85 @@ def _markdown(results: dict[str, dict], names: list[str], wallclock: dict | None
     return "\n".join(lines) + "\n"
 
 
+def _train_routers(
+    params: Params,
+    names: list[str],
+    models: list[nn.Module],
+    deployed: list[BatchRunner],
+    patch_costs: list[int],
+    root: Path,
+    tracker: Tracker,
+) -> tuple[PatchClassifier, ClassifierTraining, EdgeTable]:
+    """ClassSR's classifier trained with the branches frozen, ARM's table from the deployed branches; both saved."""
+    cfg, scale = params.compose, params.scale
+    train_pairs = [(lr, hr) for _, lr, hr in load_pairs(root / params.paths.prepared, "train", scale)]
+    classifier = PatchClassifier(len(names))
+    sampler = PatchSampler(train_pairs, scale, cfg.patch, cfg.classifier.seed)
+    # the export forms run faster (an FGNAS subnet without its channel gathers) and give the same outputs
+    fast = [prepare_for_export(model) for model in models]
+    training = train_classifier(classifier, fast, names, sampler, cfg.classifier, tracker)
+    out_dir = compose_dir(params, root)
+    atomic_write(
+        out_dir / CLASSIFIER_FILE,
+        lambda tmp: torch.save({"state_dict": classifier.state_dict(), "branches": names}, tmp),
+    )
+    table_lr, table_hr = PatchSampler(train_pairs, scale, cfg.patch, cfg.edge.seed).batch(0, cfg.edge.table_patches)
+    hr_levels = (table_hr * 255).round().to(torch.uint8).numpy()
+    table = table_from_patches(table_lr.numpy(), hr_levels, deployed, patch_costs, cfg.edge.bins)
+    write_json(out_dir / EDGE_TABLE_FILE, {"branches": names, "table": table.as_dict()})
+    return classifier, training, table
+
+
+def _wallclock(
+    params: Params,
+    deployed: list[BatchRunner],
+    classifier: PatchClassifier,
+    largest: str,
+    images: list[np.ndarray],
+    root: Path,
+) -> dict:
+    """The composed model (classifier router) against ``largest`` alone on the whole frame, same runtime."""
+    deploy, cfg = params.deploy, params.compose
+    router = classifier_router(classifier, deploy.runtime, deploy.threads)
+    composed = ComposedModel(deployed, router, params.scale, cfg.patch, cfg.stride)
+    alone = deployed_runner(params, largest, deploy.runtime, deploy.precision, root, checked=False)
+    result = compare_wallclock(composed, alone, images, cfg.latency_repeats)
+    return result | {
+        "router": "classifier",
+        "largest": largest,
+        "runtime": deploy.runtime,
+        "precision": deploy.precision,
+        "threads": deploy.threads,
+    }
+
+
+def _log(
+    tracker: MlflowTracker,
+    results: dict[str, dict],
+    names: list[str],
+    wallclock: dict,
+    collapsed: dict[str, str | None],
+    files: list[Path],
+) -> None:
+    tracker.log_metrics(
+        {
+            f"compose/{s}/{routing}/{key}": float(r[key])
+            for s, routings in results.items()
+            for routing, r in routings.items()
+            for key in ("psnr", "ssim", "percent_of_largest_frame", "percent_of_largest_patches")
+        }
+        | {
+            f"compose/{s}/classifier/share/{name}": share
+            for s, r in results.items()
+            for name, share in zip(names, r["classifier"]["shares"], strict=True)
+        }
+        | {"compose/wallclock_ratio": wallclock["median_ratio"]}
+    )
+    tracker.set_tags({"compose.collapsed": ",".join(f"{s}:{b}" for s, b in collapsed.items() if b) or "no"})
+    for path in files:
+        tracker.log_artifact(path)
+
+
 def run(params: Params, root: Path = Path(".")) -> dict:
     """Train the classifier, build the edge table, evaluate every routing; returns ``metrics/compose.json``'s data."""
     cfg, scale = params.compose, params.scale
@@ -155,10 +237,8 @@ def run(params: Params, root: Path = Path(".")) -> dict:
     largest = int(np.argmax(patch_costs))
     # measured whatever the quantize checks said (as a benchmark does); `edgesr upscale` refuses a failed int8 model
     deployed = [branch_runner(params, name, runtime, precision, root, checked=False) for name in names]
-    train_pairs = [(lr, hr) for _, lr, hr in load_pairs(prepared, "train", scale)]
     sets = _sets(params, root, large)
-    out_dir, metrics_dir = compose_dir(params, root), root / params.paths.metrics
-    plots_dir = root / params.paths.plots / "compose"
+    metrics_dir, plots_dir = root / params.paths.metrics, root / params.paths.plots / "compose"
     with stage_run(
         "compose",
         experiment=params.tracking.experiment,
@@ -173,20 +253,7 @@ def run(params: Params, root: Path = Path(".")) -> dict:
         data_hash=data_hash(prepared),
         root=root,
     ) as tracker:
-        classifier = PatchClassifier(len(names))
-        sampler = PatchSampler(train_pairs, scale, cfg.patch, cfg.classifier.seed)
-        # the export forms run faster (an FGNAS subnet without its channel gathers) and give the same outputs
-        fast = [prepare_for_export(model) for model in models]
-        training = train_classifier(classifier, fast, names, sampler, cfg.classifier, tracker)
-        atomic_write(
-            out_dir / CLASSIFIER_FILE,
-            lambda tmp: torch.save({"state_dict": classifier.state_dict(), "branches": names}, tmp),
-        )
-        table_lr, table_hr = PatchSampler(train_pairs, scale, cfg.patch, cfg.edge.seed).batch(0, cfg.edge.table_patches)
-        table = table_from_patches(
-            table_lr.numpy(), (table_hr * 255).round().to(torch.uint8).numpy(), deployed, patch_costs, cfg.edge.bins
-        )
-        write_json(out_dir / EDGE_TABLE_FILE, {"branches": names, "table": table.as_dict()})
+        classifier, training, table = _train_routers(params, names, models, deployed, patch_costs, root, tracker)
         routers = _routers(classifier, EdgeRouter(table, cfg.edge.eta), names, cfg.edge.eta_sweep)
         results = {
             set_name: evaluate_routings(
@@ -214,22 +281,7 @@ def run(params: Params, root: Path = Path(".")) -> dict:
                 )
         timed_set = list(sets)[-1]
         images = [lr for _, lr, _ in sets[timed_set][:WALLCLOCK_IMAGES]]
-        router = classifier_router(classifier, runtime, params.deploy.threads)
-        composed = ComposedModel(deployed, router, scale, cfg.patch, cfg.stride)
-        wallclock = compare_wallclock(
-            composed,
-            deployed_runner(params, names[largest], runtime, precision, root, checked=False),
-            images,
-            cfg.latency_repeats,
-        )
-        wallclock |= {
-            "set": timed_set,
-            "router": "classifier",
-            "largest": names[largest],
-            "runtime": runtime,
-            "precision": precision,
-            "threads": params.deploy.threads,
-        }
+        wallclock = _wallclock(params, deployed, classifier, names[largest], images, root) | {"set": timed_set}
         metrics = {
             "branches": names,
             "largest": names[largest],
@@ -249,44 +301,22 @@ def run(params: Params, root: Path = Path(".")) -> dict:
         rows = _plot_rows(results, names, cfg.edge.eta_sweep)
         write_json(plots_dir / "psnr_vs_mult_adds.json", rows)
         first = list(sets)[0]
-        pictures = [
-            save_compose_curve([r for r in rows if r["set"] == first], first, plots_dir / "psnr_vs_mult_adds.png")
-        ]
+        curve = save_compose_curve([r for r in rows if r["set"] == first], first, plots_dir / "psnr_vs_mult_adds.png")
         _, lr, _ = sets[timed_set][0]
         grid = patch_grid(lr.shape[0], lr.shape[1], cfg.patch, cfg.stride)
         routes = classifier.route(np.empty(0), as_input(lr), grid)
-        pictures.append(
-            save_routing_map(
-                lr,
-                routes,
-                *grid.tops_lefts(),
-                cfg.patch,
-                names,
-                f"classifier routing, {timed_set}",
-                plots_dir / "routing_map.png",
-            )
+        title = f"classifier routing, {timed_set}"
+        picture = save_routing_map(
+            lr, routes, *grid.tops_lefts(), cfg.patch, names, title, plots_dir / "routing_map.png"
         )
-        tracker.log_metrics(
-            {
-                f"compose/{s}/{routing}/{key}": float(r[key])
-                for s, routings in results.items()
-                for routing, r in routings.items()
-                for key in ("psnr", "ssim", "percent_of_largest_frame", "percent_of_largest_patches")
-            }
-            | {
-                f"compose/{s}/classifier/share/{name}": share
-                for s, r in results.items()
-                for name, share in zip(names, r["classifier"]["shares"], strict=True)
-            }
-            | {"compose/wallclock_ratio": wallclock["median_ratio"]}
-        )
-        tracker.set_tags({"compose.collapsed": ",".join(f"{s}:{b}" for s, b in collapsed.items() if b) or "no"})
-        for path in (
+        out_dir = compose_dir(params, root)
+        files = [
             metrics_dir / "compose.json",
             metrics_dir / "compose.md",
             out_dir / EDGE_TABLE_FILE,
             out_dir / CLASSIFIER_FILE,
-            *pictures,
-        ):
-            tracker.log_artifact(path)
+            curve,
+            picture,
+        ]
+        _log(tracker, results, names, wallclock, collapsed, files)
     return metrics
