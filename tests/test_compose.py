@@ -169,6 +169,19 @@ def test_training_keeps_branches_frozen_and_learns_to_prefer_the_better_branch()
     assert result.collapsed == "bicubic"  # with the average loss off it collapses, and says so
 
 
+def test_classifier_training_is_a_function_of_the_seed():
+    lr, hr = photo_pair(96)
+    branches = tiny_branches()
+    cfg = ClassifierConfig(iterations=5, batch_size=4, log_every=5)
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(cfg.seed)
+        classifier = PatchClassifier(2)
+        train_classifier(classifier, branches, ["a", "b"], PatchSampler([(lr, hr)], SCALE, 16, cfg.seed), cfg)
+        weights.append(torch.cat([p.flatten() for p in classifier.parameters()]))
+    assert torch.equal(*weights)
+
+
 def test_collapse_is_reported_above_the_configured_share():
     assert collapsed_branch([95, 5, 0], ["S", "M", "L"], 0.9) == "S"
     assert collapsed_branch([60, 30, 10], ["S", "M", "L"], 0.9) is None

@@ -33,7 +33,7 @@ class ClassifierConfig(StrictModel):
     collapse_share: float = Field(
         0.9, gt=0, le=1, description="a branch taking more than this share of patches is reported as a collapse"
     )
-    seed: int = 0
+    seed: int = Field(0, description="the classifier's initial weights and its training patches")
 
 
 class EdgeConfig(StrictModel):

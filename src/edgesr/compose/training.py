@@ -59,7 +59,6 @@ def train_classifier(
         raise ValueError(
             f"{len(branches)} branches ({len(names)} names) for a classifier of {classifier.fc.out_features} outputs"
         )
-    torch.manual_seed(cfg.seed)
     for branch in branches:
         branch.eval().requires_grad_(False)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=cfg.lr)

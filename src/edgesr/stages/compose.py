@@ -156,6 +156,7 @@ def _train_routers(
     """ClassSR's classifier trained with the branches frozen, ARM's table from the deployed branches; both saved."""
     cfg, scale = params.compose, params.scale
     train_pairs = [(lr, hr) for _, lr, hr in load_pairs(root / params.paths.prepared, "train", scale)]
+    torch.manual_seed(cfg.classifier.seed)  # the classifier's initial weights; the sampler has its own seed
     classifier = PatchClassifier(len(names))
     sampler = PatchSampler(train_pairs, scale, cfg.patch, cfg.classifier.seed)
     # the export forms run faster (an FGNAS subnet without its channel gathers) and give the same outputs
