@@ -37,6 +37,7 @@ from edgesr.compose.accounting import branch_patch_costs, composed_cost
 from edgesr.compose.composed import ComposedModel
 from edgesr.compose.deployed import composed_model
 from edgesr.compose.grid import blend, extract_patches, patch_grid
+from edgesr.compose.settings import ROUTERS
 from edgesr.compose.wallclock import compare_wallclock
 from edgesr.config import load_params
 from edgesr.data.images import as_input
@@ -76,7 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--profile")
-    parser.add_argument("--router", choices=("classifier", "edge"), default=None, help="default: compose.router")
+    parser.add_argument("--router", choices=ROUTERS, default=None, help="default: compose.router")
     parser.add_argument("--runtime", default="openvino", choices=("openvino", "onnxruntime"))
     parser.add_argument("--images", type=int, default=4, help="evenly spaced images of compose.large_set")
     parser.add_argument("--repeats", type=int, default=5)

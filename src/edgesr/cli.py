@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from edgesr.compose.settings import ROUTERS
 from edgesr.deploy.settings import PRECISIONS, RUNTIMES
 from edgesr.errors import UsageError, UserError
 from edgesr.kernels import use_portable_kernels
@@ -246,9 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="an image file or a folder of images")
     p.add_argument("-o", "--output", type=Path, help="PNG file or folder (default: <name>_x<scale> beside the input)")
     p.add_argument("--model", help=f"a deploy.models name or {COMPOSED} (default: deploy.default_model)")
-    p.add_argument(
-        "--router", choices=("classifier", "edge"), help=f"with --model {COMPOSED} (default: compose.router)"
-    )
+    p.add_argument("--router", choices=ROUTERS, help=f"with --model {COMPOSED} (default: compose.router)")
     p.add_argument("--runtime", choices=RUNTIMES, help="default: deploy.runtime")
     p.add_argument("--precision", choices=PRECISIONS, help="default: deploy.precision (fp32 for torch)")
     p.add_argument("--tile", type=int, help="LR tile side (default: deploy.tile)")

@@ -9,15 +9,16 @@ the CPU default, where a zoo list such as ``[fsrcnn, espcn, xlsr, fgnas_S_x2]`` 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
 from edgesr.schema import StrictModel
 
-__all__ = ["ClassifierConfig", "ComposeConfig", "EdgeConfig", "RouterName"]
+__all__ = ["ROUTERS", "ClassifierConfig", "ComposeConfig", "EdgeConfig", "RouterName"]
 
 RouterName = Literal["classifier", "edge"]
+ROUTERS: tuple[str, ...] = get_args(RouterName)
 
 
 class ClassifierConfig(StrictModel):
