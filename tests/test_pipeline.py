@@ -75,6 +75,7 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, flow_
         "figures",
         "export",
         "quantize",
+        "compose",
         "register",
     ]
 

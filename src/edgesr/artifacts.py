@@ -14,6 +14,7 @@ Paths are relative to the project root (``root``) and built from ``params.yaml``
     <paths.deploy>/int8/<model>/openvino.xml, .bin           NNCF int8 IR                             (quantize)
     <paths.deploy>/int8/<model>/checks.json                  per runtime: deployable, failed checks   (quantize)
     <paths.metrics>/register.json                            model -> registered version, new or not   (register)
+    <paths.compose>/classifier.pt, edge_table.json           the composed model's two routers        (compose)
 
 This module imports nothing heavy (no torch, no runtimes), so every stage can depend on it.
 """
@@ -36,6 +37,8 @@ __all__ = [
     "ARCHITECTURE_FILE",
     "BEST_CHECKPOINT",
     "CHECKS_FILE",
+    "CLASSIFIER_FILE",
+    "EDGE_TABLE_FILE",
     "FILES",
     "HISTORY_FILE",
     "LAST_CHECKPOINT",
@@ -45,6 +48,8 @@ __all__ = [
     "TrainingPaths",
     "architecture_file",
     "check_int8_deployable",
+    "compose_dir",
+    "compose_file",
     "deployable_checkpoint",
     "deployed_file",
     "figures_dir",
@@ -59,6 +64,7 @@ __all__ = [
 BEST_CHECKPOINT, LAST_CHECKPOINT, HISTORY_FILE = "best.pt", "last.pt", "history.json"
 ARCHITECTURE_FILE, SUPERNET_FILE = "architecture.json", "supernet.pt"
 CHECKS_FILE = "checks.json"
+CLASSIFIER_FILE, EDGE_TABLE_FILE = "classifier.pt", "edge_table.json"
 FILES: dict[ExportRuntime, str] = {"onnxruntime": "model.onnx", "openvino": "openvino.xml"}
 _STAGE = {"fp32": "export", "int8": "quantize"}
 
@@ -146,6 +152,19 @@ def deployable_checkpoint(params: Params, name: str, root: Path = Path(".")) -> 
 def register_file(params: Params, root: Path = Path(".")) -> Path:
     """``<paths.metrics>/register.json``: what the ``register`` stage registered (the Prefect flow promotes it)."""
     return root / params.paths.metrics / "register.json"
+
+
+def compose_dir(params: Params, root: Path = Path(".")) -> Path:
+    """``<paths.compose>``: the routers of the composed model (stage ``compose``)."""
+    return root / params.paths.compose
+
+
+def compose_file(params: Params, file_name: str, root: Path = Path(".")) -> Path:
+    """A router file of the ``compose`` stage; MissingInputError says how to make it."""
+    path = compose_dir(params, root) / file_name
+    if not path.is_file():
+        raise MissingInputError(f"{path} not found: the composed model is made by `dvc repro compose`")
+    return path
 
 
 def model_dir(deploy_root: Path, precision: str, model: str) -> Path:

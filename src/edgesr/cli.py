@@ -14,14 +14,22 @@ import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
+from edgesr.compose.settings import ROUTERS
 from edgesr.deploy.settings import PRECISIONS, RUNTIMES
 from edgesr.errors import UsageError, UserError
 from edgesr.kernels import use_portable_kernels
 
+if TYPE_CHECKING:
+    from edgesr.deploy.runtimes import Runner
+
 __all__ = ["main"]
+
+COMPOSED = "composed"
+"""`edgesr upscale --model composed`: compose.branches behind compose.router (stage `compose`)."""
 
 
 def _add_params_args(parser: argparse.ArgumentParser) -> None:
@@ -181,11 +189,18 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
     cfg = params.deploy
     name, runtime, precision = args.model or cfg.default_model, args.runtime or cfg.runtime, args.precision
     precision = precision or ("fp32" if runtime == "torch" else cfg.precision)
-    if name not in cfg.models:
-        raise UsageError(f"'{name}' is not deployed; deployed models (deploy.models): {', '.join(cfg.models)}")
+    if name not in (*cfg.models, COMPOSED):
+        raise UsageError(
+            f"'{name}' is not deployed; deployed models (deploy.models): {', '.join(cfg.models)}, or {COMPOSED}"
+        )
     tile, overlap = args.tile or cfg.tile, cfg.overlap if args.overlap is None else args.overlap
     jobs = plan(args.input, args.output, params.scale)
-    runner = deployed_runner(params, name, runtime, precision)
+    if name == COMPOSED:
+        from edgesr.compose.deployed import composed_model
+
+        runner: Runner = composed_model(params, runtime, precision, args.router)
+    else:
+        runner = deployed_runner(params, name, runtime, precision)
     done = upscale_all(jobs, runner, params.scale, tile, overlap, cfg.border)
     skipped = len(jobs) - len(done)
     print(
@@ -272,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
             "int8 PTQ with NNCF and ONNX Runtime, fp32 vs int8 report",
             partial(_cmd_reporting_stage, stage="quantize"),
         ),
+        "compose": (
+            "ClassSR-style composition of compose.branches: classifier and edge routers, evaluated",
+            partial(_cmd_reporting_stage, stage="compose"),
+        ),
     }
     stages["register"] = ("registry.models as new candidate versions in the MLflow registry", _cmd_register)
     for name, (text, func) in stages.items():
@@ -283,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params_args(p)
     p.add_argument("input", type=Path, help="an image file or a folder of images")
     p.add_argument("-o", "--output", type=Path, help="PNG file or folder (default: <name>_x<scale> beside the input)")
-    p.add_argument("--model", help="a deploy.models name (default: deploy.default_model)")
+    p.add_argument("--model", help=f"a deploy.models name or {COMPOSED} (default: deploy.default_model)")
+    p.add_argument("--router", choices=ROUTERS, help=f"with --model {COMPOSED} (default: compose.router)")
     p.add_argument("--runtime", choices=RUNTIMES, help="default: deploy.runtime")
     p.add_argument("--precision", choices=PRECISIONS, help="default: deploy.precision (fp32 for torch)")
     p.add_argument("--tile", type=int, help="LR tile side (default: deploy.tile)")

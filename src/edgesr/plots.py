@@ -21,9 +21,11 @@ from edgesr.files import atomic_write  # noqa: E402
 
 __all__ = [
     "save_architecture",
+    "save_compose_curve",
     "save_int8_drop",
     "save_latency_bars",
     "save_psnr_vs_mult_adds",
+    "save_routing_map",
     "save_search_curves",
     "save_side_by_side",
     "save_training_curves",
@@ -164,4 +166,62 @@ def save_latency_bars(models: Mapping[str, Mapping[str, float]], title: str, pat
     ax.set(yscale="log", ylabel="median latency (ms)", title=title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y", which="both")
+    return _save(fig, path)
+
+
+def save_compose_curve(rows: Sequence[Mapping[str, Any]], benchmark: str, path: Path) -> Path:
+    """PSNR-Y against Mult-Adds (% of the largest branch on the whole frame) of the composed model on ``benchmark``:
+    each branch alone, ClassSR's classifier, ARM's edge router and its ``eta`` sweep (a line, ``row["eta"]``)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    sweep = sorted((r for r in rows if r.get("eta") is not None), key=lambda r: float(r["mult_adds_pct"]))
+    if sweep:
+        ax.plot(
+            [r["mult_adds_pct"] for r in sweep],
+            [r["psnr"] for r in sweep],
+            "-o",
+            ms=3,
+            color="tab:green",
+            label="edge router, eta sweep",
+        )
+    markers = {"branch": ("s", "tab:blue"), "classifier": ("*", "tab:red"), "edge": ("D", "tab:green")}
+    for row in rows:
+        if row.get("eta") is not None:
+            continue
+        marker, color = markers[str(row["kind"])]
+        x, y = float(row["mult_adds_pct"]), float(row["psnr"])
+        ax.scatter(x, y, marker=marker, color=color, s=60 if marker == "*" else 30)
+        ax.annotate(str(row["routing"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xlabel="Mult-Adds, % of the largest branch on the whole frame", ylabel=f"PSNR-Y on {benchmark} (dB)")
+    ax.set_title(f"Composed model: quality vs cost ({benchmark})")
+    ax.grid(alpha=0.3)
+    if sweep:
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def save_routing_map(
+    lr: np.ndarray,
+    routes: np.ndarray,
+    tops: np.ndarray,
+    lefts: np.ndarray,
+    patch: int,
+    names: Sequence[str],
+    title: str,
+    path: Path,
+) -> Path:
+    """The LR image (uint8 HWC) with every patch tinted by its branch (later patches over earlier ones)."""
+    colours = plt.get_cmap("viridis")(np.linspace(0, 1, len(names)))[:, :3]
+    tint = np.zeros(lr.shape, dtype=np.float64)
+    for branch, top, left in zip(routes, tops, lefts, strict=True):
+        tint[top : top + patch, left : left + patch] = colours[branch]
+    fig, ax = plt.subplots(figsize=(7.0, 7.0 * lr.shape[0] / lr.shape[1] + 0.6))
+    ax.imshow(0.55 * lr / 255.0 + 0.45 * tint)
+    for top in np.unique(tops):
+        ax.axhline(top - 0.5, color="white", lw=0.3)
+    for left in np.unique(lefts):
+        ax.axvline(left - 0.5, color="white", lw=0.3)
+    counts = np.bincount(routes, minlength=len(names))
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[i]) for i in range(len(names))]
+    ax.legend(handles, [f"{n} ({c})" for n, c in zip(names, counts, strict=True)], fontsize=8, loc="lower right")
+    ax.set(title=title, xticks=[], yticks=[])
     return _save(fig, path)

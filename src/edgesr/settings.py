@@ -20,8 +20,10 @@ from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_va
 
 from edgesr.architectures import ModelConfig
 from edgesr.artifacts import subnet_name
+from edgesr.compose.settings import ComposeConfig
 from edgesr.data.settings import PrepareConfig
 from edgesr.deploy.settings import DeployConfig
+from edgesr.errors import UsageError
 from edgesr.quant.settings import QuantizeConfig
 from edgesr.registry.settings import RegistryConfig
 from edgesr.schema import StrictModel
@@ -51,6 +53,7 @@ class PathsConfig(StrictModel):
     plots: str = "plots"
     deploy: str = "models/deploy"
     fingerprints: str = "data/fingerprints"  # what the configured image folders hold (stage `sources`)
+    compose: str = "models/compose"  # the composed model's router (stage `compose`)
 
 
 class EvaluateConfig(StrictModel):
@@ -98,6 +101,7 @@ class Params(StrictModel):
     evaluate: EvaluateConfig = EvaluateConfig()
     deploy: DeployConfig
     quantize: QuantizeConfig = QuantizeConfig()
+    compose: ComposeConfig = ComposeConfig()
     tracking: TrackingConfig = TrackingConfig()
     registry: RegistryConfig = RegistryConfig()
 
@@ -159,6 +163,22 @@ class Params(StrictModel):
     def registered_names(self) -> list[str]:
         """The models the ``register`` stage registers: ``registry.models``, by default ``deploy.default_model``."""
         return self.registry.models or [self.deploy.default_model]
+
+    def compose_branches(self) -> list[str]:
+        """The composed model's branches: ``compose.branches``, or the retrained subnets at ``scale`` when null.
+
+        Checked here, where the composition is used (stage ``compose``, ``edgesr upscale --model composed``),
+        not when ``params.yaml`` loads: narrowing ``deploy.models`` must not stop every other command.
+        """
+        names = list(self.compose.branches) if self.compose.branches is not None else self.subnet_names()
+        missing = [name for name in names if name not in self.deploy.models]
+        if missing:
+            raise UsageError(
+                f"compose.branches (null: the retrained subnets) names {', '.join(missing)}, which deploy.models "
+                "does not export (the composed model runs each branch's deployed model); add them to deploy.models "
+                f"or pick from {', '.join(self.deploy.models)}"
+            )
+        return names
 
     def _check_deployed_names(self) -> None:
         unregistrable = [name for name in self.registered_names() if name not in self.deploy.models]
