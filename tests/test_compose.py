@@ -16,7 +16,7 @@ from edgesr.compose.accounting import branch_patch_costs, composed_cost
 from edgesr.compose.classifier import PatchClassifier
 from edgesr.compose.composed import ComposedModel, FixedRouter
 from edgesr.compose.deployed import composed_model
-from edgesr.compose.edge import EdgeRouter, EdgeTable, build_edge_table, edge_scores, patch_psnr
+from edgesr.compose.edge import EdgeRouter, EdgeTable, build_edge_table, edge_scores, patch_mse
 from edgesr.compose.grid import blend, extract_patches, patch_grid, positions
 from edgesr.compose.losses import average_loss, class_loss
 from edgesr.compose.runners import torch_batch_runner
@@ -103,6 +103,8 @@ def test_grid_rejects_a_stride_that_leaves_gaps():
         positions(100, 32, 33)
     with pytest.raises(ValidationError, match="leaves LR pixels between patches uncovered"):
         ComposeConfig(patch=32, stride=40)
+    with pytest.raises(ValidationError, match="compose.patch 30 is not a multiple of 4"):
+        ComposeConfig(patch=30, stride=28)
 
 
 # --- classifier and ClassSR's losses ---------------------------------------------------------------------
@@ -197,18 +199,19 @@ def test_edge_score_reference_values():
     assert edge_scores(np.concatenate([flat, step])).tolist() == pytest.approx([0.0, 73.0])
 
 
-def test_patch_psnr_reference_value():
+def test_patch_mse_reference_value():
     hr = np.zeros((1, 3, 4, 4), dtype=np.uint8)
     sr = np.full((1, 3, 4, 4), 1 / 255, dtype=np.float32)  # one level in R, G and B: Y off by 219 / 255
-    assert patch_psnr(sr, hr)[0] == pytest.approx(10 * np.log10(255**2 / (219 / 255) ** 2))
+    assert patch_mse(sr, hr)[0] == pytest.approx((219 / 255) ** 2)
 
 
 def test_edge_table_and_eta_trade_psnr_for_cost():
     scores = np.arange(100, dtype=np.float64)
-    psnr = np.stack([np.where(scores < 50, 30.0, 25.0), np.full(100, 31.0)], axis=1)
-    table = build_edge_table(scores, psnr, np.array([1e6, 4e6]), bins=2)
+    mse_at = lambda db: 255.0**2 / 10 ** (db / 10)  # noqa: E731
+    mse = np.stack([np.where(scores < 50, mse_at(30), mse_at(25)), np.full(100, mse_at(31))], axis=1)
+    table = build_edge_table(scores, mse, np.array([1e6, 4e6]), bins=2)
     assert table.costs == [0.25, 1.0]
-    assert table.psnr == [[30.0, 31.0], [25.0, 31.0]]
+    assert np.asarray(table.psnr) == pytest.approx(np.array([[30.0, 31.0], [25.0, 31.0]]))
     patches = np.concatenate(
         [np.full((1, 3, 8, 8), 0.5, np.float32), np.tile([0.0, 1.0], (1, 3, 8, 4)).astype(np.float32)]
     )
@@ -217,6 +220,13 @@ def test_edge_table_and_eta_trade_psnr_for_cost():
     assert EdgeRouter(table, eta=0.0).route(patches, patches, grid).tolist() == [1, 1]  # best PSNR
     assert EdgeRouter(table, eta=2.0).route(patches, patches, grid).tolist() == [0, 1]  # 29.5 > 29; 24.5 < 29
     assert EdgeRouter(table, eta=100.0).route(patches, patches, grid).tolist() == [0, 0]  # cheapest
+
+
+def test_a_bin_averages_mse_not_decibels():
+    """One patch a branch gets exactly right must not outweigh its bin: PSNR of the mean MSE (1 and 3
+    levels^2 -> 2 -> 45.1 dB), not the mean PSNR (where the perfect patch alone would give 108 dB)."""
+    table = build_edge_table(np.array([1.0, 2.0, 3.0]), np.array([[0.0], [1.0], [5.0]]), np.array([1.0]), bins=1)
+    assert table.psnr[0][0] == pytest.approx(10 * np.log10(255**2 / 2.0))
 
 
 # --- composed inference -----------------------------------------------------------------------------------

@@ -202,8 +202,18 @@ def _edit_manifest(bundle: Path) -> None:
         (_sign_with_another_key, "bad signature"),
         (_edit_manifest, "bad signature"),
         (lambda bundle: (bundle / "model" / "extra.bin").write_bytes(b"x"), "unexpected files"),
+        (lambda bundle: (bundle / "model" / MANIFEST).write_bytes(b"{}"), "unexpected files"),  # not only top level
     ],
-    ids=["tampered", "truncated", "missing-file", "unsigned", "other-key", "edited-manifest", "extra-file"],
+    ids=[
+        "tampered",
+        "truncated",
+        "missing-file",
+        "unsigned",
+        "other-key",
+        "edited-manifest",
+        "extra-file",
+        "nested-manifest",
+    ],
 )
 def test_a_bad_bundle_is_rejected_and_the_device_keeps_what_it_ran(loop, attack, reason):
     home = loop["homes"] / ORT_PROFILE  # still at version 1; the champion is 2

@@ -71,7 +71,7 @@ def test_register_makes_a_candidate_version_with_files_contract_metrics_and_tags
     assert version is not None and str(version.version) == "1" and version.aliases == [CANDIDATE]
     files = _files(registry, version, tmp_path / "v1")
     expected = {"int8/openvino.xml", "int8/openvino.bin", "int8/model.onnx", f"int8/{CHECKS_FILE}", "fp32/model.onnx"}
-    assert expected | {CONTRACT, METRICS} == files
+    assert expected | {CONTRACT, METRICS, "comparison/versions.png"} == files
     contract = json.loads((tmp_path / "v1" / CONTRACT).read_text())
     assert contract | {"scale": 2, "input": "lr", "output": "sr", "tile": 32, "overlap": 8} == contract
     assert json.loads((tmp_path / "v1" / METRICS).read_text())["quantize"]["openvino"]["psnr"]["int8"]["Set5"] == 30.0
@@ -81,7 +81,17 @@ def test_register_makes_a_candidate_version_with_files_contract_metrics_and_tags
     )
     assert len(tags["params_hash"]) == 16 and len(tags["data_hash"]) == 16
     assert tags["int8_psnr.onnxruntime.Set14"] == "30.000" and tags["int8_drop.openvino.Set5"] == "0.100"
+    assert tags["fp32_psnr.Set5"] == "30.100" and tags["mult_adds_g"] == "6.150"
+    assert {f"latency_ms.{p}" for p in (OV_PROFILE, ORT_PROFILE)} <= set(tags)
     assert json.loads((root / "metrics" / "register.json").read_text()) == {MODEL: {"version": "1", "new": True}}
+    # the register run carries what pipeline runs are compared by (issue 12 item 7), and the version plot
+    run = registry.client.get_run(tags["register_run_id"])
+    assert run.data.metrics[f"{MODEL}/int8_psnr/openvino/Set5"] == 30.0
+    assert run.data.metrics[f"{MODEL}/int8_drop/onnxruntime/Set14"] == pytest.approx(0.1)
+    assert run.data.metrics[f"{MODEL}/latency_ms/{OV_PROFILE}"] == pytest.approx(
+        float(tags[f"latency_ms.{OV_PROFILE}"]), abs=1e-3
+    )
+    assert (root / "plots" / "register" / MODEL / "versions.png").stat().st_size > 10_000
 
 
 def test_unchanged_models_register_nothing_and_a_changed_contract_registers_a_new_version(project):
@@ -268,3 +278,31 @@ def test_bad_registry_settings_name_the_key_and_the_fix(tmp_path, section, messa
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=message):
         load_params(tmp_path / "params.yaml")
+
+
+def test_the_screenshot_opens_mlflows_compare_page_on_the_runs_in_the_model_training_view():
+    """pipelines.ui_screenshot: the hash route takes the run and experiment ids as URL-encoded JSON lists."""
+    from urllib.parse import unquote
+
+    from pipelines.ui_screenshot import compare_url
+
+    url = compare_url("http://127.0.0.1:5000", "7", ["a1", "b2"])
+    route, query = url.split("#", 1)[1].split("?")
+    assert route == "/compare-runs"
+    fields = dict(part.split("=") for part in query.split("&"))
+    assert json.loads(unquote(fields["runs"])) == ["a1", "b2"] and json.loads(unquote(fields["experiments"])) == ["7"]
+    assert fields["workflowType"] == "machine_learning"
+
+
+def test_a_set_the_champion_was_measured_on_and_the_candidate_was_not_fails_its_gate():
+    from edgesr.registry.gates import failed, quality_gates
+
+    def metrics(psnr: dict[str, float]) -> dict:
+        sets = {s: {"drop": 0.1} for s in psnr}
+        return {"quantize": {"openvino": {"psnr": {"int8": psnr}, "sets": sets}}, "export": {"openvino_max_abs": 0.0}}
+
+    champion = metrics({"Set5": 35.0, "SunHays80": 34.0})
+    candidate = metrics({"Set5": 35.1})  # a clean clone without ../shared: no SunHays80
+    gates = quality_gates(candidate, champion, PromotionGates(), ["openvino"])
+    assert [g.name for g in failed(gates)] == ["psnr/openvino/SunHays80"]
+    assert "not measured" in next(g for g in gates if g.name == "psnr/openvino/SunHays80").describe()

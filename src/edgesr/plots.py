@@ -29,6 +29,7 @@ __all__ = [
     "save_search_curves",
     "save_side_by_side",
     "save_training_curves",
+    "save_version_comparison",
 ]
 
 
@@ -224,4 +225,33 @@ def save_routing_map(
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[i]) for i in range(len(names))]
     ax.legend(handles, [f"{n} ({c})" for n, c in zip(names, counts, strict=True)], fontsize=8, loc="lower right")
     ax.set(title=title, xticks=[], yticks=[])
+    return _save(fig, path)
+
+
+def save_version_comparison(
+    versions: Mapping[str, Mapping[str, float]], runtimes: Mapping[str, str], title: str, path: Path
+) -> Path:
+    """int8 PSNR-Y against tile latency per device profile, one point per registered version and set.
+
+    ``versions`` maps a version number to its numeric tags (``int8_psnr.<runtime>.<set>``,
+    ``latency_ms.<profile>``); ``runtimes`` maps each device profile to its runtime. One panel per
+    profile, with the PSNR of that profile's runtime.
+    """
+    fig, axes = plt.subplots(1, len(runtimes), figsize=(5.2 * len(runtimes), 4.0), squeeze=False)
+    for ax, (profile, runtime) in zip(axes[0], runtimes.items(), strict=True):
+        prefix, latency = f"int8_psnr.{runtime}.", f"latency_ms.{profile}"
+        sets = sorted({k[len(prefix) :] for tags in versions.values() for k in tags if k.startswith(prefix)})
+        for marker, set_name in zip("osD^vP*X", sets, strict=False):
+            points = [
+                (tags[latency], tags[prefix + set_name], version)
+                for version, tags in versions.items()
+                if latency in tags and prefix + set_name in tags
+            ]
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker, ls="none", label=set_name)
+            for x, y, version in points:
+                ax.annotate(f"v{version}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        ax.set(xlabel=f"ms per tile on {profile}", ylabel=f"int8 PSNR-Y, {runtime} (dB)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
     return _save(fig, path)

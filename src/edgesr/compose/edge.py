@@ -9,9 +9,10 @@ score, and a run-time knob ``eta`` trades quality against cost:
 - Edge score: mean absolute 4-neighbour Laplacian of the patch's Y channel (BT.601, 8-bit levels) over
   the patch interior (no padding, so the score depends on the patch alone and training patches and
   test patches are scored alike).
-- Table: ``bins`` equal-count bins of the training patches' scores; per bin and branch the mean PSNR-Y
-  of the branch's rounded output against the HR patch (MSE floored at 1e-3 levels^2, so a perfect flat
-  patch counts 108 dB instead of infinity).
+- Table: ``bins`` equal-count bins of the training patches' scores; per bin and branch the PSNR-Y of
+  the bin's mean squared error (the branch's rounded output against the HR patches), as a set's PSNR is
+  computed. Averaging per-patch PSNR in dB instead would let a flat patch a branch gets exactly right
+  (an infinite, or capped, PSNR) outweigh the rest of its bin; the mean MSE is floored at 1e-3 levels^2.
 - Cost: each branch's Mult-Adds per patch relative to the largest branch, so ``eta`` is the PSNR in dB
   worth the whole cost of the largest branch; ``eta = 0`` picks the best expected PSNR, a large ``eta``
   the cheapest branch. Sweeping ``eta`` traces the PSNR vs Mult-Adds curve.
@@ -26,7 +27,7 @@ import numpy as np
 from edgesr.compose.grid import PatchGrid
 from edgesr.compose.runners import BatchRunner
 
-__all__ = ["EdgeRouter", "EdgeTable", "build_edge_table", "edge_scores", "patch_psnr", "table_from_patches"]
+__all__ = ["EdgeRouter", "EdgeTable", "build_edge_table", "edge_scores", "patch_mse", "table_from_patches"]
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float32)  # BT.601 on RGB in [0, 1]
 _MIN_MSE = 1e-3
@@ -44,12 +45,11 @@ def edge_scores(patches: np.ndarray) -> np.ndarray:
     return np.abs(laplacian).mean(axis=(1, 2))
 
 
-def patch_psnr(sr: np.ndarray, hr: np.ndarray) -> np.ndarray:
-    """PSNR-Y (dB) of each float SR patch ``(N, 3, h, w)``, rounded to 8 bit as saved, against its uint8 HR patch."""
+def patch_mse(sr: np.ndarray, hr: np.ndarray) -> np.ndarray:
+    """Y MSE (levels^2) of each float SR patch ``(N, 3, h, w)``, rounded to 8 bit, against its uint8 HR patch."""
     rounded = np.round(np.clip(sr, 0.0, 1.0) * 255.0) / 255.0
     error = _luma(rounded.astype(np.float32)) - _luma(hr.astype(np.float32) / np.float32(255.0))
-    mse = np.maximum((error.astype(np.float64) ** 2).mean(axis=(1, 2)), _MIN_MSE)
-    return 10.0 * np.log10(255.0**2 / mse)
+    return (error.astype(np.float64) ** 2).mean(axis=(1, 2))
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class EdgeTable:
     edges: list[float]
     """inner bin edges (ascending): bin ``k`` holds scores in ``[edges[k-1], edges[k])``"""
     psnr: list[list[float]]
-    """``psnr[bin][branch]``: mean PSNR-Y of the branch on the training patches of the bin"""
+    """``psnr[bin][branch]``: PSNR-Y of the branch's mean squared error over the training patches of the bin"""
     costs: list[float]
     """Mult-Adds per patch of each branch relative to the largest (the largest is 1)"""
 
@@ -71,8 +71,8 @@ class EdgeTable:
         return np.asarray(self.psnr)[np.searchsorted(np.asarray(self.edges), scores, side="right")]
 
 
-def build_edge_table(scores: np.ndarray, psnr: np.ndarray, costs: np.ndarray, bins: int) -> EdgeTable:
-    """The table of ``(K,)`` training patch scores and their ``(K, M)`` per-branch PSNRs in ``bins`` equal-count bins.
+def build_edge_table(scores: np.ndarray, mse: np.ndarray, costs: np.ndarray, bins: int) -> EdgeTable:
+    """The table of ``(K,)`` training patch scores and their ``(K, M)`` per-branch Y MSEs in ``bins`` equal-count bins.
 
     Bins that quantile ties would leave empty are merged; ``costs`` are Mult-Adds per patch of each branch.
     """
@@ -80,8 +80,9 @@ def build_edge_table(scores: np.ndarray, psnr: np.ndarray, costs: np.ndarray, bi
         raise ValueError(f"{len(scores)} training patches cannot fill {bins} edge bins; lower compose.edge.bins")
     edges = np.unique(np.quantile(scores, np.linspace(0, 1, bins + 1)[1:-1]))
     which = np.searchsorted(edges, scores, side="right")
-    table = [psnr[which == k].mean(axis=0).tolist() for k in range(len(edges) + 1) if (which == k).any()]
     kept = [k for k in range(len(edges) + 1) if (which == k).any()]
+    binned = np.maximum(np.stack([mse[which == k].mean(axis=0) for k in kept]), _MIN_MSE)
+    table = (10.0 * np.log10(255.0**2 / binned)).tolist()
     edges = edges[[k - 1 for k in kept[1:]]]  # the left edge of every non-empty bin but the first
     relative = np.asarray(costs, dtype=np.float64) / float(np.max(costs))
     return EdgeTable(edges=edges.tolist(), psnr=table, costs=relative.tolist())
@@ -101,7 +102,7 @@ class EdgeRouter:
         return gain.argmax(axis=1)
 
     def mult_adds(self, grid: PatchGrid) -> int:
-        """None: the edge score is a Laplacian, elementwise ops only."""
+        """0: the edge score is a Laplacian, elementwise ops only."""
         return 0
 
 
@@ -110,5 +111,5 @@ def table_from_patches(
 ) -> EdgeTable:
     """The table of LR training patches ``(K, 3, p, p)`` (float in [0, 1]) and their HR patches (uint8,
     ``(K, 3, s p, s p)``), each branch run on all of them in one batched call."""
-    psnr = np.stack([patch_psnr(branch(lr), hr) for branch in branches], axis=1)
-    return build_edge_table(edge_scores(lr), psnr, np.asarray(costs), bins)
+    mse = np.stack([patch_mse(branch(lr), hr) for branch in branches], axis=1)
+    return build_edge_table(edge_scores(lr), mse, np.asarray(costs), bins)

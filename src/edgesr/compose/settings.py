@@ -89,6 +89,11 @@ class ComposeConfig(StrictModel):
 
     @model_validator(mode="after")
     def _patch_fits_stride(self) -> ComposeConfig:
+        if self.patch % 4:
+            raise ValueError(
+                f"compose.patch {self.patch} is not a multiple of 4: the ClassSR classifier's first conv has "
+                "kernel and stride 4 (ClassSR: 32)"
+            )
         if self.stride > self.patch:
             raise ValueError(
                 f"compose.stride {self.stride} > compose.patch {self.patch} leaves LR pixels between patches "

@@ -217,7 +217,11 @@ def pull(
             _report(registry, model, version, device_id, profile, **tags)
 
     report: dict[str, str] = {}
-    if installed and installed["version"] == version and installed["profile"]["name"] == profile:
+    if (
+        installed is not None
+        and (installed["registered_model"], installed["version"]) == (model, version)
+        and (installed["profile"]["name"] == profile)
+    ):
         record("up to date")
         return home.state()
     try:

@@ -4,7 +4,8 @@ Pure functions of the versions' metrics (:data:`edgesr.registry.contents.METRICS
 measured for the device profiles; :mod:`edgesr.registry.promote` gathers the inputs and records the result.
 
 - ``psnr/<runtime>/<set>``: the candidate's int8 PSNR-Y >= the champion's minus ``psnr_tolerance_db``
-  (passes with no limit when there is no champion, or it has no value for that runtime and set);
+  (passes with no limit when there is no champion, or it has no value for that runtime and set; fails
+  when the champion was measured on a set the candidate was not, e.g. a checkout without ``../shared``);
 - ``int8_drop/<runtime>/<set>``: fp32 - int8 PSNR-Y <= ``max_int8_drop_db``;
 - ``parity/<runtime>``: max |PyTorch - runtime| of the fp32 export <= ``max_parity_abs``;
 - ``latency/<profile>``: median ms of one tile on the profile's runtime, precision and threads <= its budget.
@@ -12,6 +13,7 @@ measured for the device profiles; :mod:`edgesr.registry.promote` gathers the inp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -38,7 +40,8 @@ class GateResult:
 
     def describe(self) -> str:
         limit = "no champion value" if self.limit is None else f"{self.rule} {self.limit:.4g}"
-        return f"{self.name}: {self.value:.4g} ({limit}) {'pass' if self.passed else 'FAIL'}"
+        value = "not measured" if math.isnan(self.value) else f"{self.value:.4g}"
+        return f"{self.name}: {value} ({limit}) {'pass' if self.passed else 'FAIL'}"
 
 
 def quality_gates(
@@ -52,9 +55,11 @@ def quality_gates(
     for runtime in runtimes:
         quantize = candidate["quantize"][runtime]
         previous = (champion or {}).get("quantize", {}).get(runtime, {}).get("psnr", {}).get("int8", {})
-        for set_name, psnr in quantize["psnr"]["int8"].items():
+        measured = quantize["psnr"]["int8"]
+        for set_name in [*measured, *(s for s in previous if s not in measured)]:
             limit = previous[set_name] - gates.psnr_tolerance_db if set_name in previous else None
-            results.append(GateResult(f"psnr/{runtime}/{set_name}", psnr, limit, ">="))
+            value = measured.get(set_name, math.nan)  # NaN fails any limit: a set the candidate was not measured on
+            results.append(GateResult(f"psnr/{runtime}/{set_name}", value, limit, ">="))
         for set_name, summary in quantize["sets"].items():
             results.append(GateResult(f"int8_drop/{runtime}/{set_name}", summary["drop"], gates.max_int8_drop_db, "<="))
         parity = candidate["export"][f"{runtime}_max_abs"]

@@ -30,8 +30,10 @@ class BundleRejectedError(UserError, ValueError):
 
 
 def file_entries(folder: Path) -> dict[str, dict[str, Any]]:
-    """Every file under ``folder`` except the manifest and its signature: relative path -> size and sha256."""
-    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name not in (MANIFEST, SIGNATURE))
+    """Every file under ``folder`` except the top-level manifest and its signature: relative path -> size and
+    sha256 (a ``manifest.json`` deeper down is an ordinary file, listed and checked like any other)."""
+    unsigned = {Path(folder) / MANIFEST, Path(folder) / SIGNATURE}
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p not in unsigned)
     return {
         path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
         for path in files

@@ -9,9 +9,11 @@ MATLAB bicubic (DESIGN.md data conventions), upscaled through the tiled path of 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from edgesr.artifacts import FILES
 from edgesr.data.imresize import imresize, modcrop
@@ -21,9 +23,17 @@ from edgesr.deploy.settings import BorderMode
 from edgesr.deploy.tiling import upscale_tiled
 from edgesr.latency import runner_median_ms
 from edgesr.metrics import psnr_y
+from edgesr.registry.contents import version_file
 from edgesr.registry.settings import DeviceProfile
 
-__all__ = ["model_files", "profile_runner", "reference_pair", "reference_result", "tile_latency_ms"]
+__all__ = [
+    "model_files",
+    "profile_latencies",
+    "profile_runner",
+    "reference_pair",
+    "reference_result",
+    "tile_latency_ms",
+]
 
 _REFERENCE_IMAGE, _REFERENCE_LR_SIDE = "astronaut", 48
 
@@ -46,6 +56,18 @@ def tile_latency_ms(runner: Runner, tile: int, repeats: int, warmup: int) -> flo
     """Median wall time (ms) of one (1, 3, tile, tile) input, after ``warmup`` untimed runs."""
     lr = np.random.default_rng(0).random((1, 3, tile, tile), dtype=np.float32)
     return runner_median_ms(runner, lr, repeats, warmup)
+
+
+def profile_latencies(
+    profiles: Mapping[str, DeviceProfile], version_dir: Path, repeats: int, warmup: int
+) -> dict[str, float]:
+    """Median ms of one tile per device profile on this machine, each running its files of ``version_dir``
+    (a version's layout: ``int8/openvino.xml``, ``int8/model.onnx``, ...)."""
+    latencies = {}
+    for name, profile in tqdm(profiles.items(), desc="latency per profile"):
+        folder = (version_dir / version_file(profile.runtime, profile.precision)).parent
+        latencies[name] = tile_latency_ms(profile_runner(folder, profile), profile.tile, repeats, warmup)
+    return latencies
 
 
 def reference_pair(scale: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,14 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tqdm import tqdm
-
 from edgesr.config import Params
 from edgesr.errors import MissingInputError, UsageError
 from edgesr.registry.bundle import build_bundle
 from edgesr.registry.contents import CONTRACT, METRICS, version_file
 from edgesr.registry.gates import GateResult, failed, gate_tags, latency_gates, quality_gates
-from edgesr.registry.profiles import model_files, profile_runner, tile_latency_ms
+from edgesr.registry.profiles import model_files, profile_latencies
 from edgesr.registry.signing import key_id, load_private_key
 from edgesr.registry.store import CANDIDATE, CHAMPION, ModelVersion, Registry
 
@@ -68,16 +66,6 @@ def _metrics(registry: Registry, version: ModelVersion, folder: Path) -> dict:
     return json.loads(registry.download(version, METRICS, folder).read_text())
 
 
-def _latencies(params: Params, version_dir: Path) -> dict[str, float]:
-    """Median ms of one tile per device profile, on this machine."""
-    cfg = params.registry
-    latencies = {}
-    for name, profile in tqdm(cfg.profiles.items(), desc="latency per profile"):
-        runner = profile_runner((version_dir / version_file(profile.runtime, profile.precision)).parent, profile)
-        latencies[name] = tile_latency_ms(runner, profile.tile, cfg.latency_repeats, cfg.latency_warmup)
-    return latencies
-
-
 def _download_models(registry: Registry, version: ModelVersion, params: Params, folder: Path) -> None:
     """The files every profile runs, plus the contract and metrics (not the published bundles)."""
     wanted = {CONTRACT, METRICS}
@@ -112,7 +100,8 @@ def promote(params: Params, name: str, registry: Registry, dry_run: bool = False
         previous = _metrics(registry, champion, Path(work) / "champion") if champion is not None else None
         runtimes = sorted({p.runtime for p in cfg.profiles.values() if p.precision == "int8"})
         gates = quality_gates(metrics, previous, cfg.gates, runtimes)
-        gates += latency_gates(_latencies(params, version_dir), cfg.profiles)
+        latencies = profile_latencies(cfg.profiles, version_dir, cfg.latency_repeats, cfg.latency_warmup)
+        gates += latency_gates(latencies, cfg.profiles)
         decision = Decision(name, version, champion_version, gates, dry_run)
         if dry_run:
             return decision

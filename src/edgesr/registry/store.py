@@ -61,10 +61,13 @@ class Registry:
         self.client.set_registered_model_alias(name, CANDIDATE, version.version)
         return self.client.get_model_version(name, version.version)
 
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every version of ``name``, oldest first (none when the model is not registered)."""
+        return sorted(self.client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+
     def latest(self, name: str) -> ModelVersion | None:
         """The newest version of ``name``; None when it has none."""
-        versions = self.client.search_model_versions(f"name = '{name}'")
-        return max(versions, key=lambda v: int(v.version), default=None)
+        return next(reversed(self.versions(name)), None)
 
     def by_alias(self, name: str, alias: str) -> ModelVersion | None:
         """The version ``alias`` points to; None when the model or the alias does not exist."""
