@@ -278,6 +278,23 @@ def test_no_seam_where_patches_of_different_branches_meet():
     # unnormalised patch, or a seam, would exceed it)
     assert seams["mixed_mae"] <= max(seams["branch_mae"]) + 0.05
     assert seams["ratio"] <= 1.01
+    # and no step where the overlap of the two branches begins: as smooth as either branch alone there
+    assert abs(seams["step_excess"]) <= 0.25
+
+
+def test_the_border_step_sees_a_seam_the_error_ratio_cannot():
+    """Branches 3 levels too bright and 3 levels too dark: their average is closer to the truth than
+    either (ratio < 1), but a 1.5-level step shows wherever the overlap begins."""
+    lr, hr = photo_pair(192)
+    bicubic = torch_batch_runner(build_model(default_model_config("bicubic"), SCALE), 8)
+    branches = [lambda x: bicubic(x) + 3 / 255, lambda x: bicubic(x) - 3 / 255]
+    table = EdgeTable(edges=[8.0], psnr=[[30.0, 20.0], [20.0, 30.0]], costs=[0.5, 1.0])
+    result = ComposedModel(branches, EdgeRouter(table, eta=0.0), SCALE).compose(as_input(lr))
+    assert 0 < sum(result.routes) < len(result.routes)
+    alone = [as_image(ComposedModel(branches, FixedRouter(b), SCALE).compose(as_input(lr)).sr) for b in range(2)]
+    seams = seam_error(as_image(result.sr), hr, alone, result.grid, result.routes, SCALE)
+    assert seams["ratio"] < 1.0
+    assert seams["step_excess"] > 0.5
 
 
 # --- accounting -------------------------------------------------------------------------------------------

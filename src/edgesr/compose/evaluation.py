@@ -41,8 +41,8 @@ def evaluate_routings(
     desc: str | None = None,
 ) -> dict[str, dict]:
     """Per routing: mean PSNR-Y, SSIM-Y, Mult-Adds (both conventions, :mod:`edgesr.compose.accounting`),
-    summed class histogram over the (name, LR, HR) ``pairs``, and the worst image's seam ratio
-    (:func:`~edgesr.compose.seams.seam_error`: composed / worse branch alone where branches meet)."""
+    summed class histogram over the (name, LR, HR) ``pairs``, and the worst image's seam ratio and border
+    step excess (:func:`~edgesr.compose.seams.seam_error`: composed vs each branch alone where branches meet)."""
     per_image: dict[str, list[dict]] = {name: [] for name in routers}
     for name, lr, hr in tqdm(pairs, desc=desc, unit="image", leave=False, disable=desc is None):
         if min(lr.shape[:2]) < patch:
@@ -66,6 +66,7 @@ def evaluate_routings(
                     "ssim": ssim_y(sr, hr, scale),
                     "histogram": np.bincount(routes, minlength=len(branches)),
                     "seam_ratio": seams["ratio"],
+                    "seam_step": seams["step_excess"],
                     **cost.as_dict(),
                 }
             )
@@ -75,10 +76,12 @@ def evaluate_routings(
 def _summary(images: list[dict]) -> dict:
     histogram = np.sum([image["histogram"] for image in images], axis=0)
     ratios = [image["seam_ratio"] for image in images if image["seam_ratio"] is not None]
+    steps = [image["seam_step"] for image in images if image["seam_step"] is not None]
     keys = ("psnr", "ssim", "percent_of_largest_frame", "percent_of_largest_patches", "total", "router")
     summary = {key: float(np.mean([image[key] for image in images])) for key in keys}
     return summary | {
         "histogram": histogram.tolist(),
         "shares": (histogram / histogram.sum()).tolist(),
         "seam_ratio": float(np.max(ratios)) if ratios else None,
+        "seam_step": float(np.max(steps)) if steps else None,
     }

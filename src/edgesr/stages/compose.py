@@ -119,12 +119,12 @@ def _markdown(results: dict[str, dict], names: list[str], wallclock: dict | None
         "Mult-Adds % of L (frame)",
         "% of L (same patches, ClassSR)",
         "histogram (" + " / ".join(names) + ")",
-        "seam ratio (worst image; <= 1: no seam)",
+        "seam: error ratio / border step excess in levels (worst image; <= 1 / about 0: no seam)",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for set_name, routings in results.items():
         for routing, r in routings.items():
-            seam = "-" if r["seam_ratio"] is None else f"{r['seam_ratio']:.2f}"
+            seam = "-" if r["seam_ratio"] is None else f"{r['seam_ratio']:.2f} / {r['seam_step']:+.2f}"
             lines.append(
                 f"| {set_name} | {routing} | {r['psnr']:.2f} / {r['ssim']:.4f} | {r['percent_of_largest_frame']:.1f} "
                 f"| {r['percent_of_largest_patches']:.1f} | {' / '.join(map(str, r['histogram']))} | {seam} |"
