@@ -306,3 +306,26 @@ def test_a_set_the_champion_was_measured_on_and_the_candidate_was_not_fails_its_
     gates = quality_gates(candidate, champion, PromotionGates(), ["openvino"])
     assert [g.name for g in failed(gates)] == ["psnr/openvino/SunHays80"]
     assert "not measured" in next(g for g in gates if g.name == "psnr/openvino/SunHays80").describe()
+
+
+def test_a_device_home_held_by_a_pull_refuses_a_second_pull_and_status_only_reads(tmp_path):
+    """The device home's lock: a second pull stops at once; status leaves the running pull's swap alone."""
+    import fcntl
+
+    from edgesr.registry.device import DeviceBusyError, DeviceHome, pull, status
+    from edgesr.registry.signing import load_public_key
+
+    home = DeviceHome(tmp_path / "box")
+    home.root.mkdir()
+    pending = {"pending": {"current_before": None, "previous_before": None}}
+    home.state_file.write_text(json.dumps(pending))  # a swap the running pull has not checked yet
+    _, public = init_keys(tmp_path / "keys")
+    registry = Registry(f"sqlite:///{tmp_path / 'unused.db'}")
+    with open(home.root / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(DeviceBusyError, match="another `edgesr device pull` is running"):
+            pull(home.root, ORT_PROFILE, MODEL, registry, load_public_key(public), 0.05)
+        assert status(home.root)["pull_in_progress"] is True
+        assert json.loads(home.state_file.read_text()) == pending  # not rolled back under the running pull
+    assert status(home.root)["pull_in_progress"] is False
+    assert json.loads(home.state_file.read_text())["pending"] is None  # an interrupted pull: rolled back

@@ -21,12 +21,15 @@ replaced is tagged ``replaced by version <n>``, so the registry shows which devi
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +47,7 @@ from edgesr.registry.promote import BUNDLES
 from edgesr.registry.settings import DeviceProfile
 from edgesr.registry.store import CHAMPION, ModelVersion, Registry
 
-__all__ = ["DeviceHome", "SmokeCheckFailedError", "default_device_id", "pull", "status"]
+__all__ = ["DeviceBusyError", "DeviceHome", "SmokeCheckFailedError", "default_device_id", "pull", "status"]
 
 
 class SmokeCheckFailedError(UserError, RuntimeError):
@@ -102,6 +105,26 @@ class DeviceHome:
         """The manifest of what ``current`` runs, None for a new device."""
         manifest = self.current / MANIFEST
         return json.loads(manifest.read_text()) if self.current.is_symlink() and manifest.is_file() else None
+
+
+class DeviceBusyError(UserError, RuntimeError):
+    """Another ``edgesr device pull`` holds the device home."""
+
+
+@contextmanager
+def _exclusive(home: DeviceHome) -> Iterator[bool]:
+    """Hold the device home's lock (``.lock``, ``flock``) for the block; yields False when another
+    process holds it (a pull in progress), so nothing here touches its staging folder or its swap."""
+    with open(home.root / ".lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _recover(home: DeviceHome) -> None:
@@ -198,6 +221,22 @@ def pull(
     """
     home = DeviceHome(Path(home_dir))
     home.root.mkdir(parents=True, exist_ok=True)
+    with _exclusive(home) as held:
+        if not held:
+            raise DeviceBusyError(f"another `edgesr device pull` is running in {home.root}: wait for it to finish")
+        return _pull(home, profile, model, registry, public_key, tolerance_db, device_id)
+
+
+def _pull(
+    home: DeviceHome,
+    profile: str,
+    model: str,
+    registry: Registry,
+    public_key: Ed25519PublicKey,
+    tolerance_db: float,
+    device_id: str | None,
+) -> dict[str, Any]:
+    """:func:`pull` with the device home's lock held."""
     _recover(home)
     _remove_unlinked(home)  # a release an interrupted pull left behind
     device_id = device_id or default_device_id(home.root)
@@ -282,10 +321,13 @@ def status(home_dir: Path) -> dict[str, Any]:
     home = DeviceHome(Path(home_dir))
     if not home.root.is_dir():
         raise MissingInputError(f"{home.root} is not a device home: run `edgesr device pull --home {home.root}` first")
-    _recover(home)
+    with _exclusive(home) as held:
+        if held:  # a pull in progress owns its pending swap: only read
+            _recover(home)
     installed = home.installed()
     return {
         **home.state(),
+        "pull_in_progress": not held,
         "current": home.target(home.current),
         "previous": home.target(home.previous),
         "running": None if installed is None else {k: installed[k] for k in ("registered_model", "version", "scale")},
