@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import time
 from functools import partial
 from pathlib import Path
 
@@ -38,10 +37,12 @@ from edgesr.compose.composed import ComposedModel
 from edgesr.compose.deployed import composed_model
 from edgesr.compose.grid import blend, extract_patches, patch_grid
 from edgesr.compose.settings import ROUTERS
-from edgesr.compose.wallclock import compare_wallclock
+from edgesr.compose.wallclock import compare_wallclock, seconds
 from edgesr.config import load_params
 from edgesr.data.images import as_input
+from edgesr.data.imresize import imresize, modcrop
 from edgesr.data.photo_sets import folder_pairs
+from edgesr.data.sources import embedded_images
 from edgesr.deploy.runners import deployed_runner
 from edgesr.errors import UsageError
 from edgesr.train.restore import trained_model
@@ -64,13 +65,7 @@ def _breakdown(composed: ComposedModel, image: np.ndarray, names: list[str], rep
     sp = composed.scale * composed.patch
     outputs = np.zeros((len(grid), 3, sp, sp), dtype=np.float32)
     steps["blend"] = lambda: blend(outputs, grid, composed.scale)
-    return {step: 1e3 * float(np.median([_seconds(run) for _ in range(repeats)])) for step, run in steps.items()}
-
-
-def _seconds(run) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
+    return {step: 1e3 * float(np.median([seconds(run) for _ in range(repeats)])) for step, run in steps.items()}
 
 
 def main() -> None:
@@ -89,13 +84,16 @@ def main() -> None:
     if cfg.large_set is None:
         raise UsageError("compose.large_set is null: name a quantize.photo_sets entry of large photographs")
     names = params.compose_branches()
-    costs = branch_patch_costs(
-        [trained_model(deployable_checkpoint(params, name), params.scale) for name in names], params.scale, cfg.patch
-    )
+    models = [trained_model(deployable_checkpoint(params, name), params.scale) for name in names]
+    costs = branch_patch_costs(models, params.scale, cfg.patch)
     largest = int(np.argmax(costs))
-    largest_model = trained_model(deployable_checkpoint(params, names[largest]), params.scale)
-    pairs = folder_pairs(Path(params.quantize.photo_sets[cfg.large_set]), params.scale, args.images)
-    images = [lr for _, lr, _ in pairs]
+    largest_model = models[largest]
+    folder = Path(params.quantize.photo_sets[cfg.large_set])
+    if folder.is_dir():
+        images = [lr for _, lr, _ in folder_pairs(folder, params.scale, args.images)]
+    else:  # a fresh checkout without ../shared: the photographs shipped in scikit-image / scikit-learn
+        print(f"{folder} not found: timing the embedded photographs instead")
+        images = [imresize(modcrop(rgb, params.scale), 1 / params.scale) for _, rgb in embedded_images()]
     composed = composed_model(params, args.runtime, "int8", args.router)
     one_by_one_params = params.model_copy(update={"compose": cfg.model_copy(update={"chunk": 1})})
     one_by_one = composed_model(one_by_one_params, args.runtime, "int8", args.router)

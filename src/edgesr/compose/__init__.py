@@ -8,6 +8,10 @@ Several SR branches of different cost behind one router that sends every LR patc
 - :mod:`~edgesr.compose.edge`: ARM's training-free router (edge score -> PSNR table, knob ``eta``);
 - :mod:`~edgesr.compose.runners`: branches that run a batch of patches per call in PyTorch, ONNX
   Runtime and OpenVINO;
+- :mod:`~edgesr.compose.compiled`: the classifier's features compiled by OpenVINO;
+- :mod:`~edgesr.compose.deployed`: the composed model of the deployed (exported, quantized) branches;
 - :mod:`~edgesr.compose.composed`: the composed model; :mod:`~edgesr.compose.accounting`: its Mult-Adds;
-  :mod:`~edgesr.compose.seams`: the error where branches meet.
+  :mod:`~edgesr.compose.seams`: the error and the step where branches meet;
+- :mod:`~edgesr.compose.evaluation`: every routing on a set of images; :mod:`~edgesr.compose.wallclock`:
+  the composed model against its largest branch alone on the wall clock.
 """

@@ -19,10 +19,10 @@ import numpy as np
 from edgesr.data.images import as_input
 from edgesr.deploy.runtimes import Runner
 
-__all__ = ["compare_wallclock"]
+__all__ = ["compare_wallclock", "seconds"]
 
 
-def _seconds(run: Callable[[], object]) -> float:
+def seconds(run: Callable[[], object]) -> float:
     start = time.perf_counter()
     run()
     return time.perf_counter() - start
@@ -40,7 +40,7 @@ def compare_wallclock(
         for _ in range(warmup):
             for run in runs:
                 run()
-        times = np.array([[_seconds(run) for run in runs] for _ in range(repeats)])
+        times = np.array([[seconds(run) for run in runs] for _ in range(repeats)])
         composed_s, largest_s = np.median(times, axis=0).tolist()
         rows.append(
             {
