@@ -55,3 +55,13 @@ def test_the_flow_promotes_what_register_made_and_nothing_when_unchanged(tmp_pat
     assert second.data.tags["stage.register"] == "up to date"
     assert not any(key.startswith("promotion.") for key in second.data.tags)
     assert str(Registry(uri).latest(MODEL).version) == "1"
+
+
+def test_the_served_schedule_is_the_params_cron_unless_given(tmp_path):
+    from pipelines.serve import schedule_cron
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    text = (tmp_path / "params.yaml").read_text().replace('cron: "0 3 * * *"', 'cron: "*/10 * * * *"')
+    (tmp_path / "params.yaml").write_text(text)
+    assert schedule_cron(tmp_path, None) == "*/10 * * * *"
+    assert schedule_cron(tmp_path, "5 4 * * 1") == "5 4 * * 1"

@@ -12,6 +12,7 @@ error (:func:`describe_error`) are here because the per-model ``train`` override
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -78,6 +79,26 @@ class TrackingConfig(StrictModel):
     sample_crop: int = Field(96, ge=16, description="HR side of the LR-bicubic / SR / HR crops logged")
 
 
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?]+$")
+
+
+class ScheduleConfig(StrictModel):
+    """Scheduled retraining (issue 12): ``python -m pipelines.serve`` serves the pipeline flow on ``cron``."""
+
+    cron: str = Field("0 3 * * *", description="five-field cron expression (minute hour day month weekday)")
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, cron: str) -> str:
+        fields = cron.split()
+        if len(fields) != 5 or not all(_CRON_FIELD.match(field) for field in fields):
+            raise ValueError(
+                f"schedule.cron {cron!r} is not a five-field cron expression such as '0 3 * * *' "
+                "(minute hour day-of-month month day-of-week)"
+            )
+        return cron
+
+
 class ModelEntry(StrictModel):
     """One model the pipeline trains: its architecture and the keys of ``train`` it overrides.
 
@@ -104,6 +125,7 @@ class Params(StrictModel):
     compose: ComposeConfig = ComposeConfig()
     tracking: TrackingConfig = TrackingConfig()
     registry: RegistryConfig = RegistryConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
     @field_validator("models")
     @classmethod
