@@ -31,6 +31,7 @@ def main() -> None:
     pipeline_flow.serve(
         name=args.name,
         cron=schedule_cron(args.project_dir, args.cron),
+        limit=1,  # one pipeline run at a time: a tick during a long run waits (DVC locks the project anyway)
         parameters={"project_dir": str(args.project_dir.resolve())},
     )
 

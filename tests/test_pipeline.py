@@ -4,20 +4,16 @@ a second `dvc repro` does nothing and a one-value change reruns only what depend
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 
-from edgesr.config import load_params, write_params
+from edgesr.config import load_params
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from .smoke_project import make_smoke_project, run_in
+
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
 
 
@@ -26,26 +22,10 @@ def _ran(dvc_output: str) -> set[str]:
     return {line.split("'")[1] for line in dvc_output.splitlines() if line.startswith("Running stage '")}
 
 
-def _run(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
 def smoke_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh clone: this checkout's code, shipped benchmark sets, dvc.yaml and the smoke profile's params."""
-    root = tmp_path_factory.mktemp("project")
-    shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copytree(ROOT / "data" / "benchmarks", root / "data" / "benchmarks")
-    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
-    write_params(load_params(ROOT / "params.yaml", "smoke"), root / "params.yaml")
-    _run(root, "git", "init", "-q")
-    _run(root, "dvc", "init", "-q")
-    _run(root, "dvc", "config", "core.analytics", "false")
-    return root
+    return make_smoke_project(tmp_path_factory.mktemp("project"))
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +101,7 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, flow_
     assert "val/psnr_y" in train_run.data.metrics and train_run.data.params["train.iterations"] == "12"
 
     # nothing changed: nothing reruns but the fingerprint of the source folders
-    assert _ran(_run(smoke_project, "dvc", "repro")) == {"sources"}
+    assert _ran(run_in(smoke_project, "dvc", "repro")) == {"sources"}
 
     # the scheduled run rereads the sources; the same images give the same data, so nothing retrains
     pipeline_flow(project_dir=str(smoke_project))
@@ -133,7 +113,7 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, flow_
     data = yaml.safe_load((smoke_project / "params.yaml").read_text())
     data["evaluate"]["latency_repeats"] = 2
     (smoke_project / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    status = json.loads(_run(smoke_project, "dvc", "status", "--json"))
+    status = json.loads(run_in(smoke_project, "dvc", "status", "--json"))
     assert set(status) - {"sources"} == {"evaluate"}
 
 
@@ -156,7 +136,7 @@ def test_default_upscale_keeps_flat_and_bright_content(smoke_project: Path, flow
         outputs = {}
         for precision, runtime in (("int8", "openvino"), ("fp32", "torch")):
             target = tmp_path / f"{name}_{precision}.png"
-            _run(smoke_project, "edgesr", "upscale", str(tmp_path / f"{name}.png"), "-o", str(target),
+            run_in(smoke_project, "edgesr", "upscale", str(tmp_path / f"{name}.png"), "-o", str(target),
                  "--runtime", runtime, "--precision", precision)  # fmt: skip
             outputs[precision] = load_rgb8(target)
         assert outputs["int8"].shape == (scale * image.shape[0], scale * image.shape[1], 3)
@@ -175,7 +155,7 @@ def test_default_upscale_keeps_flat_and_bright_content(smoke_project: Path, flow
 
 def _changed(project: Path) -> set[str]:
     """Stages `dvc status` reports changed, besides `sources` (always changed by design)."""
-    return set(json.loads(_run(project, "dvc", "status", "--json"))) - {"sources"}
+    return set(json.loads(run_in(project, "dvc", "status", "--json"))) - {"sources"}
 
 
 def test_new_images_rerun_prepare_and_new_sets_or_scales_retrain_nothing(smoke_project, flow_stages, tmp_path):
@@ -183,7 +163,7 @@ def test_new_images_rerun_prepare_and_new_sets_or_scales_retrain_nothing(smoke_p
 
     from edgesr.data.sources import embedded_images
 
-    _run(smoke_project, "dvc", "repro")  # settle what an earlier test changed
+    run_in(smoke_project, "dvc", "repro")  # settle what an earlier test changed
     folder = tmp_path / "Extra"
     folder.mkdir()
     photos = dict(embedded_images())
@@ -193,20 +173,20 @@ def test_new_images_rerun_prepare_and_new_sets_or_scales_retrain_nothing(smoke_p
     # a new benchmark set: prepare reruns, then only the stages that measure benchmark sets
     data["prepare"]["benchmarks"]["Extra"] = str(folder)
     (smoke_project / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    assert _ran(_run(smoke_project, "dvc", "repro", "prepare")) == {"sources", "prepare"}
+    assert _ran(run_in(smoke_project, "dvc", "repro", "prepare")) == {"sources", "prepare"}
     # register reads the prepared manifest for its data hash (it then finds the models unchanged)
     assert _changed(smoke_project) == {"evaluate", "quantize", "register"}
 
     # the same images again change nothing; an image added to a configured folder changes the fingerprint,
     # so prepare reruns under plain `dvc repro`
-    _run(smoke_project, "dvc", "repro", "sources")
+    run_in(smoke_project, "dvc", "repro", "sources")
     assert _changed(smoke_project) == {"evaluate", "quantize", "register"}
     Image.fromarray(photos["coffee"][:96, :96]).save(folder / "b.png")
-    _run(smoke_project, "dvc", "repro", "sources")
+    run_in(smoke_project, "dvc", "repro", "sources")
     assert "prepare" in _changed(smoke_project)
 
     # a new scale: no model retrains (the figures redraw: they read the validation images of every scale)
     data["prepare"]["scales"] = [2, 3]
     (smoke_project / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    _run(smoke_project, "dvc", "repro", "prepare")
+    run_in(smoke_project, "dvc", "repro", "prepare")
     assert _changed(smoke_project) == {"evaluate", "figures", "quantize", "register"}

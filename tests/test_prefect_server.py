@@ -34,6 +34,7 @@ CRON = "* * * * *"
 # the first start migrates a fresh SQLite database: slow on 2 cores (DESIGN.md, MLOps)
 SERVER_START_TIMEOUT_S = 150
 WAIT_TIMEOUT_S = 60
+PIPELINE_TIMEOUT_S = 600  # the next minute's tick, then every stage of the smoke pipeline on 2 busy cores
 
 
 def _free_port() -> int:
@@ -115,6 +116,12 @@ class Harness:
 
     def serve(self, out_dir: Path) -> None:
         self._start([sys.executable, str(ROOT / "tests" / "scheduled_flow.py"), CRON, str(out_dir)], self.serve_log)
+
+    def serve_pipeline(self, project: Path) -> None:
+        """``python -m pipelines.serve`` as the README gives it, on ``project`` (its params' schedule.cron)."""
+        self.env["PATH"] = f"{BIN}{os.pathsep}{self.env['PATH']}"
+        self.env.pop("MLFLOW_TRACKING_URI", None)  # the project's own sqlite registry
+        self._start([sys.executable, "-m", "pipelines.serve", "--project-dir", str(project)], self.serve_log)
 
     def diagnostics(self) -> str:
         return f"--- server log ---\n{_tail(self.server_log)}\n--- serve log ---\n{_tail(self.serve_log)}"
@@ -230,3 +237,55 @@ def test_real_server_schedules_cron_runs_and_runner_executes_one(harness: Harnes
         assert later and later <= {run.id for run in scheduled_runs()}
 
     harness.assert_server_log_clean()
+
+
+def test_the_served_pipeline_runs_on_its_schedule_and_registers_and_promotes_a_candidate(
+    harness: Harness, tmp_path: Path
+):
+    """Issue 12 item 6: `python -m pipelines.serve` on a smoke project whose schedule.cron fires every
+    minute; the first run the server's scheduler makes (none started by hand) runs every DVC stage,
+    registers the default model as a candidate and promotes it (the project has a signing key)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from edgesr.config import load_params, write_params
+    from edgesr.registry.signing import init_keys
+    from edgesr.registry.store import CANDIDATE, CHAMPION, Registry
+
+    from .smoke_project import make_smoke_project
+
+    project = make_smoke_project(tmp_path / "project")
+    params = load_params(project / "params.yaml")
+    every_minute = params.model_copy(update={"schedule": params.schedule.model_copy(update={"cron": CRON})})
+    write_params(every_minute, project / "params.yaml")
+    init_keys(project / params.registry.keys_dir)
+    harness.serve_pipeline(project)
+
+    with temporary_settings(updates={PREFECT_API_URL: harness.api_url}), get_client(sync_client=True) as client:
+
+        def deployment():
+            try:
+                return client.read_deployment_by_name("edgesr-pipeline/edgesr-scheduled")
+            except ObjectNotFound:
+                return None
+
+        dep = harness.wait_for(deployment, "the served pipeline deployment")
+        assert [s.schedule.cron for s in dep.schedules] == [CRON]
+
+        def first_finished_run():
+            of_deployment = FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[dep.id]))
+            runs = client.read_flow_runs(flow_run_filter=of_deployment)
+            done = [run for run in runs if run.state is not None and run.state.is_final()]
+            return min(done, key=lambda run: run.expected_start_time) if done else None
+
+        run = harness.wait_for(first_finished_run, "the first scheduled pipeline run to finish", PIPELINE_TIMEOUT_S)
+        assert run.auto_scheduled and run.state.is_completed(), f"{run.state}\n{harness.diagnostics()}"
+
+    registry = Registry(f"sqlite:///{project / 'mlflow.db'}")
+    candidate = registry.by_alias(params.deploy.default_model, CANDIDATE)
+    assert candidate is not None and str(candidate.version) == "1"
+    champion = registry.by_alias(params.deploy.default_model, CHAMPION)
+    assert champion is not None and str(champion.version) == "1"
+    assert candidate.tags["promotion.decision"] == "promoted"
