@@ -92,7 +92,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
             subprocess.run(
-                [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1500,1100",
+                [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1500,2600",
                  "--virtual-time-budget=20000", f"--screenshot={args.out.resolve()}", url],
                 check=True, capture_output=True, timeout=120,
             )  # fmt: skip
