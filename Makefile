@@ -29,8 +29,8 @@ pipeline: install
 	$(BIN)/dvc config core.analytics false
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 
-test: install
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -n 2 --dist loadgroup tests
+test: install  # one worker per test file (module-scoped servers and projects; file order kept)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -n 2 --dist loadfile tests
 
 flow: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pipelines.flow

@@ -192,9 +192,6 @@ def test_deploy_names_only_trained_models_and_a_deployed_default(tmp_path):
     path = _write(tmp_path, lambda d: d["schedule"].update(cron="0 3 * *"))
     with pytest.raises(ConfigError, match=r"schedule.cron '0 3 \* \*' is not a five-field cron expression"):
         load_params(path)
-    path = _write(tmp_path, lambda d: d["quantize"].update(onnxruntime_symmetric=["espcnn"]))
-    with pytest.raises(ConfigError, match=r"quantize.onnxruntime_symmetric names espcnn, which no stage trains"):
-        load_params(path)
     path = _write(tmp_path, lambda d: d["quantize"].update(runtimes=["tflite"]))
     with pytest.raises(
         ConfigError, match=r"quantize.runtimes.0 = 'tflite': Input should be 'openvino' or 'onnxruntime'"

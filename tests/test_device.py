@@ -35,7 +35,7 @@ from edgesr.stages import register
 
 from .registry_project import MODEL, export_tiny_model, project_params, write_stage_metrics
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow_server")]
+pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 OV_PROFILE, ORT_PROFILE = "box-openvino-2t", "box-onnxruntime-1t"

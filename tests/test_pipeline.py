@@ -14,7 +14,7 @@ from edgesr.config import load_params
 
 from .smoke_project import make_smoke_project, run_in
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
+pytestmark = pytest.mark.slow
 
 
 def _ran(dvc_output: str) -> set[str]:
@@ -174,13 +174,14 @@ def test_new_images_rerun_prepare_and_new_sets_or_scales_retrain_nothing(smoke_p
     data["prepare"]["benchmarks"]["Extra"] = str(folder)
     (smoke_project / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     assert _ran(run_in(smoke_project, "dvc", "repro", "prepare")) == {"sources", "prepare"}
-    # register reads the prepared manifest for its data hash (it then finds the models unchanged)
-    assert _changed(smoke_project) == {"evaluate", "quantize", "register"}
+    # register reads the prepared manifest for its data hash (it then finds the models unchanged); compose
+    # trains its classifier on the prepared training patches and evaluates every benchmark set
+    assert _changed(smoke_project) == {"evaluate", "quantize", "compose", "register"}
 
     # the same images again change nothing; an image added to a configured folder changes the fingerprint,
     # so prepare reruns under plain `dvc repro`
     run_in(smoke_project, "dvc", "repro", "sources")
-    assert _changed(smoke_project) == {"evaluate", "quantize", "register"}
+    assert _changed(smoke_project) == {"evaluate", "quantize", "compose", "register"}
     Image.fromarray(photos["coffee"][:96, :96]).save(folder / "b.png")
     run_in(smoke_project, "dvc", "repro", "sources")
     assert "prepare" in _changed(smoke_project)
@@ -189,4 +190,4 @@ def test_new_images_rerun_prepare_and_new_sets_or_scales_retrain_nothing(smoke_p
     data["prepare"]["scales"] = [2, 3]
     (smoke_project / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     run_in(smoke_project, "dvc", "repro", "prepare")
-    assert _changed(smoke_project) == {"evaluate", "figures", "quantize", "register"}
+    assert _changed(smoke_project) == {"evaluate", "figures", "quantize", "compose", "register"}

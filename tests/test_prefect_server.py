@@ -28,7 +28,7 @@ from tests.scheduled_flow import DEPLOYMENT_NAME, FLOW_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("prefect_server")]
+pytestmark = pytest.mark.slow
 
 CRON = "* * * * *"
 # the first start migrates a fresh SQLite database: slow on 2 cores (DESIGN.md, MLOps)

@@ -18,7 +18,7 @@ from edgesr.registry.store import CHAMPION, Registry
 
 from .registry_project import MODEL, ROOT, export_tiny_model, project_params, write_stage_metrics
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("registry_flow")]
+pytestmark = pytest.mark.slow
 
 
 def _pipeline_runs(uri: str, experiment: str) -> list:

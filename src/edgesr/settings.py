@@ -223,12 +223,6 @@ class Params(StrictModel):
                 )
             if not layers:
                 raise ValueError(f"quantize.ignored_layers.{name} is empty; list module paths or remove the key")
-        unknown = [name for name in self.quantize.onnxruntime_symmetric if name not in known]
-        if unknown:
-            raise ValueError(
-                f"quantize.onnxruntime_symmetric names {', '.join(unknown)}, which no stage trains; "
-                f"pick from {', '.join(known)}"
-            )
 
     def train_config(self, name: str) -> TrainConfig:
         """``train`` with the overrides of ``models[name].train`` merged over it."""

@@ -2,10 +2,11 @@
 
 Activations and weights are signed int8 (the S8S8 format ONNX Runtime recommends for x86 CPUs with
 VNNI); weights per output channel, activations per tensor with min/max calibration ranges (see
-:mod:`edgesr.quant.openvino_ptq` for why min/max), asymmetric or symmetric as the model is better off
-(:mod:`edgesr.quant.activation_scheme`). Every node ONNX Runtime can quantize is quantized,
-first and last convolutions included (paper 003 Sec. 2), unless listed in ``exclude``. The biases are
-then corrected on the calibration patches (:mod:`edgesr.quant.bias_correction`), as NNCF does for OpenVINO.
+:mod:`edgesr.quant.openvino_ptq` for why min/max), asymmetric unless the caller asks for symmetric ranges
+(``quantize.onnxruntime_symmetric``: ESPCN's tanh activations pass the int8 limits only so). Every node
+ONNX Runtime can quantize is quantized, first and last convolutions included (paper 003 Sec. 2), unless
+listed in ``exclude``. The biases are then corrected on the calibration patches
+(:mod:`edgesr.quant.bias_correction`), as NNCF does for OpenVINO.
 
 ONNX Runtime also quantizes every convolution's *output* (``QLinearConv`` writes int8). Where that tensor
 is the image itself, only rearranged on its way out (``DepthToSpace``, as in ESPCN), its calibrated range

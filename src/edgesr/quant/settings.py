@@ -52,7 +52,8 @@ class QuantizeConfig(StrictModel):
     )
     onnxruntime_symmetric: list[str] = Field(
         default_factory=list,
-        description="models whose ONNX Runtime activation ranges are symmetric (zero point 0) instead of [min, max]",
+        description="models whose ONNX Runtime activation ranges are symmetric (zero point 0) instead of [min, max]; "
+        "a name this pipeline does not deploy is ignored, so profiles without the model need not repeat the list",
     )
     mode: Literal["full_int8", "accuracy_control"] = "full_int8"
     max_drop: float = Field(0.3, gt=0, description="accuracy_control: max PSNR-Y drop (dB) on the validation split")
