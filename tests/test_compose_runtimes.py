@@ -73,3 +73,25 @@ def test_the_classifier_compiled_by_openvino_routes_as_pytorch():
     )
     np.testing.assert_array_equal(compiled.route(np.empty(0), image, grid), classifier.route(np.empty(0), image, grid))
     assert compiled.mult_adds(grid) == classifier.mult_adds(grid) > 0  # the same work, counted once
+
+
+def test_int8_batch_runners_equal_the_int8_model_run_one_patch_at_a_time(exported, tmp_path):
+    """The quantize stage's int8 forms (ONNX Runtime QDQ, NNCF IR), opened to a batch of patches, give what
+    the same int8 model gives each patch alone (what `edgesr upscale` runs)."""
+    from edgesr.deploy.runtimes import onnxruntime_runner, openvino_runner
+    from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
+    from edgesr.quant.openvino_ptq import quantize_openvino
+
+    _, files = exported
+    onnx_path, xml_path = files[0]
+    rng = np.random.default_rng(3)
+    calibration = [rng.random((1, 3, 16, 16), dtype=np.float32) for _ in range(8)]
+    qdq = quantize_onnxruntime(onnx_path, calibration, tmp_path / "int8.onnx")
+    ir = quantize_openvino(xml_path, calibration, tmp_path / "int8.xml")
+    patches = rng.random((7, 3, PATCH, PATCH), dtype=np.float32)
+    for batched, single in [
+        (onnxruntime_batch_runner(qdq, 1, CHUNK), onnxruntime_runner(qdq, 1)),
+        (openvino_batch_runner(ir, 1, CHUNK, PATCH), openvino_runner(ir, 1)),
+    ]:
+        one_by_one = np.concatenate([single(patches[i : i + 1]) for i in range(len(patches))])
+        np.testing.assert_allclose(batched(patches), one_by_one, atol=1e-5)
