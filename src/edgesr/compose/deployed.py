@@ -2,7 +2,7 @@
 
 Branches are the files of the ``export`` (fp32) and ``quantize`` (int8) stages, run a batch of patches
 per call (:mod:`edgesr.compose.runners`); an int8 model that failed the quantize stage's checks is
-refused unless ``checked`` is False, as :func:`edgesr.deploy.runners.deployed_runner` does. The router
+refused unless ``checked`` is False (:func:`edgesr.deploy.runners.deployed_source`, as ``edgesr upscale``). The router
 files (``<paths.compose>/classifier.pt``, ``edge_table.json``) record the branches they were made for,
 so a changed ``compose.branches`` cannot silently pair a router with other branches. The classifier
 runs in fp32 on the branches' runtime where it can (OpenVINO), else in PyTorch.
@@ -15,15 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from edgesr.artifacts import (
-    CLASSIFIER_FILE,
-    EDGE_TABLE_FILE,
-    check_int8_deployable,
-    compose_file,
-    deployable_checkpoint,
-    deployed_file,
-)
+from edgesr.artifacts import CLASSIFIER_FILE, EDGE_TABLE_FILE, compose_file
 from edgesr.compose.classifier import PatchClassifier
 from edgesr.compose.compiled import OpenVINOClassifier
 from edgesr.compose.composed import ComposedModel, Router, require_two_branches
@@ -36,9 +30,8 @@ from edgesr.compose.runners import (
 )
 from edgesr.compose.settings import RouterName
 from edgesr.config import Params
-from edgesr.deploy.export import prepare_for_export
+from edgesr.deploy.runners import deployed_source
 from edgesr.errors import UsageError
-from edgesr.train.restore import trained_model
 
 __all__ = ["branch_runner", "classifier_router", "composed_model", "load_router", "router_file_contents"]
 
@@ -46,20 +39,16 @@ __all__ = ["branch_runner", "classifier_router", "composed_model", "load_router"
 def branch_runner(
     params: Params, name: str, runtime: str, precision: str, root: Path = Path("."), *, checked: bool = True
 ) -> BatchRunner:
-    """``name``'s deployed form on ``runtime`` at ``precision``, ``compose.chunk`` patches per call."""
+    """``name``'s deployed form (:func:`~edgesr.deploy.runners.deployed_source`), ``compose.chunk`` patches
+    per call."""
     cfg, threads = params.compose, params.deploy.threads
-    if runtime == "torch":
-        if precision != "fp32":
-            raise UsageError("int8 runs on openvino or onnxruntime; use --precision fp32 with --runtime torch")
+    source = deployed_source(params, name, runtime, precision, root, checked=checked)
+    if isinstance(source, nn.Module):
         torch.set_num_threads(threads)
-        model = prepare_for_export(trained_model(deployable_checkpoint(params, name, root), params.scale))
-        return torch_batch_runner(model, cfg.chunk)
-    path = deployed_file(root / params.paths.deploy, name, runtime, precision)
-    if precision == "int8" and checked:
-        check_int8_deployable(root / params.paths.deploy, name, runtime)
+        return torch_batch_runner(source, cfg.chunk)
     if runtime == "openvino":
-        return openvino_batch_runner(path, threads, cfg.chunk, cfg.patch)
-    return onnxruntime_batch_runner(path, threads, cfg.chunk)
+        return openvino_batch_runner(source, threads, cfg.chunk, cfg.patch)
+    return onnxruntime_batch_runner(source, threads, cfg.chunk)
 
 
 def router_file_contents(params: Params, kind: RouterName, root: Path = Path(".")) -> dict[str, Any]:

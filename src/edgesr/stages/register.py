@@ -68,14 +68,14 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, dict]:
     """Register every ``registry.models`` entry whose files changed; returns ``{model: {version, new}}``."""
     prepared, deploy_root = root / params.paths.prepared, root / params.paths.deploy
     registry = Registry(tracking_uri(root))
+    hashes = {"params_hash": params_hash(params), "data_hash": data_hash(prepared)}
     results: dict[str, dict] = {}
     with stage_run(
         "register",
         experiment=params.tracking.experiment,
         params={"registry": params.registry.model_dump(mode="json"), "models": params.registered_names()},
-        params_hash=params_hash(params),
-        data_hash=data_hash(prepared),
         root=root,
+        **hashes,
     ) as tracker:
         for name in tqdm(params.registered_names(), desc="register"):
             for runtime in params.quantize.runtimes:
@@ -92,8 +92,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, dict]:
                 else:
                     tags = {
                         "git_commit": git_commit(root),
-                        "params_hash": params_hash(params),
-                        "data_hash": data_hash(prepared),
+                        **hashes,
                         "contents_sha256": digest,
                         "register_run_id": tracker.run_id,
                         "pipeline_run_id": os.environ.get(PARENT_RUN_ENV, ""),
