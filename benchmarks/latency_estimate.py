@@ -5,8 +5,8 @@
 Builds (or reads from the cache) the per-layer OpenVINO latency table of ``Supernet(blocks, width)`` at
 the LR size of a 1280x720 output, then draws random architectures with 10 % .. 90 % of the gates open
 (psi set to random values, Eq. 1's threshold psi > 0.5), extracts each subnet, converts its deployed
-form (:func:`edgesr.deploy.export.prepare_for_export`: the export form, plain convolutions without
-channel Gather / Pad) to OpenVINO (fp32) and times it on the same LR input. The subnets are timed
+form (:func:`edgesr.deploy.export.prepare_for_export`: plain convolutions and activations without
+channel Gather / Pad or masks) to OpenVINO (fp32) and times it on the same LR input. The subnets are timed
 round-robin (one run of each per round, ``--repeats`` rounds, median per subnet), so load from other
 processes is spread over all of them instead of biasing a few. For every subnet it records:
 

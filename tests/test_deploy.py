@@ -99,7 +99,7 @@ def test_export_agrees_with_pytorch_on_a_real_image(name, real_lr, tmp_path):
     assert [d.dim_param for d in dims[2:]] == ["height", "width"] and proto.opset_import[0].version >= 17
     ops = {node.op_type for node in proto.graph.node}
     assert "BatchNormalization" not in ops
-    if isinstance(original, FGNAS):  # the export form folds the subnet's channel reads and writes into convs
+    if isinstance(original, FGNAS):  # the deploy form folds the subnet's channel reads and writes into convs
         assert not ops & {"Gather", "Pad"}
     assert ("DepthToSpace" in ops) == any(isinstance(m, nn.PixelShuffle) for m in model.modules())
     # every convolution remembers the PyTorch module it came from (quantize.ignored_layers names them so)

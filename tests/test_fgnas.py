@@ -11,7 +11,9 @@ from pydantic import ValidationError
 
 from edgesr.complexity import count_complexity
 from edgesr.data.patches import PatchSampler
+from edgesr.deploy.fgnas_form import activation_groups, deploy_form
 from edgesr.models import FGNASArchitecture, FGNASConfig, build_model
+from edgesr.models.bicubic import Bicubic, BicubicPhases
 from edgesr.search.budget import SearchObjective, project_to_budget
 from edgesr.search.extract import clean_gates, extract_architecture, extract_subnet
 from edgesr.search.gates import count_alive, st_gate
@@ -110,11 +112,13 @@ def test_extracted_subnet_equals_hard_gated_supernet_and_counts_as_the_regulariz
         assert (net(x) - subnet(x)).abs().max().item() < 1e-5
     assert count_complexity(subnet, scale).mult_adds == round(net.mult_adds().item())
     assert count_complexity(subnet, scale).params < count_complexity(net, scale).params
-    # the export form (no Gather / Pad: reads and writes folded into convs) is the same function
-    dense = subnet.export_form()
+    # the deploy form (no Gather / Pad / masks, one pixel shuffle) is the same function
     with torch.no_grad():
-        assert (dense(x) - subnet(x)).abs().max().item() < 1e-5
-    assert count_complexity(dense, scale).mult_adds >= count_complexity(subnet, scale).mult_adds
+        for block in subnet.blocks():  # per-channel PReLU slopes, so the relu + prelu folding is tested
+            if block.prelu is not None:
+                block.prelu.weight.uniform_(-0.5, 0.8)
+        deployed = deploy_form(subnet)
+        assert (deployed(x) - subnet(x)).abs().max().item() < 1e-5
     # the architecture round-trips through JSON into a zoo model of the same size
     arch = FGNASArchitecture.model_validate_json(subnet.arch.model_dump_json())
     rebuilt = build_model(FGNASConfig(architecture=arch, bicubic_skip=overrides.get("bicubic_skip", False)), scale)
@@ -236,3 +240,37 @@ def test_latency_budget_search_lands_in_the_band_with_a_table():
     target_ms = 0.3 * estimate.item()
     final = project_to_budget(net, lambda m: table.estimate_ms(m.counted_convs()), target_ms)
     assert abs(final / target_ms - 1) <= 0.05
+
+
+def test_deploy_form_groups_activations_without_masks_and_shuffles_once():
+    """Every branch set of Eq. 4 becomes one conv slice with its own activation(s) (relu + prelu as one
+    PReLU), the bicubic skip one polyphase conv before a single pixel shuffle; the function is unchanged."""
+    torch.manual_seed(3)
+    net = Supernet(SupernetConfig(num_blocks=3, width=16, bicubic_skip=True), 2)
+    _randomise_gates(net, seed=5, open_fraction=0.5)
+    subnet = extract_subnet(net)
+    groups = [
+        set(activation_groups(block, subnet.arch.blocks[i].mult_channels()))
+        for block, i in zip(subnet.blocks(), subnet.block_indices, strict=True)
+    ]
+    seen = set().union(*groups)
+    assert len(seen) == 7, f"the test needs every non-empty branch set, saw {sorted(map(sorted, seen))}"
+    with torch.no_grad():
+        for block in subnet.blocks():
+            block.prelu.weight.uniform_(-0.5, 0.8)
+        deployed = deploy_form(subnet)
+        x = torch.rand(1, 3, 17, 12)
+        torch.testing.assert_close(deployed(x), subnet(x), atol=1e-5, rtol=0)
+    kinds = [type(m).__name__ for m in deployed.modules()]
+    assert kinds.count("PixelShuffle") == 1 and kinds.count("BicubicPhases") == 1
+    assert not [name for name, _ in deployed.named_buffers() if "mask" in name]
+    for block, branch_sets in zip(deployed.body, groups, strict=True):
+        assert len(block.group_convs) == len(branch_sets)
+
+
+def test_bicubic_phases_are_the_bicubic_skip_before_its_pixel_shuffle():
+    x = torch.rand(2, 3, 9, 14)
+    for scale in (2, 3, 4):
+        phases = BicubicPhases(3, scale)(x)
+        assert phases.shape == (2, 3 * scale * scale, 9, 14)
+        torch.testing.assert_close(torch.nn.PixelShuffle(scale)(phases), Bicubic(3, scale)(x), atol=1e-6, rtol=0)

@@ -9,6 +9,7 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
+from edgesr.complexity import count_complexity
 from edgesr.data.imresize import imresize
 from edgesr.models import (
     MODEL_NAMES,
@@ -18,6 +19,7 @@ from edgesr.models import (
     SUPPORTED_SCALES,
     Bicubic,
     ModelConfig,
+    PlainResNetConfig,
     SAMSRConfig,
     build_model,
     default_model_config,
@@ -37,7 +39,7 @@ def _params(model: nn.Module) -> int:
 
 
 def test_zoo_covers_every_registered_architecture() -> None:
-    assert set(MODEL_REGISTRY.names()) == {"bicubic", "fsrcnn", "espcn", "xlsr", "sam_sr", "fgnas"}
+    assert set(MODEL_REGISTRY.names()) == {"bicubic", "fsrcnn", "espcn", "xlsr", "sam_sr", "plain_resnet", "fgnas"}
     # fgnas has no default: it is built from a searched architecture (tests/test_fgnas.py)
     assert {default_model_config(name).type for name in MODEL_NAMES} | {"fgnas"} == set(MODEL_REGISTRY.names())
 
@@ -260,3 +262,25 @@ def test_bicubic_keeps_constants_and_has_no_parameters() -> None:
     with torch.no_grad():
         out = model(torch.full((1, 3, 5, 4), 0.25))
     torch.testing.assert_close(out, torch.full((1, 3, 15, 12), 0.25))
+
+
+def test_plain_resnet_default_is_issue_13s_baseline() -> None:
+    # 3x3 head, 8 blocks of two 3x3 convs at 32 channels, 3x3 tail to 12 channels: 152 K parameters, 35 G at 720p
+    complexity = count_complexity(build_model(PlainResNetConfig(), 2), 2)
+    assert complexity.params == 3 * 32 * 9 + 32 + 8 * 2 * (32 * 32 * 9 + 32) + 32 * 12 * 9 + 12 == 152_332
+    assert complexity.mult_adds == 360 * 640 * 9 * (3 * 32 + 16 * 32 * 32 + 32 * 12)
+
+
+@pytest.mark.parametrize("skip", ["bilinear", "bicubic", "none"])
+def test_plain_resnet_skip_is_the_output_when_the_body_is_silent(skip: str) -> None:
+    model = build_model(PlainResNetConfig(width=8, num_blocks=2, skip=skip), 3).eval()
+    with torch.no_grad():
+        model.conv_last.weight.zero_()
+        model.conv_last.bias.zero_()
+        x = torch.rand(1, 3, 10, 7)
+        expected = {
+            "bilinear": torch.nn.functional.interpolate(x, scale_factor=3, mode="bilinear"),
+            "bicubic": Bicubic(3, 3)(x),
+            "none": torch.zeros(1, 3, 30, 21),
+        }[skip]
+        torch.testing.assert_close(model(x), expected, atol=1e-6, rtol=0)

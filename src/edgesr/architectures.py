@@ -25,6 +25,7 @@ __all__ = [
     "FGNASConfig",
     "FSRCNNConfig",
     "ModelConfig",
+    "PlainResNetConfig",
     "SAMSRConfig",
     "XLSRConfig",
 ]
@@ -94,6 +95,15 @@ SAM_SR_XLITE = SAMSRConfig(nf=16, num_blocks=8)
 
 SAM_SR_LITE = SAMSRConfig(nf=72, num_blocks=16)
 """SAM_SR_LITE (paper 004 Sec. 3.2, the AIM 2020 entry): nf 72, N 16; 558.54K parameters at x4."""
+
+
+class PlainResNetConfig(StrictModel):
+    """The plain residual baseline (:mod:`edgesr.models.plain_resnet`); defaults: issue 13's 8 x 32, bilinear skip."""
+
+    type: Literal["plain_resnet"] = "plain_resnet"
+    width: int = Field(32, ge=1, description="channels of the head, every block and the global skip")
+    num_blocks: int = Field(8, ge=0, description="residual blocks of two 3x3 convs with a ReLU between")
+    skip: Literal["bilinear", "bicubic", "none"] = Field("bilinear", description="upsampled input added to the output")
 
 
 ActivationName = Literal["relu", "prelu", "tanh"]
@@ -168,7 +178,7 @@ class FGNASConfig(StrictModel):
 
 # Union[...] rather than X | Y: the discriminated union must stay a runtime typing object for pydantic.
 ModelConfig = Annotated[
-    Union[BicubicConfig, FSRCNNConfig, ESPCNConfig, XLSRConfig, SAMSRConfig, FGNASConfig],  # noqa: UP007
+    Union[BicubicConfig, FSRCNNConfig, ESPCNConfig, XLSRConfig, SAMSRConfig, PlainResNetConfig, FGNASConfig],  # noqa: UP007
     Field(discriminator="type"),
 ]
 """Config of any zoo architecture, picked by its ``type`` field."""

@@ -69,9 +69,9 @@ class PatchClassifier(nn.Module):
         """
         features = features or self.features
         p, k = grid.patch, FEATURE_STRIDE
-        tops, lefts = (torch.from_numpy(a) for a in grid.tops_lefts())
+        tops, lefts = (torch.from_numpy(a).to(image.device) for a in grid.tops_lefts())
         on_lattice = (tops % k == 0) & (lefts % k == 0) if p % k == 0 else torch.zeros_like(tops, dtype=torch.bool)
-        pooled = torch.empty(len(grid), self.fc.in_features)
+        pooled = torch.empty(len(grid), self.fc.in_features, device=image.device)
         if on_lattice.any():
             lattice = features(image[:, :, : grid.height // k * k, : grid.width // k * k])[0].double()
             # integral image with a zero first row and column: window sums in four gathers

@@ -24,8 +24,9 @@ import openvino as ov
 import torch
 from torch import nn
 
+from edgesr.deploy.fgnas_form import deploy_form
 from edgesr.files import atomic_write
-from edgesr.models import fold_batchnorm
+from edgesr.models import FGNAS, fold_batchnorm
 
 __all__ = [
     "INPUT_NAME",
@@ -45,12 +46,11 @@ _EXAMPLE_HW = (24, 32)
 
 
 def prepare_for_export(model: nn.Module) -> nn.Module:
-    """Eval-mode copy with every Conv -> BatchNorm pair folded into one conv (paper 004 Sec. 4.4), in
-    the model's own export form when it has an ``export_form()`` (an FGNAS subnet without channel
-    Gather / Pad nodes, :meth:`edgesr.models.fgnas.FGNAS.export_form`)."""
+    """Eval-mode copy with every Conv -> BatchNorm pair folded into one conv (paper 004 Sec. 4.4); an
+    FGNAS subnet in its deploy form (:func:`edgesr.deploy.fgnas_form.deploy_form`: no channel Gather /
+    Pad, no masked activation branches, one pixel shuffle)."""
     folded = fold_batchnorm(model)
-    export_form = getattr(folded, "export_form", None)
-    return folded if export_form is None else export_form()
+    return deploy_form(folded) if isinstance(folded, FGNAS) else folded
 
 
 def _keep_module_paths(proto: onnx.ModelProto) -> None:

@@ -27,6 +27,7 @@ from edgesr.architectures import (
     FGNASConfig,
     FSRCNNConfig,
     ModelConfig,
+    PlainResNetConfig,
     SAMSRConfig,
     XLSRConfig,
 )
@@ -34,6 +35,7 @@ from edgesr.models.bicubic import Bicubic
 from edgesr.models.espcn import ESPCN
 from edgesr.models.fgnas import FGNAS
 from edgesr.models.fsrcnn import FSRCNN
+from edgesr.models.plain_resnet import PlainResNet
 from edgesr.models.registry import MODEL_REGISTRY, Registry
 from edgesr.models.sam_sr import SAMSR, fold_batchnorm
 from edgesr.models.xlsr import XLSR
@@ -56,6 +58,8 @@ __all__ = [
     "FGNASConfig",
     "FSRCNNConfig",
     "ModelConfig",
+    "PlainResNet",
+    "PlainResNetConfig",
     "Registry",
     "SAMSRConfig",
     "XLSRConfig",
@@ -73,6 +77,7 @@ _DEFAULT_CONFIGS: dict[str, ModelConfig] = {
     "xlsr": XLSRConfig(),
     "sam_sr_xlite": SAM_SR_XLITE,
     "sam_sr_lite": SAM_SR_LITE,
+    "plain_resnet": PlainResNetConfig(),
 }
 
 MODEL_NAMES: tuple[str, ...] = tuple(_DEFAULT_CONFIGS)

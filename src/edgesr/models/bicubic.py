@@ -34,7 +34,7 @@ from edgesr.architectures import BicubicConfig
 from edgesr.data.imresize import cubic_kernel
 from edgesr.models.registry import MODEL_REGISTRY
 
-__all__ = ["Bicubic", "bicubic_phase_weights", "build_bicubic"]
+__all__ = ["Bicubic", "BicubicPhases", "bicubic_phase_weights", "build_bicubic"]
 
 _TAPS = 5
 _PAD = _TAPS // 2
@@ -92,6 +92,38 @@ class Bicubic(nn.Module):
         x = F.conv2d(x, self.vertical, groups=self.num_in_ch)
         x = F.conv2d(x, self.horizontal, groups=self.num_in_ch * self.upscale)
         return self.pixel_shuffle(x)
+
+    def extra_repr(self) -> str:
+        return f"num_in_ch={self.num_in_ch}, upscale={self.upscale}"
+
+
+class BicubicPhases(nn.Module):
+    """The ``C s^2`` phase channels of :class:`Bicubic` before its pixel shuffle, as one 5x5 conv.
+
+    Phase ``(p_row, p_col)`` of channel ``c`` (output channel ``(c s + p_row) s + p_col``, the order
+    ``PixelShuffle`` reads) weighs the 5x5 window by the outer product of the row and column taps of
+    :func:`bicubic_phase_weights`: one grouped conv instead of the vertical and horizontal passes, so that
+    a network can add these phases to its own last conv and run a single pixel shuffle (the deploy form of
+    :mod:`edgesr.deploy.fgnas_form`). ``PixelShuffle(s)(BicubicPhases(C, s)(x)) == Bicubic(C, s)(x)``
+    up to float rounding (tested).
+    """
+
+    weight: torch.Tensor
+
+    def __init__(self, num_in_ch: int = 3, upscale: int = 2) -> None:
+        super().__init__()
+        if not (isinstance(upscale, int) and upscale >= 2):
+            raise ValueError(f"BicubicPhases needs an integer upscale >= 2, got {upscale!r}")
+        self.num_in_ch, self.upscale = num_in_ch, upscale
+        phases = torch.from_numpy(bicubic_phase_weights(upscale))  # (s, 5)
+        kernels = (phases[:, None, :, None] * phases[None, :, None, :]).reshape(upscale * upscale, 1, _TAPS, _TAPS)
+        self.register_buffer("weight", kernels.float().repeat(num_in_ch, 1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C s^2, H, W)."""
+        if x.shape[-2] < _PAD or x.shape[-1] < _PAD:
+            raise ValueError(f"BicubicPhases needs H, W >= {_PAD}, got input of shape {tuple(x.shape)}")
+        return F.conv2d(_pad_symmetric(x, _PAD), self.weight, groups=self.num_in_ch)
 
     def extra_repr(self) -> str:
         return f"num_in_ch={self.num_in_ch}, upscale={self.upscale}"

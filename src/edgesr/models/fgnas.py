@@ -12,9 +12,9 @@ its Mult-Adds are Eq. 3's ``K^2 H W (alive in)(alive out)`` and the total equals
 regularizer (tested). Reading a subset is an ``index_select`` and writing one is a zero-padded
 ``index_select`` (a Gather either way in ONNX), which cost no Mult-Adds.
 
-Runtimes run those Pad + Gather nodes with slow kernels, so deployment uses :meth:`FGNAS.export_form`:
-the same function with every read and write folded into the convs as zero weight columns and rows
-over one channel space, a graph of plain convolutions and adds at a few more Mult-Adds.
+Runtimes run those Pad + Gather nodes and the masked activation branches with slow kernels, so
+deployment uses :func:`edgesr.deploy.fgnas_form.deploy_form`: the same function as plain convolutions,
+activations and adds over one channel space, at a few more Mult-Adds.
 
 Tensor contract: (N, 3, H, W) float RGB in [0, 1] -> (N, 3, sH, sW) for s in {2, 3, 4} (Sec. 4.1:
 other scales change only the last conv to 3 s^2 outputs and retrain from scratch).
@@ -22,7 +22,6 @@ other scales change only the last conv to 3 s^2 outputs and retrain from scratch
 
 from __future__ import annotations
 
-import copy
 from typing import cast
 
 import torch
@@ -33,10 +32,10 @@ from edgesr.architectures import BlockArchitecture, FGNASArchitecture, FGNASConf
 from edgesr.models.bicubic import Bicubic
 from edgesr.models.registry import MODEL_REGISTRY
 
-__all__ = ["FGNAS", "build_fgnas"]
+__all__ = ["FGNAS", "FGNASBlock", "build_fgnas", "channel_positions"]
 
 
-def _positions(channels: list[int], within: list[int]) -> Tensor:
+def channel_positions(channels: list[int], within: list[int]) -> Tensor:
     """Positions of ``channels`` inside the sorted list ``within``."""
     where = {c: i for i, c in enumerate(within)}
     return torch.tensor([where[c] for c in channels], dtype=torch.long)
@@ -61,38 +60,6 @@ def _register_placement(module: nn.Module, name: str, channels: list[int], withi
     module.register_buffer(name, None if channels == within else _placement(channels, within), persistent=False)
 
 
-def _pair(values: tuple[int, ...]) -> tuple[int, int]:
-    """A 2-D conv's kernel size or padding as the pair ``nn.Conv2d`` takes (its attributes are typed loosely)."""
-    first, second = values
-    return first, second
-
-
-def _embedded_conv(
-    conv: nn.Conv2d, width: int, rows: list[int] | None = None, columns: list[int] | None = None
-) -> nn.Conv2d:
-    """``conv`` inside a wider conv: its output channels at positions ``rows`` of ``width`` outputs and/or
-    its input channels at positions ``columns`` of ``width`` inputs, zero weights (and bias) elsewhere.
-
-    On a ``width``-channel map that is zero outside ``columns`` (or whose other channels should be
-    ignored), the wider conv gives ``conv``'s output at ``rows`` and exact zeros elsewhere.
-    """
-    out_rows = torch.arange(conv.out_channels) if rows is None else torch.tensor(rows)
-    in_columns = torch.arange(conv.in_channels) if columns is None else torch.tensor(columns)
-    wide = nn.Conv2d(
-        conv.in_channels if columns is None else width,
-        conv.out_channels if rows is None else width,
-        _pair(conv.kernel_size),
-        padding=conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
-    ).to(conv.weight.device)
-    assert wide.bias is not None and conv.bias is not None, "FGNAS convs have biases"
-    with torch.no_grad():
-        wide.weight.zero_()
-        wide.weight[out_rows[:, None], in_columns[None, :]] = conv.weight
-        wide.bias.zero_()
-        wide.bias[out_rows] = conv.bias
-    return wide
-
-
 class FGNASBlock(nn.Module):
     """One kept block: gather alive trunk channels, 1x1, 3x3 Mult, masked activations, 3x3, scatter-add."""
 
@@ -104,7 +71,7 @@ class FGNASBlock(nn.Module):
         trunk, before = arch.trunk_channels(), arch.trunk_channels(index)
         mult = block.mult_channels()
         self.activations = list(arch.activations)
-        self.register_buffer("read", _positions(before, trunk), persistent=False)
+        self.register_buffer("read", channel_positions(before, trunk), persistent=False)
         self.reads_everything = before == trunk
         reads = len(before)
         self.conv_pointwise: nn.Conv2d | None = None
@@ -181,40 +148,6 @@ class FGNAS(nn.Module):
             skip = skip + _place(self.conv_after_body(trunk), self.after_to_last)
         out = self.pixel_shuffle(self.conv_last(skip))
         return out if self.bicubic is None else out + self.bicubic(x)
-
-    def export_form(self) -> FGNAS:
-        """An eval-mode copy without Gather / Pad: every map lives in one channel space, trunk ∪ after-body.
-
-        The head, residual and after-body convs write their kept channels at their places in that space
-        (zero rows elsewhere) and every conv that reads the trunk or the skip takes all of it (zero
-        columns for channels it does not read), so the copy equals this network up to float rounding
-        (tested) and exports as plain convolutions and adds. Zero weights still cost Mult-Adds: the
-        copy counts more than Eq. 3's R, which stays the subnet's cost.
-        """
-        dense = copy.deepcopy(self).eval()
-        space = sorted(set(self.arch.trunk_channels()) | set(self.arch.after_body))
-        width = len(space)
-
-        def at(channels: list[int]) -> list[int]:
-            return _positions(channels, space).tolist()
-
-        dense.conv_first = _embedded_conv(self.conv_first, width, rows=at(self.arch.head))
-        for block, index in zip(dense.blocks(), self.block_indices, strict=True):
-            spec = self.arch.blocks[index]
-            reads = at(self.arch.trunk_channels(index))
-            if block.conv_pointwise is not None:
-                block.conv_pointwise = _embedded_conv(block.conv_pointwise, width, columns=reads)
-            else:
-                block.conv_mult = _embedded_conv(block.conv_mult, width, columns=reads)
-            block.conv_residual = _embedded_conv(block.conv_residual, width, rows=at(spec.residual))
-            block.reads_everything, block.write = True, None
-        if self.conv_after_body is not None:
-            dense.conv_after_body = _embedded_conv(
-                self.conv_after_body, width, rows=at(self.arch.after_body), columns=at(self.arch.trunk_channels())
-            )
-        dense.conv_last = _embedded_conv(self.conv_last, width, columns=at(self.arch.skip_channels()))
-        dense.head_to_trunk = dense.head_to_last = dense.after_to_last = None
-        return dense
 
 
 @MODEL_REGISTRY.register("fgnas")

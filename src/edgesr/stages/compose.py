@@ -8,8 +8,8 @@ every prepared benchmark set (the validation split when there is none) and the l
 the whole frame and on the same patches (ClassSR's convention), class histogram and seam ratio
 (:mod:`edgesr.compose.seams`) of every routing (classifier, edge at ``eta``, the ``eta`` sweep, each
 branch alone), all with the branches in their deployed form (``deploy.runtime`` / ``deploy.precision``:
-OpenVINO int8 by default). The wall-clock of the composed model against the largest branch alone on the
-whole frame is measured on the first two images of the last set (the large one when it exists). A
+OpenVINO int8 by default). The wall-clock of the composed model (each router) against the largest branch alone on
+the whole frame is measured on the first two images of the last set (the large one when it exists). A
 classifier that sends more than ``compose.classifier.collapse_share`` of any set's patches to one
 branch is reported as collapsed.
 
@@ -133,14 +133,15 @@ def _markdown(results: dict[str, dict], names: list[str], wallclock: dict | None
         lines.append("")
         lines.append(
             f"Wall-clock ({wallclock['runtime']} {wallclock['precision']}, {wallclock['threads']} threads, "
-            f"{wallclock['set']}): composed ({wallclock['router']}) / {wallclock['largest']} alone on the whole "
-            f"frame = median {wallclock['median_ratio']:.2f}"
+            f"{wallclock['set']}), composed / {wallclock['largest']} alone on the whole frame, same images and run:"
         )
-        for row in wallclock["images"]:
-            lines.append(
-                f"- LR {row['lr_hw'][0]}x{row['lr_hw'][1]}: composed {1e3 * row['composed_s']:.0f} ms, "
-                f"largest {1e3 * row['largest_s']:.0f} ms ({row['ratio']:.2f})"
+        for router, timed in wallclock["routers"].items():
+            per_image = ", ".join(
+                f"LR {row['lr_hw'][0]}x{row['lr_hw'][1]} "
+                f"{1e3 * row['composed_s']:.0f} / {1e3 * row['largest_s']:.0f} ms"
+                for row in timed["images"]
             )
+            lines.append(f"- {router} router: median ratio {timed['median_ratio']:.2f} ({per_image})")
     return "\n".join(lines) + "\n"
 
 
@@ -159,7 +160,7 @@ def _train_routers(
     torch.manual_seed(cfg.classifier.seed)  # the classifier's initial weights; the sampler has its own seed
     classifier = PatchClassifier(len(names))
     sampler = PatchSampler(train_pairs, scale, cfg.patch, cfg.classifier.seed)
-    # the export forms run faster (an FGNAS subnet without its channel gathers) and give the same outputs
+    # the deploy forms run faster (an FGNAS subnet without its channel gathers and masks) and give the same outputs
     fast = [prepare_for_export(model) for model in models]
     training = train_classifier(classifier, fast, names, sampler, cfg.classifier, tracker)
     out_dir = compose_dir(params, root)
@@ -177,19 +178,22 @@ def _train_routers(
 def _wallclock(
     params: Params,
     deployed: list[BatchRunner],
-    classifier: PatchClassifier,
+    routers: dict[str, Router],
     largest: str,
     images: list[np.ndarray],
     root: Path,
 ) -> dict:
-    """The composed model (classifier router) against ``largest`` alone on the whole frame, same runtime."""
+    """The composed model with each router against ``largest`` alone on the whole frame, same runtime and run."""
     deploy, cfg = params.deploy, params.compose
-    router = classifier_router(classifier, deploy.runtime, deploy.threads)
-    composed = ComposedModel(deployed, router, params.scale, cfg.patch, cfg.stride)
     alone = deployed_runner(params, largest, deploy.runtime, deploy.precision, root, checked=False)
-    result = compare_wallclock(composed, alone, images, cfg.latency_repeats)
-    return result | {
-        "router": "classifier",
+    timed = {
+        name: compare_wallclock(
+            ComposedModel(deployed, router, params.scale, cfg.patch, cfg.stride), alone, images, cfg.latency_repeats
+        )
+        for name, router in routers.items()
+    }
+    return {
+        "routers": timed,
         "largest": largest,
         "runtime": deploy.runtime,
         "precision": deploy.precision,
@@ -217,7 +221,7 @@ def _log(
             for s, r in results.items()
             for name, share in zip(names, r["classifier"]["shares"], strict=True)
         }
-        | {"compose/wallclock_ratio": wallclock["median_ratio"]}
+        | {f"compose/wallclock_ratio/{router}": r["median_ratio"] for router, r in wallclock["routers"].items()}
     )
     tracker.set_tags({"compose.collapsed": ",".join(f"{s}:{b}" for s, b in collapsed.items() if b) or "no"})
     for path in files:
@@ -282,7 +286,11 @@ def run(params: Params, root: Path = Path(".")) -> dict:
                 )
         timed_set = list(sets)[-1]
         images = [lr for _, lr, _ in sets[timed_set][:WALLCLOCK_IMAGES]]
-        wallclock = _wallclock(params, deployed, classifier, names[largest], images, root) | {"set": timed_set}
+        timed_routers = {
+            "classifier": classifier_router(classifier, params.deploy.runtime, params.deploy.threads),
+            "edge": routers["edge"],
+        }
+        wallclock = _wallclock(params, deployed, timed_routers, names[largest], images, root) | {"set": timed_set}
         metrics = {
             "branches": names,
             "largest": names[largest],

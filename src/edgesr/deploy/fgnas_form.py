@@ -1,0 +1,234 @@
+"""The deploy form of an FGNAS subnet: plain convolutions whose int8 latency follows their Mult-Adds.
+
+The trained subnet (:class:`edgesr.models.fgnas.FGNAS`) is written for the search: its trunk lives in
+gathered channel subsets and every block computes Eq. 4's activation branches on the whole Mult map,
+masks them per channel, sums them and scales by ``1 / len(activations)``. Runtimes run the gathers with
+slow kernels and the branches as float element-wise work on every channel; both cost time that no
+Mult-Adds count shows (issue 13). :func:`deploy_form` rewrites the same function, up to float
+rounding (tested), as:
+
+- **one channel space** (trunk ∪ after-body): every read and write of a channel subset is folded into
+  the conv that does it as zero weight columns or rows, so the graph has no Gather / Pad (a few more
+  Mult-Adds on the zero weights);
+- **activation groups** per block: the Mult channels are grouped by the set of branches kept on them
+  and each group is its own conv (the rows of ``conv_mult``) followed by its own activation(s), with no
+  mask. ``relu + prelu`` on one channel is ``2 PReLU(a / 2)`` (for ``m > 0`` both give ``m``; below,
+  ``0 + a m``), so it is a single PReLU with the factor 2 folded into the next conv, as is Eq. 4's
+  ``1 / len(activations)``. A group with tanh and a (P)ReLU part sends both activations of its one
+  conv output to ``conv_residual``, which reads every group's activations concatenated (its columns
+  permuted and scaled to match);
+- **one pixel shuffle**: the fixed bicubic skip runs as one polyphase conv (:class:`BicubicPhases`)
+  whose ``3 s^2`` phases are added to ``conv_last``'s output before the single DepthToSpace, instead of
+  a second DepthToSpace and an add at the output resolution.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+from torch import Tensor, nn
+
+from edgesr.models.bicubic import BicubicPhases
+from edgesr.models.fgnas import FGNAS, FGNASBlock, channel_positions
+
+__all__ = ["DeployedFGNAS", "DeployedFGNASBlock", "activation_groups", "deploy_form"]
+
+
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    """A 2-D conv's kernel size or padding as the pair ``nn.Conv2d`` takes (its attributes are typed loosely)."""
+    first, second = values
+    return first, second
+
+
+def _sliced_conv(
+    conv: nn.Conv2d,
+    width: int | None = None,
+    rows: list[int] | None = None,
+    columns: list[int] | None = None,
+    keep_rows: list[int] | None = None,
+) -> nn.Conv2d:
+    """A new conv built from ``conv``: its output rows ``keep_rows`` only (all when None), placed at
+    positions ``rows`` of ``width`` outputs and/or its inputs placed at positions ``columns`` of
+    ``width`` inputs, zero weights (and bias) elsewhere.
+
+    On a ``width``-channel map that is zero outside ``columns`` (or whose other channels should be
+    ignored), the new conv gives ``conv``'s kept outputs at ``rows`` and exact zeros elsewhere.
+    """
+    kept = torch.arange(conv.out_channels) if keep_rows is None else torch.tensor(keep_rows, dtype=torch.long)
+    out_rows = torch.arange(len(kept)) if rows is None else torch.tensor(rows)
+    in_columns = torch.arange(conv.in_channels) if columns is None else torch.tensor(columns)
+    assert width is not None or (rows is None and columns is None), "placing rows or columns needs a width"
+    new = nn.Conv2d(
+        conv.in_channels if columns is None else int(width or 0),
+        len(kept) if rows is None else int(width or 0),
+        _pair(conv.kernel_size),
+        padding=conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
+    ).to(conv.weight.device)
+    assert new.bias is not None and conv.bias is not None, "FGNAS convs have biases"
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[out_rows[:, None], in_columns[None, :]] = conv.weight[kept]
+        new.bias.zero_()
+        new.bias[out_rows] = conv.bias[kept]
+    return new
+
+
+def activation_groups(block: FGNASBlock, mult: list[int]) -> dict[frozenset[str], list[int]]:
+    """Mult-map positions grouped by the set of activation branches kept on them (Eq. 4), in first-seen order.
+
+    ``mult`` is the block's kept Mult channels (supernet numbers); the result maps each branch set to the
+    positions (0 .. len(mult) - 1) of the channels that keep exactly that set.
+    """
+    kept: dict[str, set[int]] = {name: set(range(len(mult))) for name in block.branches}
+    for name in block.masked:
+        mask = getattr(block, f"mask_{name}").flatten()
+        kept[name] = {i for i in range(len(mult)) if mask[i] > 0}
+    groups: dict[frozenset[str], list[int]] = {}
+    for position in range(len(mult)):
+        key = frozenset(name for name in block.branches if position in kept[name])
+        groups.setdefault(key, []).append(position)
+    return groups
+
+
+class DeployedFGNASBlock(nn.Module):
+    """trunk + conv_residual(concat over groups g of act_g(conv_g(h)))), h = conv_pointwise(trunk) or trunk."""
+
+    def __init__(
+        self,
+        conv_pointwise: nn.Conv2d | None,
+        group_convs: list[nn.Conv2d],
+        group_activations: list[list[nn.Module]],
+        conv_residual: nn.Conv2d,
+    ) -> None:
+        super().__init__()
+        self.conv_pointwise = conv_pointwise
+        self.group_convs = nn.ModuleList(group_convs)
+        self.group_activations = nn.ModuleList(nn.ModuleList(acts) for acts in group_activations)
+        self.conv_residual = conv_residual
+
+    def forward(self, trunk: Tensor) -> Tensor:
+        h = trunk if self.conv_pointwise is None else self.conv_pointwise(trunk)
+        parts: list[Tensor] = []
+        for conv, activations in zip(self.group_convs, self.group_activations, strict=True):
+            m = conv(h)
+            parts.extend(activation(m) for activation in cast(nn.ModuleList, activations))
+        features = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return trunk + self.conv_residual(features)
+
+
+def _deployed_block(
+    block: FGNASBlock, mult: list[int], reads: list[int], writes: list[int], width: int, n: int
+) -> DeployedFGNASBlock:
+    """:class:`DeployedFGNASBlock` of ``block`` in a ``width``-channel space (``n``: Eq. 4's branch count)."""
+    conv_pointwise = None
+    if block.conv_pointwise is not None:
+        conv_pointwise = _sliced_conv(block.conv_pointwise, width, columns=reads)
+    group_convs, group_activations, columns, factors = [], [], [], []
+    for branches, positions in activation_groups(block, mult).items():
+        if block.conv_pointwise is None:
+            group_convs.append(_sliced_conv(block.conv_mult, width, columns=reads, keep_rows=positions))
+        else:
+            group_convs.append(_sliced_conv(block.conv_mult, keep_rows=positions))
+        activations: list[nn.Module] = []
+        if "prelu" in branches:
+            assert block.prelu is not None, "a prelu branch needs its PReLU"
+            both = "relu" in branches  # relu(m) + prelu_a(m) = 2 prelu_{a/2}(m)
+            prelu = nn.PReLU(len(positions))
+            with torch.no_grad():
+                prelu.weight.copy_(block.prelu.weight.detach()[positions] / (2.0 if both else 1.0))
+            activations.append(prelu)
+            factors.append(torch.full((len(positions),), (2.0 if both else 1.0) / n))
+            columns.append(positions)
+        elif "relu" in branches:
+            activations.append(nn.ReLU())
+            factors.append(torch.full((len(positions),), 1.0 / n))
+            columns.append(positions)
+        if "tanh" in branches:
+            activations.append(nn.Tanh())
+            factors.append(torch.full((len(positions),), 1.0 / n))
+            columns.append(positions)
+        group_activations.append(activations)
+    order = torch.tensor([p for part in columns for p in part], dtype=torch.long)
+    scale = torch.cat(factors)
+    residual = _sliced_conv(block.conv_residual, width, rows=writes)
+    conv_residual = nn.Conv2d(len(order), width, 3, padding=1).to(residual.weight.device)
+    with torch.no_grad():
+        conv_residual.weight.copy_(residual.weight[:, order] * scale.to(residual.weight)[None, :, None, None])
+        assert conv_residual.bias is not None and residual.bias is not None
+        conv_residual.bias.copy_(residual.bias)
+    return DeployedFGNASBlock(conv_pointwise, group_convs, group_activations, conv_residual)
+
+
+class DeployedFGNAS(nn.Module):
+    """The deploy form of an FGNAS subnet (see the module docstring); same surface as the subnet."""
+
+    def __init__(
+        self,
+        conv_first: nn.Conv2d,
+        body: list[DeployedFGNASBlock],
+        conv_after_body: nn.Conv2d | None,
+        conv_last: nn.Conv2d,
+        upscale: int,
+        bicubic: BicubicPhases | None,
+    ) -> None:
+        super().__init__()
+        self.num_in_ch, self.upscale = 3, upscale
+        self.conv_first = conv_first
+        self.body = nn.ModuleList(body)
+        self.conv_after_body = conv_after_body
+        self.conv_last = conv_last
+        self.bicubic = bicubic
+        self.pixel_shuffle = nn.PixelShuffle(upscale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        head = self.conv_first(x)
+        trunk = head
+        for block in self.body:
+            trunk = block(trunk)
+        skip = head if self.conv_after_body is None else head + self.conv_after_body(trunk)
+        phases = self.conv_last(skip)
+        if self.bicubic is not None:
+            phases = phases + self.bicubic(x)
+        return self.pixel_shuffle(phases)
+
+
+def deploy_form(subnet: FGNAS) -> DeployedFGNAS:
+    """An eval-mode :class:`DeployedFGNAS` computing ``subnet`` (up to float rounding, tested).
+
+    Every map lives in one channel space, trunk ∪ after-body; the head, residual and after-body convs
+    write their kept channels at their places in it and every conv that reads the trunk or the skip takes
+    all of it (zero columns for channels it does not read).
+    """
+    arch = subnet.arch
+    space = sorted(set(arch.trunk_channels()) | set(arch.after_body))
+    width = len(space)
+
+    def at(channels: list[int]) -> list[int]:
+        return channel_positions(channels, space).tolist()
+
+    body = [
+        _deployed_block(
+            block,
+            arch.blocks[index].mult_channels(),
+            at(arch.trunk_channels(index)),
+            at(arch.blocks[index].residual),
+            width,
+            len(arch.activations),
+        )
+        for block, index in zip(subnet.blocks(), subnet.block_indices, strict=True)
+    ]
+    after_body = None
+    if subnet.conv_after_body is not None:
+        after_body = _sliced_conv(
+            subnet.conv_after_body, width, rows=at(arch.after_body), columns=at(arch.trunk_channels())
+        )
+    deployed = DeployedFGNAS(
+        conv_first=_sliced_conv(subnet.conv_first, width, rows=at(arch.head)),
+        body=body,
+        conv_after_body=after_body,
+        conv_last=_sliced_conv(subnet.conv_last, width, columns=at(arch.skip_channels())),
+        upscale=subnet.upscale,
+        bicubic=None if subnet.bicubic is None else BicubicPhases(3, subnet.upscale),
+    )
+    return deployed.to(subnet.conv_last.weight.device).eval()
