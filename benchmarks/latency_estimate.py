@@ -46,18 +46,11 @@ from edgesr.files import atomic_write, write_json  # noqa: E402
 from edgesr.search.extract import extract_subnet  # noqa: E402
 from edgesr.search.gates import GATE_THRESHOLD  # noqa: E402
 from edgesr.search.latency_table import build_latency_table, lr_size  # noqa: E402
+from edgesr.search.network_latency import random_architecture  # noqa: E402
 from edgesr.search.settings import SupernetConfig  # noqa: E402
 from edgesr.search.supernet import Supernet  # noqa: E402
 
 OUTPUT_HW = (720, 1280)
-
-
-def random_architecture(supernet: Supernet, open_fraction: float, generator: torch.Generator) -> None:
-    """Set every psi to a random value, ``open_fraction`` of them above the threshold on average."""
-    with torch.no_grad():
-        for psi in supernet.gate_parameters():
-            uniform = torch.rand(psi.shape, generator=generator)
-            psi.copy_(uniform + open_fraction - (1.0 - GATE_THRESHOLD))  # open iff uniform > 1 - fraction
 
 
 def correlations(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:

@@ -172,7 +172,7 @@ def test_search_section_errors_name_the_key(tmp_path):
 
 def test_a_profile_removes_a_section_with_null(tmp_path):
     params = load_params(ROOT / "params.yaml", ROOT / "profiles" / "cpu-long.yaml")
-    assert list(params.search.sizes) == ["S"] and "espcn" not in params.models
+    assert list(params.search.sizes) == ["S", "RT"] and "espcn" not in params.models
     assert params.search.supernet_for("S").width == 48 and params.search.budget_for("S").target_g == 45.0
     # `edgesr config --profile cpu-long --write params.yaml` run twice: the second merge changes nothing
     merged = write_params(params, tmp_path / "params.yaml")

@@ -10,13 +10,14 @@ rounding (tested), as:
 - **one channel space** (trunk ∪ after-body): every read and write of a channel subset is folded into
   the conv that does it as zero weight columns or rows, so the graph has no Gather / Pad (a few more
   Mult-Adds on the zero weights);
-- **activation groups** per block: the Mult channels are grouped by the set of branches kept on them
-  and each group is its own conv (the rows of ``conv_mult``) followed by its own activation(s), with no
-  mask. ``relu + prelu`` on one channel is ``2 PReLU(a / 2)`` (for ``m > 0`` both give ``m``; below,
-  ``0 + a m``), so it is a single PReLU with the factor 2 folded into the next conv, as is Eq. 4's
-  ``1 / len(activations)``. A group with tanh and a (P)ReLU part sends both activations of its one
-  conv output to ``conv_residual``, which reads every group's activations concatenated (its columns
-  permuted and scaled to match);
+- **activation groups** per block: the Mult channels are grouped by the branches kept on them and each
+  group is its own conv (the rows of ``conv_mult``) followed by its own activation(s), with no mask.
+  ``relu`` alone is a PReLU of slope 0 and ``relu + prelu`` on one channel is ``2 PReLU(a / 2)`` (for
+  ``m > 0`` both give ``m``; below, ``0 + a m``), so every (P)ReLU part of a block is one PReLU with
+  per-channel slopes, the factor 2 folded into the next conv as is Eq. 4's ``1 / len(activations)``:
+  at most three groups, (P)ReLU, tanh, both. A group with both sends both activations of its one conv
+  output to ``conv_residual``, which reads every group's activations concatenated (its columns permuted
+  and scaled to match);
 - **one pixel shuffle**: the fixed bicubic skip runs as one polyphase conv (:class:`BicubicPhases`)
   whose ``3 s^2`` phases are added to ``conv_last``'s output before the single DepthToSpace, instead of
   a second DepthToSpace and an add at the output resolution.
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 from edgesr.models.bicubic import BicubicPhases
 from edgesr.models.fgnas import FGNAS, FGNASBlock, channel_positions
 
-__all__ = ["DeployedFGNAS", "DeployedFGNASBlock", "activation_groups", "deploy_form"]
+__all__ = ["DeployedFGNAS", "DeployedFGNASBlock", "activation_groups", "channel_branches", "deploy_form"]
 
 
 def _pair(values: tuple[int, ...]) -> tuple[int, int]:
@@ -74,21 +75,40 @@ def _sliced_conv(
     return new
 
 
-def activation_groups(block: FGNASBlock, mult: list[int]) -> dict[frozenset[str], list[int]]:
-    """Mult-map positions grouped by the set of activation branches kept on them (Eq. 4), in first-seen order.
-
-    ``mult`` is the block's kept Mult channels (supernet numbers); the result maps each branch set to the
-    positions (0 .. len(mult) - 1) of the channels that keep exactly that set.
-    """
+def channel_branches(block: FGNASBlock, mult: list[int]) -> list[frozenset[str]]:
+    """The set of activation branches kept on each Mult channel (Eq. 4); ``mult``: the block's kept Mult channels."""
     kept: dict[str, set[int]] = {name: set(range(len(mult))) for name in block.branches}
     for name in block.masked:
         mask = getattr(block, f"mask_{name}").flatten()
         kept[name] = {i for i in range(len(mult)) if mask[i] > 0}
-    groups: dict[frozenset[str], list[int]] = {}
-    for position in range(len(mult)):
-        key = frozenset(name for name in block.branches if position in kept[name])
-        groups.setdefault(key, []).append(position)
+    return [frozenset(name for name in block.branches if position in kept[name]) for position in range(len(mult))]
+
+
+def activation_groups(branches: list[frozenset[str]]) -> dict[tuple[bool, bool], list[int]]:
+    """Mult positions grouped by (has a relu / prelu part, has tanh), in first-seen order: one conv slice each.
+
+    relu alone is a PReLU of slope 0 and relu + prelu one PReLU (module docstring), so every channel with a
+    (P)ReLU part shares one PReLU with per-channel slopes and at most three groups remain per block.
+    """
+    groups: dict[tuple[bool, bool], list[int]] = {}
+    for position, kept in enumerate(branches):
+        groups.setdefault((bool(kept & {"relu", "prelu"}), "tanh" in kept), []).append(position)
     return groups
+
+
+def _linear_part(block: FGNASBlock, kept: list[frozenset[str]], positions: list[int]) -> tuple[nn.Module, Tensor]:
+    """The (P)ReLU of a group and each channel's factor: relu -> slope 0, prelu -> a, relu + prelu -> a / 2 (x 2)."""
+    both = torch.tensor([kept[p] >= {"relu", "prelu"} for p in positions])
+    factors = 1.0 + both.float()
+    if not any("prelu" in kept[p] for p in positions):
+        return nn.ReLU(), factors
+    assert block.prelu is not None, "a prelu branch needs its PReLU"
+    slopes = block.prelu.weight.detach().cpu()[positions]
+    slopes = torch.where(torch.tensor([("prelu" in kept[p]) for p in positions]), slopes / factors, 0.0)
+    prelu = nn.PReLU(len(positions))
+    with torch.no_grad():
+        prelu.weight.copy_(slopes)
+    return prelu, factors
 
 
 class DeployedFGNASBlock(nn.Module):
@@ -125,26 +145,19 @@ def _deployed_block(
     if block.conv_pointwise is not None:
         conv_pointwise = _sliced_conv(block.conv_pointwise, width, columns=reads)
     group_convs, group_activations, columns, factors = [], [], [], []
-    for branches, positions in activation_groups(block, mult).items():
+    kept = channel_branches(block, mult)
+    for (linear, tanh), positions in activation_groups(kept).items():
         if block.conv_pointwise is None:
             group_convs.append(_sliced_conv(block.conv_mult, width, columns=reads, keep_rows=positions))
         else:
             group_convs.append(_sliced_conv(block.conv_mult, keep_rows=positions))
         activations: list[nn.Module] = []
-        if "prelu" in branches:
-            assert block.prelu is not None, "a prelu branch needs its PReLU"
-            both = "relu" in branches  # relu(m) + prelu_a(m) = 2 prelu_{a/2}(m)
-            prelu = nn.PReLU(len(positions))
-            with torch.no_grad():
-                prelu.weight.copy_(block.prelu.weight.detach()[positions] / (2.0 if both else 1.0))
-            activations.append(prelu)
-            factors.append(torch.full((len(positions),), (2.0 if both else 1.0) / n))
+        if linear:
+            activation, factor = _linear_part(block, kept, positions)
+            activations.append(activation)
+            factors.append(factor / n)
             columns.append(positions)
-        elif "relu" in branches:
-            activations.append(nn.ReLU())
-            factors.append(torch.full((len(positions),), 1.0 / n))
-            columns.append(positions)
-        if "tanh" in branches:
+        if tanh:
             activations.append(nn.Tanh())
             factors.append(torch.full((len(positions),), 1.0 / n))
             columns.append(positions)

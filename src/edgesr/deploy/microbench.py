@@ -31,8 +31,10 @@ from edgesr.deploy.settings import EXPORT_RUNTIMES, ExportRuntime
 
 __all__ = ["InferencePrecision", "PRECISIONS", "check_runtime", "measure_conv_ms", "runtime_version"]
 
-InferencePrecision = Literal["f32", "bf16", "f16"]
-"""OpenVINO's ``INFERENCE_PRECISION_HINT`` of an fp32 graph."""
+InferencePrecision = Literal["f32", "bf16", "f16", "int8"]
+"""OpenVINO's ``INFERENCE_PRECISION_HINT`` of an fp32 graph, or ``int8``: the conv's input and weights
+fake-quantized as NNCF quantizes the deployed models (8-bit activations, per-output-channel symmetric
+weights), which the CPU plugin runs as an int8 convolution."""
 PRECISIONS: tuple[str, ...] = get_args(InferencePrecision)
 
 
@@ -43,7 +45,10 @@ def check_runtime(runtime: str, precision: str) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     if runtime == "onnxruntime" and precision != "f32":
-        raise ValueError(f"onnxruntime's CPU provider runs an fp32 graph in f32 only; got precision {precision!r}")
+        raise ValueError(
+            f"onnxruntime's CPU provider runs an fp32 graph in f32 only; got precision {precision!r} "
+            "(int8 latency is measured on OpenVINO: runtime openvino)"
+        )
 
 
 def runtime_version(runtime: ExportRuntime) -> str:
@@ -55,6 +60,26 @@ def _conv_weights(kernel: int, c_in: int, c_out: int) -> tuple[np.ndarray, np.nd
     rng = np.random.default_rng(c_in * 1000 + c_out)
     weight = (rng.standard_normal((c_out, c_in, kernel, kernel)) / np.sqrt(c_in * kernel**2)).astype(np.float32)
     return weight, rng.standard_normal(c_out).astype(np.float32)
+
+
+_BORDER_NODES = ("Reorder", "Parameter", "Result", "FakeQuantize")
+
+
+def _constant(value: float | np.ndarray) -> ov.Node:
+    return ops.constant(np.asarray(value, dtype=np.float32))
+
+
+def _fake_quantized_activations(x: ov.Node) -> ov.Node:
+    """``x`` as 256 levels in [0, 1]."""
+    return ops.fake_quantize(x, _constant(0.0), _constant(1.0), _constant(0.0), _constant(1.0), 256)
+
+
+def _fake_quantized(x: ov.Node, weight: np.ndarray) -> tuple[ov.Node, ov.Node]:
+    """``x`` as 8-bit activations and ``weight`` as 255 symmetric levels per output channel (NNCF's scheme)."""
+    limit = _constant(np.abs(weight).max(axis=(1, 2, 3), keepdims=True))
+    negative = ops.negative(limit)
+    weights = ops.fake_quantize(ops.constant(weight), negative, limit, negative, limit, 255)
+    return _fake_quantized_activations(x), weights
 
 
 @functools.cache
@@ -69,9 +94,16 @@ def _openvino_conv_ms(
     weight, bias = _conv_weights(kernel, c_in, c_out)
     pad = kernel // 2
     x = ops.parameter([1, c_in, *lr_hw], ov.Type.f32, name="x")
-    y = ops.convolution(x, ops.constant(weight), [1, 1], [pad, pad], [pad, pad], [1, 1])
-    model = ov.Model([ops.add(y, ops.constant(bias.reshape(1, c_out, 1, 1)))], [x], "conv")
-    compiled = _openvino_core().compile_model(model, "CPU", openvino_config(threads, precision, profile=True))
+    conv_input, conv_weight = x, ops.constant(weight)
+    if precision == "int8":
+        conv_input, conv_weight = _fake_quantized(x, weight)
+    y = ops.convolution(conv_input, conv_weight, [1, 1], [pad, pad], [pad, pad], [1, 1])
+    y = ops.add(y, ops.constant(bias.reshape(1, c_out, 1, 1)))
+    if precision == "int8":  # inside a network the next conv's input quantizer is fused here: 8-bit output
+        y = _fake_quantized_activations(y)
+    model = ov.Model([y], [x], "conv")
+    hint = "f32" if precision == "int8" else precision  # what is not int8 stays f32, as in the deployed models
+    compiled = _openvino_core().compile_model(model, "CPU", openvino_config(threads, hint, profile=True))
     request = compiled.create_infer_request()
     request.set_input_tensor(ov.Tensor(np.random.default_rng(0).random((1, c_in, *lr_hw), dtype=np.float32)))
     times: list[float] = []
@@ -80,7 +112,8 @@ def _openvino_conv_ms(
         if index >= warmup:
             # The conv node with its fused bias; the layout Reorders at the isolated model's borders
             # do not exist between convs inside a network (module docstring).
-            nodes = [p for p in request.get_profiling_info() if p.node_type not in ("Reorder", "Parameter", "Result")]
+            # An int8 network requantizes inside the previous node, so the isolated input's FakeQuantize is left out.
+            nodes = [p for p in request.get_profiling_info() if p.node_type not in _BORDER_NODES]
             times.append(sum(p.real_time.total_seconds() for p in nodes) * 1e3)
     return statistics.median(times)
 

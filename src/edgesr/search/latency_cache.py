@@ -67,13 +67,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "edgesr" / "latency"
 
 
-def cache_file(
-    cache_dir: str | os.PathLike[str] | None, runtime: ExportRuntime, fingerprint: dict[str, Any]
-) -> tuple[Path, str]:
-    """The file ``<cache_dir>/<runtime>-<key>.json`` of a table's ``fingerprint``, and its key."""
+def cache_file(cache_dir: str | os.PathLike[str] | None, prefix: str, fingerprint: dict[str, Any]) -> tuple[Path, str]:
+    """The file ``<cache_dir>/<prefix>-<key>.json`` of a ``fingerprint`` (prefix: the runtime of a table,
+    ``network`` for a whole-network model), and its key."""
     key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return folder / f"{runtime}-{key}.json", key
+    return folder / f"{prefix}-{key}.json", key
 
 
 def read_cached(path: Path, fingerprint: dict[str, Any], rounds: int, repeats: int) -> LatencyTable | None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,19 +195,20 @@ class LatencyTable:
         if bool(bad.any()):
             raise ValueError(f"{kind} {what} = {x.detach().flatten().tolist()} outside the latency table ({allowed})")
 
-    def estimate_ms(self, convs: Sequence[CountedConv]) -> Tensor:
+    def estimate_ms(self, convs: Sequence[CountedConv], kind_of: Callable[[CountedConv], str] = conv_kind) -> Tensor:
         """The latency regularizer: ``overhead_ms + sum_l T_kind(l)(alive_in_l, alive_out_l)`` in ms.
 
         Takes :meth:`Supernet.counted_convs` (counts on CPU or CUDA, forward values integers) and
         returns a 0-dim tensor on their device, differentiable w.r.t. every ``alive_in`` / ``alive_out``
         with the slope of the bilinear surface (Eq. 3 of paper 001 with ``K^2 H W c_in c_out``
-        replaced by the measured latency, paper 002).
+        replaced by the measured latency, paper 002). ``kind_of`` names each conv's grid (default
+        :func:`conv_kind`; the deploy-form convs of :mod:`edgesr.search.network_latency` have their own).
         """
         if not convs:
             raise ValueError("estimate_ms needs at least one conv")
         by_kind: dict[str, list[CountedConv]] = {}
         for conv in convs:
-            by_kind.setdefault(conv_kind(conv), []).append(conv)
+            by_kind.setdefault(kind_of(conv), []).append(conv)
         device = convs[0].alive_out.device
         total: Tensor = torch.tensor(float(self.overhead_ms), device=device, dtype=convs[0].alive_out.dtype)
         for kind, group in by_kind.items():

@@ -59,6 +59,7 @@ def build_latency_table(
     use_cache: bool = True,
     refresh: bool = False,
     progress: bool = True,
+    kinds: dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]] | None = None,
 ) -> LatencyTable:
     """Measure (or read from the cache) the latency table of ``Supernet(cfg, scale)``'s convs.
 
@@ -75,14 +76,16 @@ def build_latency_table(
     the machine fingerprint plus the LR size, grid and kinds; it is used when its fingerprint matches
     and it was measured with at least ``rounds`` rounds of ``repeats`` repeats. ``refresh`` measures
     again regardless; ``use_cache=False`` neither reads nor writes it. An unreadable or mismatched file
-    is measured again and replaced, with a warning.
+    is measured again and replaced, with a warning. ``kinds`` (kind -> kernel, in counts, out counts)
+    replaces the supernet's own conv kinds, e.g. by the deploy form's
+    (:func:`edgesr.search.network_latency.network_kinds`).
     """
     check_runtime(runtime, precision)
     if scale < 1 or rounds < 1:
         raise ValueError(f"scale and rounds must be >= 1, got scale={scale}, rounds={rounds}")
     lr_hw = lr_size(scale, output_hw)
     grid = channel_grid(cfg.width, step)
-    kinds = _kinds(cfg, scale, grid)
+    kinds = kinds if kinds is not None else _kinds(cfg, scale, grid)
     fingerprint = {
         "format": FORMAT_VERSION,
         **machine_fingerprint(runtime, threads, precision),

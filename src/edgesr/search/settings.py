@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edgesr.architectures import ActivationName
-from edgesr.deploy.settings import ExportRuntime
 from edgesr.schema import SCALES, Scale, StrictModel, distinct_choices
 
 __all__ = [
@@ -89,13 +88,16 @@ class MultAddsBudget(_TargetBudget):
 
 
 class LatencyBudget(_TargetBudget):
-    """Target latency (ms) of a 1280x720 output, estimated from a per-layer table measured on the runtime."""
+    """Target latency (ms) of the deployed network for a 1280x720 output on OpenVINO, estimated by the
+    whole-network model measured on this machine (:mod:`edgesr.search.network_latency`)."""
 
     type: Literal["latency"] = "latency"
     target_ms: float = Field(gt=0)
-    runtime: ExportRuntime = "openvino"
+    runtime: Literal["openvino"] = "openvino"
+    precision: Literal["int8", "f32"] = Field("int8", description="the deployed precision (int8: NNCF, as quantize)")
     threads: int = Field(2, ge=1)
-    channel_step: int = Field(8, ge=1, description="the latency table measures every channel_step channels")
+    channel_step: int = Field(8, ge=1, description="the conv table measures every channel_step channels")
+    fit_subnets: int = Field(20, ge=5, description="random subnets measured whole to fit the non-conv part")
 
 
 BudgetConfig = Annotated[NoBudget | FixedLambda | MultAddsBudget | LatencyBudget, Field(discriminator="type")]

@@ -44,19 +44,20 @@ class SearchResult:
 
 
 def cost_function(budget: BudgetConfig, supernet: Supernet, output_hw: tuple[int, int]) -> CostFunction:
-    """Eq. 3's Mult-Adds at ``output_hw``, or the latency estimate of a per-layer table (paper 002)."""
+    """Eq. 3's Mult-Adds at ``output_hw``, or the deployed network's latency estimate (paper 002, issue 13)."""
     if isinstance(budget, LatencyBudget):
-        from edgesr.search.latency_table import build_latency_table
+        from edgesr.search.network_latency import build_network_model
 
-        table = build_latency_table(
+        model = build_network_model(
             supernet.cfg,
             supernet.scale,
-            output_hw=output_hw,
-            runtime=budget.runtime,
+            output_hw,
+            precision=budget.precision,
             threads=budget.threads,
             step=budget.channel_step,
+            fit_subnets=budget.fit_subnets,
         )
-        return lambda net: table.estimate_ms(net.counted_convs())
+        return model.estimate_ms
     return lambda net: net.mult_adds(output_hw)
 
 

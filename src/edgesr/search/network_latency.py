@@ -1,0 +1,319 @@
+"""The whole-network latency model of the FGNAS search: what the deployed int8 graph costs, not its convs alone.
+
+Issue 13: the per-layer conv table (:mod:`edgesr.search.latency_grid`) ranked the measured latency of
+subnets with Spearman 0.65, because what it leaves out (activations, adds, concatenations, DepthToSpace,
+the bicubic skip: 45 % of the deployed time) and the shapes that really run (the deploy form,
+:mod:`edgesr.deploy.fgnas_form`) are not the subnet's alive counts. This model reads the supernet's gates
+as the deploy form that export will write and prices every part of it (paper 002's compiler-aware
+latency, on the runtime and precision the model ships in):
+
+- **convolutions in their deployed shapes**, from a table measured on this machine
+  (:func:`edgesr.search.latency_table.build_latency_table`, ``int8`` on OpenVINO: fake-quantized input
+  and weights, 8-bit output). The deploy form keeps one channel space of width
+  ``W = |trunk ∪ after-body|`` (Eq. 4's union), so the head writes ``W`` channels, a block's 1x1 reads
+  ``W``, its residual conv reads the concatenated activations (a channel with tanh and a (P)ReLU part
+  counts twice) and writes ``W``, ``conv_after_body`` maps ``W -> W`` and ``conv_last`` reads ``W``;
+* **everything else** as ``c . f``: ``f`` = (activation channels, residual-add channels, group
+  convolutions, 1) per network, ``c >= 0`` fitted by non-negative least squares to the measured
+  whole-network time minus the conv estimate of ``fit_subnets`` random subnets. The constant holds the
+  fixed part (input and output layout, the bicubic skip, the single DepthToSpace).
+
+Both parts are differentiable in the gates where the architecture is (channel counts through the
+straight-through gates of Eq. 1 and Eq. 4); the group count only moves when a branch set appears or
+vanishes and carries no gradient. The fitted model is cached per machine like the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import nnls
+from torch import Tensor
+from tqdm import tqdm
+
+from edgesr.deploy.network_bench import NetworkPrecision, network_runner
+from edgesr.files import write_json
+from edgesr.search.extract import extract_subnet
+from edgesr.search.gates import GATE_THRESHOLD, count_alive
+from edgesr.search.latency_cache import cache_file, machine_fingerprint
+from edgesr.search.latency_grid import LatencyTable, channel_grid
+from edgesr.search.latency_table import build_latency_table, lr_size
+from edgesr.search.settings import SupernetConfig
+from edgesr.search.supernet import CountedConv, Supernet, SupernetGates
+
+__all__ = [
+    "FEATURES",
+    "NetworkLatencyModel",
+    "build_network_model",
+    "deployed_convs",
+    "deployed_kind",
+    "network_features",
+    "random_architecture",
+]
+
+FEATURES = ("activation_channels", "add_channels", "group_convs", "constant")
+_FORMAT = 1
+
+
+def _linear_part(names: list[str]) -> list[int]:
+    return [i for i, name in enumerate(names) if name in ("relu", "prelu")]
+
+
+def _branch_parts(mult: Tensor, names: list[str]) -> tuple[Tensor, Tensor]:
+    """Per Mult channel: does it keep a (P)ReLU part, does it keep tanh (1 / 0, straight-through).
+
+    ``mult`` is a block's ``(C, M)`` gates: one column per activation branch, or a single column shared
+    by every branch when the activations are not searched.
+    """
+    if mult.shape[1] != len(names):  # one gate per channel for every branch
+        mult = mult.expand(-1, len(names))
+    linear = _linear_part(names)
+    has_linear = count_alive(mult[:, linear]) if linear else torch.zeros_like(mult[:, 0])
+    has_tanh = mult[:, names.index("tanh")] if "tanh" in names else torch.zeros_like(mult[:, 0])
+    return has_linear, has_tanh
+
+
+def _space_width(gates: SupernetGates) -> Tensor:
+    """``W``: channels of trunk ∪ after-body, the one channel space of the deploy form (Eq. 4 union)."""
+    maps = [gates.head, *(block.residual for block in gates.blocks), gates.after_body]
+    return count_alive(torch.stack(maps, dim=-1)).sum()
+
+
+def _alive(channels: Tensor) -> Tensor:
+    """1 when any channel is kept (forward), with the gradient of the count below one kept channel."""
+    return channels.sum().clamp(max=1.0)
+
+
+def deployed_kind(conv: CountedConv) -> str:
+    """The table kind of a conv of :func:`deployed_convs`: head, last, residual, conv1x1 or conv3x3."""
+    if conv.name in ("head", "last"):
+        return conv.name
+    if conv.name.endswith(".residual"):
+        return "residual"
+    return f"conv{conv.kernel}x{conv.kernel}"
+
+
+def deployed_convs(supernet: Supernet, gates: SupernetGates | None = None) -> list[CountedConv]:
+    """The convs of the deploy form of ``supernet``'s current architecture, counts differentiable in the gates.
+
+    A pruned block (no residual channel) and an after-body conv with no channel are absent (0 channels).
+    The group convs of a block count as one conv (their total channels); :func:`network_features`
+    counts the groups.
+    """
+    gates = gates if gates is not None else supernet.gates()
+    names: list[str] = list(supernet.cfg.activations)
+    scale = supernet.scale
+    width = _space_width(gates)
+    convs = [CountedConv("head", 3, torch.tensor(3.0, device=width.device), width)]
+    for index, block in enumerate(gates.blocks):
+        alive = _alive(block.residual)
+        reads = width * alive
+        mult_in = reads
+        if block.pointwise is not None:
+            convs.append(CountedConv(f"block{index}.pointwise", 1, reads, block.pointwise.sum() * alive))
+            mult_in = block.pointwise.sum() * alive
+        has_linear, has_tanh = _branch_parts(block.mult, names)
+        convs.append(CountedConv(f"block{index}.mult", 3, mult_in, count_alive(block.mult).sum() * alive))
+        convs.append(CountedConv(f"block{index}.residual", 3, (has_linear + has_tanh).sum() * alive, reads))
+    after = _alive(gates.after_body)
+    convs.append(CountedConv("after_body", 3, width * after, width * after))
+    convs.append(CountedConv("last", 3, width, torch.tensor(float(3 * scale**2), device=width.device)))
+    return convs
+
+
+def network_features(supernet: Supernet, gates: SupernetGates | None = None) -> Tensor:
+    """:data:`FEATURES` of the deploy form: activation and add channels (differentiable), group convs, 1."""
+    gates = gates if gates is not None else supernet.gates()
+    names: list[str] = list(supernet.cfg.activations)
+    width = _space_width(gates)
+    activations = adds = torch.zeros((), device=width.device)
+    groups = 0
+    for block in gates.blocks:
+        alive = _alive(block.residual)
+        has_linear, has_tanh = _branch_parts(block.mult, names)
+        activations = activations + (has_linear + has_tanh).sum() * alive
+        adds = adds + width * alive
+        if float(alive.detach()) > 0:
+            branch_sets = {(int(a), int(b)) for a, b in zip(has_linear.tolist(), has_tanh.tolist(), strict=True)}
+            groups += len(branch_sets - {(0, 0)})
+    adds = adds + width * _alive(gates.after_body)  # the global skip closes on conv_after_body's output
+    constant = torch.ones((), device=width.device)
+    return torch.stack([activations, adds, constant * groups, constant])
+
+
+def network_kinds(
+    cfg: SupernetConfig, scale: int, step: int
+) -> dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]]:
+    """The conv kinds of the deploy form for the table: kind -> (kernel, in counts, out counts)."""
+    grid = channel_grid(cfg.width, step)
+    wide = channel_grid(2 * cfg.width, step)  # concatenated activations: up to two per Mult channel
+    kinds = {"head": (3, (3,), grid), "conv3x3": (3, grid, grid), "residual": (3, wide, grid)}
+    if cfg.pointwise:
+        kinds["conv1x1"] = (1, grid, grid)
+    kinds["last"] = (3, grid, (3 * scale * scale,))
+    return kinds
+
+
+@dataclass
+class NetworkLatencyModel:
+    """``T(psi) = sum_convs table(kind, in, out) + c . f(psi)`` in ms (module docstring)."""
+
+    table: LatencyTable
+    coefficients: tuple[float, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def conv_ms(self, supernet: Supernet, gates: SupernetGates | None = None) -> Tensor:
+        return self.table.estimate_ms(deployed_convs(supernet, gates), kind_of=deployed_kind)
+
+    def estimate_ms(self, supernet: Supernet, gates: SupernetGates | None = None) -> Tensor:
+        """The whole network's latency estimate (ms), a 0-dim tensor differentiable w.r.t. the gates."""
+        gates = gates if gates is not None else supernet.gates()
+        features = network_features(supernet, gates)
+        weights = torch.tensor(self.coefficients, device=features.device, dtype=features.dtype)
+        return self.conv_ms(supernet, gates) + (features * weights).sum()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "format": _FORMAT,
+            "features": list(FEATURES),
+            "coefficients": list(self.coefficients),
+            "meta": self.meta,
+            "table": self.table.as_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetworkLatencyModel:
+        if data.get("format") != _FORMAT or data.get("features") != list(FEATURES):
+            raise ValueError(f"network latency model format {data.get('format')!r}, expected {_FORMAT}")
+        return cls(LatencyTable.from_dict(data["table"]), tuple(data["coefficients"]), dict(data.get("meta", {})))
+
+
+def random_architecture(supernet: Supernet, open_fraction: float, generator: torch.Generator) -> None:
+    """Set every psi to a random value, ``open_fraction`` of them above the threshold on average."""
+    with torch.no_grad():
+        for psi in supernet.gate_parameters():
+            uniform = torch.rand(psi.shape, generator=generator)
+            psi.copy_(uniform + open_fraction - (1.0 - GATE_THRESHOLD))  # open iff uniform > 1 - fraction
+
+
+def time_round_robin(runners: list[Any], x: np.ndarray, rounds: int, warmup: int, desc: str) -> list[float]:
+    """Median ms of each runner over ``rounds`` rounds of one run each, so load from other work spreads evenly."""
+    for runner in runners:
+        for _ in range(warmup):
+            runner(x)
+    times: list[list[float]] = [[] for _ in runners]
+    for _ in tqdm(range(rounds), desc=desc, leave=False):
+        for index, runner in enumerate(runners):
+            start = time.perf_counter()
+            runner(x)
+            times[index].append((time.perf_counter() - start) * 1e3)
+    return [statistics.median(t) for t in times]
+
+
+def measured_subnets(
+    cfg: SupernetConfig,
+    scale: int,
+    lr_hw: tuple[int, int],
+    count: int,
+    seed: int,
+    *,
+    precision: NetworkPrecision,
+    threads: int,
+    rounds: int,
+    warmup: int,
+) -> list[tuple[Supernet, float]]:
+    """``count`` random architectures of ``Supernet(cfg, scale)`` (10 % .. 90 % of the gates open, cleaned)
+    with the measured latency (ms) of their deployed form, timed round-robin."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    fractions = np.random.default_rng(seed).permutation(np.linspace(0.1, 0.9, count))
+    nets, runners = [], []
+    for fraction in tqdm(fractions, desc=f"deployed subnets ({precision})", leave=False):
+        supernet = Supernet(cfg, scale).eval()
+        random_architecture(supernet, float(fraction), generator)
+        subnet = extract_subnet(supernet).eval()  # cleans the gates: the supernet now reads as the subnet
+        nets.append(supernet)
+        runners.append(network_runner(subnet, lr_hw, precision=precision, threads=threads))
+    x = np.random.default_rng(seed).random((1, 3, *lr_hw), dtype=np.float32)
+    measured = time_round_robin(runners, x, rounds, warmup, "timing subnets")
+    return list(zip(nets, measured, strict=True))
+
+
+def fit_coefficients(table: LatencyTable, samples: list[tuple[Supernet, float]]) -> tuple[float, ...]:
+    """Non-negative least squares of measured - conv estimate on :data:`FEATURES`."""
+    model = NetworkLatencyModel(table, (0.0,) * len(FEATURES))
+    with torch.no_grad():
+        rows = np.array([network_features(net).double().numpy() for net, _ in samples])
+        residual = np.array([ms - float(model.conv_ms(net)) for net, ms in samples])
+    solution, _ = nnls(rows, residual)
+    return tuple(float(c) for c in solution)
+
+
+def build_network_model(
+    cfg: SupernetConfig,
+    scale: int,
+    output_hw: tuple[int, int] = (720, 1280),
+    *,
+    precision: NetworkPrecision = "int8",
+    threads: int = 2,
+    step: int = 8,
+    fit_subnets: int = 20,
+    seed: int = 0,
+    rounds: int = 15,
+    warmup: int = 3,
+    cache_dir: str | os.PathLike[str] | None = None,
+    refresh: bool = False,
+) -> NetworkLatencyModel:
+    """Measure (or read from this machine's cache) the conv table and fit the rest on random subnets."""
+    table = build_latency_table(
+        cfg,
+        scale,
+        output_hw,
+        precision=precision,
+        threads=threads,
+        step=step,
+        cache_dir=cache_dir,
+        refresh=refresh,
+        kinds=network_kinds(cfg, scale, step),
+    )
+    lr_hw = lr_size(scale, output_hw)
+    fingerprint = {
+        "network_model": _FORMAT,
+        **machine_fingerprint("openvino", threads, precision),
+        "lr_hw": list(lr_hw),
+        "supernet": cfg.model_dump(mode="json"),
+        "scale": scale,
+        "table": table.meta.get("key"),
+        "fit": {"subnets": fit_subnets, "seed": seed, "rounds": rounds},
+    }
+    path, key = cache_file(cache_dir, "network", fingerprint)
+    if path.exists() and not refresh:
+        try:
+            model = NetworkLatencyModel.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            if model.meta.get("fingerprint") == fingerprint:
+                return model
+        except (ValueError, KeyError):
+            pass
+    start = time.perf_counter()
+    samples = measured_subnets(
+        cfg, scale, lr_hw, fit_subnets, seed, precision=precision, threads=threads, rounds=rounds, warmup=warmup
+    )
+    coefficients = fit_coefficients(table, samples)
+    meta = {
+        "fingerprint": fingerprint,
+        "key": key,
+        "fit_ms": [ms for _, ms in samples],
+        "build_seconds": time.perf_counter() - start,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    model = NetworkLatencyModel(table, coefficients, meta)
+    write_json(Path(path), model.as_dict())
+    return model

@@ -1,0 +1,107 @@
+"""The whole-network latency model (issue 13): the deploy form read from the gates, the fit of the rest."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgesr.deploy.fgnas_form import DeployedFGNAS, deploy_form
+from edgesr.search.extract import extract_subnet
+from edgesr.search.latency_grid import LatencyTable, LayerGrid, channel_grid
+from edgesr.search.network_latency import (
+    FEATURES,
+    NetworkLatencyModel,
+    deployed_convs,
+    deployed_kind,
+    fit_coefficients,
+    network_features,
+    network_kinds,
+    random_architecture,
+)
+from edgesr.search.settings import SupernetConfig
+from edgesr.search.supernet import Supernet
+
+
+def _random_subnet(seed: int, fraction: float, **cfg) -> tuple[Supernet, DeployedFGNAS]:
+    torch.manual_seed(seed)
+    supernet = Supernet(SupernetConfig(num_blocks=4, width=16, bicubic_skip=True, **cfg), 2)
+    random_architecture(supernet, fraction, torch.Generator().manual_seed(seed))
+    return supernet, deploy_form(extract_subnet(supernet))
+
+
+def _conv_shapes(deployed: DeployedFGNAS) -> dict[str, tuple[int, int]]:
+    """(in, out) per deployed conv, the group convs of a block summed as one."""
+    shapes = {"head": (3, deployed.conv_first.out_channels), "last": (deployed.conv_last.in_channels, 12)}
+    for index, block in enumerate(deployed.body):
+        if block.conv_pointwise is not None:
+            shapes[f"pointwise{index}"] = (block.conv_pointwise.in_channels, block.conv_pointwise.out_channels)
+        groups = list(block.group_convs)
+        shapes[f"mult{index}"] = (groups[0].in_channels, sum(c.out_channels for c in groups))
+        shapes[f"residual{index}"] = (block.conv_residual.in_channels, block.conv_residual.out_channels)
+    if deployed.conv_after_body is not None:
+        shapes["after"] = (deployed.conv_after_body.in_channels, deployed.conv_after_body.out_channels)
+    return shapes
+
+
+@pytest.mark.parametrize(("seed", "fraction", "cfg"), [(0, 0.5, {}), (1, 0.3, {}), (2, 0.7, {"pointwise": False})])
+def test_deployed_convs_and_features_are_the_deploy_form_that_export_writes(seed, fraction, cfg):
+    supernet, deployed = _random_subnet(seed, fraction, **cfg)
+    with torch.no_grad():
+        counted = deployed_convs(supernet)
+        features = dict(zip(FEATURES, network_features(supernet).tolist(), strict=True))
+    alive = [conv for conv in counted if float(conv.alive_out) > 0 and float(conv.alive_in) > 0]
+    names = {"head": "head", "last": "last", "after_body": "after"}
+    predicted = {}
+    for conv in alive:
+        block, _, part = conv.name.partition(".")
+        key = names.get(conv.name) or f"{part}{_block_position(supernet, block)}"
+        predicted[key] = (round(float(conv.alive_in)), round(float(conv.alive_out)))
+    assert predicted == _conv_shapes(deployed)
+    assert features["activation_channels"] == sum(b.conv_residual.in_channels for b in deployed.body)
+    width = deployed.conv_first.out_channels
+    skip_add = width if deployed.conv_after_body is not None else 0
+    assert features["add_channels"] == width * len(deployed.body) + skip_add
+    assert features["group_convs"] == sum(len(b.group_convs) for b in deployed.body)
+    assert {deployed_kind(c) for c in counted} <= set(network_kinds(supernet.cfg, 2, 8))
+
+
+def _block_position(supernet: Supernet, block: str) -> int:
+    """Position among the kept blocks of ``block{i}`` (the deploy form drops pruned blocks)."""
+    index = int(block.removeprefix("block"))
+    kept = [i for i, b in enumerate(supernet.gates().blocks) if float(b.residual.detach().sum()) > 0]
+    return kept.index(index)
+
+
+def _linear_table(cfg: SupernetConfig) -> LatencyTable:
+    """A synthetic table: ms = 1e-3 * k^2 * in * out on every grid point (no measurement)."""
+    grids = {}
+    for kind, (kernel, ins, outs) in network_kinds(cfg, 2, 4).items():
+        grids[kind] = LayerGrid(kernel, ins, outs, tuple(tuple(1e-3 * kernel**2 * i * o for o in outs) for i in ins))
+    return LatencyTable(grids)
+
+
+def test_fit_recovers_the_non_conv_coefficients_and_the_estimate_has_gate_gradients():
+    cfg = SupernetConfig(num_blocks=3, width=8)
+    table, truth = _linear_table(cfg), (0.05, 0.02, 0.3, 4.0)
+    samples = []
+    for seed in range(12):
+        torch.manual_seed(seed)
+        net = Supernet(cfg, 2)
+        random_architecture(net, 0.2 + 0.05 * seed, torch.Generator().manual_seed(seed))
+        extract_subnet(net)  # cleans the gates
+        with torch.no_grad():
+            exact = NetworkLatencyModel(table, truth).estimate_ms(net)
+        samples.append((net, float(exact)))
+    assert fit_coefficients(table, samples) == pytest.approx(truth, abs=1e-6)
+    net = samples[3][0]
+    NetworkLatencyModel(table, truth).estimate_ms(net).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.gate_parameters())
+
+
+def test_a_table_too_narrow_for_the_concatenated_activations_is_refused():
+    cfg = SupernetConfig(num_blocks=2, width=8)
+    narrow = {k: v for k, v in _linear_table(cfg).grids.items() if k != "residual"}
+    narrow["residual"] = LayerGrid(3, channel_grid(8, 4), channel_grid(8, 4), ((1.0,) * 3,) * 3)
+    net = Supernet(cfg, 2)  # every gate open: 16 activation channels per block, more than 8
+    with pytest.raises(ValueError, match="residual alive_in .* outside the latency table"):
+        NetworkLatencyModel(LatencyTable(narrow), (0.0,) * 4).estimate_ms(net)
