@@ -9,7 +9,7 @@ the whole frame and on the same patches (ClassSR's convention), class histogram 
 (:mod:`edgesr.compose.seams`) of every routing (classifier, edge at ``eta``, the ``eta`` sweep, each
 branch alone), all with the branches in their deployed form (``deploy.runtime`` / ``deploy.precision``:
 OpenVINO int8 by default). The wall-clock of the composed model (each router) against the largest branch alone on
-the whole frame is measured on the first two images of the last set (the large one when it exists). A
+the whole frame is measured on the first two images of every set. A
 classifier that sends more than ``compose.classifier.collapse_share`` of any set's patches to one
 branch is reported as collapsed.
 
@@ -111,13 +111,14 @@ def _plot_rows(results: dict[str, dict], names: list[str], sweep: list[float]) -
     return rows
 
 
-def _markdown(results: dict[str, dict], names: list[str], wallclock: dict | None) -> str:
+def _markdown(results: dict[str, dict], names: list[str], wallclock: dict) -> str:
     head = [
         "set",
         "routing",
         "PSNR-Y / SSIM-Y",
         "Mult-Adds % of L (frame)",
         "% of L (same patches, ClassSR)",
+        f"wall-clock / {wallclock['largest']} alone (median ratio, ms)",
         "histogram (" + " / ".join(names) + ")",
         "seam: error ratio / border step excess in levels (worst image; <= 1 / about 0: no seam)",
     ]
@@ -125,23 +126,22 @@ def _markdown(results: dict[str, dict], names: list[str], wallclock: dict | None
     for set_name, routings in results.items():
         for routing, r in routings.items():
             seam = "-" if r["seam_ratio"] is None else f"{r['seam_ratio']:.2f} / {r['seam_step']:+.2f}"
+            timed = wallclock["sets"].get(set_name, {}).get(routing)
+            clock = "-"
+            if timed is not None:
+                composed_ms = 1e3 * float(np.median([row["composed_s"] for row in timed["images"]]))
+                largest_ms = 1e3 * float(np.median([row["largest_s"] for row in timed["images"]]))
+                clock = f"{timed['median_ratio']:.2f} ({composed_ms:.0f} / {largest_ms:.0f})"
             lines.append(
                 f"| {set_name} | {routing} | {r['psnr']:.2f} / {r['ssim']:.4f} | {r['percent_of_largest_frame']:.1f} "
-                f"| {r['percent_of_largest_patches']:.1f} | {' / '.join(map(str, r['histogram']))} | {seam} |"
+                f"| {r['percent_of_largest_patches']:.1f} | {clock} | {' / '.join(map(str, r['histogram']))} | {seam} |"
             )
-    if wallclock is not None:
-        lines.append("")
-        lines.append(
-            f"Wall-clock ({wallclock['runtime']} {wallclock['precision']}, {wallclock['threads']} threads, "
-            f"{wallclock['set']}), composed / {wallclock['largest']} alone on the whole frame, same images and run:"
-        )
-        for router, timed in wallclock["routers"].items():
-            per_image = ", ".join(
-                f"LR {row['lr_hw'][0]}x{row['lr_hw'][1]} "
-                f"{1e3 * row['composed_s']:.0f} / {1e3 * row['largest_s']:.0f} ms"
-                for row in timed["images"]
-            )
-            lines.append(f"- {router} router: median ratio {timed['median_ratio']:.2f} ({per_image})")
+    lines.append("")
+    lines.append(
+        f"Wall-clock: {wallclock['runtime']} {wallclock['precision']}, {wallclock['threads']} threads, the first "
+        f"{WALLCLOCK_IMAGES} images of each set, composed and {wallclock['largest']} alone on the whole frame "
+        "alternating in the same run."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -180,20 +180,25 @@ def _wallclock(
     deployed: list[BatchRunner],
     routers: dict[str, Router],
     largest: str,
-    images: list[np.ndarray],
+    sets: dict[str, list],
     root: Path,
 ) -> dict:
-    """The composed model with each router against ``largest`` alone on the whole frame, same runtime and run."""
+    """Per set, the composed model with each router against ``largest`` alone on the whole frame, on the
+    set's first :data:`WALLCLOCK_IMAGES` images, same runtime and run."""
     deploy, cfg = params.deploy, params.compose
     alone = deployed_runner(params, largest, deploy.runtime, deploy.precision, root, checked=False)
+    composed = {
+        name: ComposedModel(deployed, router, params.scale, cfg.patch, cfg.stride) for name, router in routers.items()
+    }
     timed = {
-        name: compare_wallclock(
-            ComposedModel(deployed, router, params.scale, cfg.patch, cfg.stride), alone, images, cfg.latency_repeats
-        )
-        for name, router in routers.items()
+        set_name: {
+            name: compare_wallclock(model, alone, [lr for _, lr, _ in pairs[:WALLCLOCK_IMAGES]], cfg.latency_repeats)
+            for name, model in composed.items()
+        }
+        for set_name, pairs in sets.items()
     }
     return {
-        "routers": timed,
+        "sets": timed,
         "largest": largest,
         "runtime": deploy.runtime,
         "precision": deploy.precision,
@@ -221,7 +226,11 @@ def _log(
             for s, r in results.items()
             for name, share in zip(names, r["classifier"]["shares"], strict=True)
         }
-        | {f"compose/wallclock_ratio/{router}": r["median_ratio"] for router, r in wallclock["routers"].items()}
+        | {
+            f"compose/{s}/{router}/wallclock_ratio": r["median_ratio"]
+            for s, routers in wallclock["sets"].items()
+            for router, r in routers.items()
+        }
     )
     tracker.set_tags({"compose.collapsed": ",".join(f"{s}:{b}" for s, b in collapsed.items() if b) or "no"})
     for path in files:
@@ -284,13 +293,12 @@ def run(params: Params, root: Path = Path(".")) -> dict:
                     f"compose: the classifier collapsed on {set_name}: {branch} takes more than "
                     f"{cfg.classifier.collapse_share:.0%} of the patches"
                 )
-        timed_set = list(sets)[-1]
-        images = [lr for _, lr, _ in sets[timed_set][:WALLCLOCK_IMAGES]]
         timed_routers = {
             "classifier": classifier_router(classifier, params.deploy.runtime, params.deploy.threads),
             "edge": routers["edge"],
         }
-        wallclock = _wallclock(params, deployed, timed_routers, names[largest], images, root) | {"set": timed_set}
+        wallclock = _wallclock(params, deployed, timed_routers, names[largest], sets, root)
+        timed_set = list(sets)[-1]
         metrics = {
             "branches": names,
             "largest": names[largest],
