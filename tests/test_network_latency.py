@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from edgesr.deploy.fgnas_form import DeployedFGNAS, deploy_form
+from edgesr.search import network_latency
 from edgesr.search.extract import extract_subnet
 from edgesr.search.latency_grid import LatencyTable, LayerGrid, channel_grid
 from edgesr.search.network_latency import (
     FEATURES,
     NetworkLatencyModel,
+    build_network_model,
     deployed_convs,
     deployed_kind,
     fit_coefficients,
@@ -105,3 +107,22 @@ def test_a_table_too_narrow_for_the_concatenated_activations_is_refused():
     net = Supernet(cfg, 2)  # every gate open: 16 activation channels per block, more than 8
     with pytest.raises(ValueError, match="residual alive_in .* outside the latency table"):
         NetworkLatencyModel(LatencyTable(narrow), (0.0,) * 4).estimate_ms(net)
+
+
+def test_a_real_build_measures_fits_and_then_reads_the_cache(tmp_path, monkeypatch):
+    """Real OpenVINO int8: the conv table, 5 subnets quantized by NNCF and timed whole, NNLS; then the cache."""
+    cfg = SupernetConfig(num_blocks=2, width=4, bicubic_skip=True)
+    build = {"precision": "int8", "threads": 1, "step": 2, "fit_subnets": 5, "rounds": 2, "cache_dir": tmp_path}
+    model = build_network_model(cfg, 2, (32, 48), **build)
+    assert len(model.coefficients) == len(FEATURES) and min(model.coefficients) >= 0
+    assert len(model.meta["fit_ms"]) == 5 and all(ms > 0 for ms in model.meta["fit_ms"])
+    net = Supernet(cfg, 2)
+    assert float(model.estimate_ms(net)) > 0 and float(model.conv_ms(net)) > 0
+    assert len(list(tmp_path.glob("network-*.json"))) == 1 and len(list(tmp_path.glob("openvino-*.json"))) == 1
+
+    def must_not_measure(*args, **kwargs):
+        raise AssertionError("a cached model was measured again")
+
+    monkeypatch.setattr(network_latency, "measured_subnets", must_not_measure)
+    cached = build_network_model(cfg, 2, (32, 48), **build)
+    assert cached.coefficients == model.coefficients and cached.table.grids == model.table.grids
