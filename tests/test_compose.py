@@ -344,7 +344,12 @@ def test_compose_errors_name_the_key_and_the_fix(tmp_path):
 
 
 def test_default_branches_are_the_retrained_subnets_and_one_is_not_enough():
-    params = Params.model_validate(_params_with(lambda d: d["compose"].update(branches=None)))
-    assert params.compose_branches() == ["fgnas_S_x2"]  # the CPU default searches S only
+    def s_only(data: dict) -> None:
+        data["compose"].update(branches=None)
+        data["search"]["sizes"].pop("RT")  # the default also searches the real-time size
+        data["deploy"]["models"].remove("fgnas_RT_x2")
+
+    params = Params.model_validate(_params_with(s_only))
+    assert params.compose_branches() == ["fgnas_S_x2"]
     with pytest.raises(UsageError, match=r"at least two branches, got 1; list models in compose.branches"):
         composed_model(params, "torch", "fp32")
