@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import openvino as ov  # noqa: E402
 import torch  # noqa: E402
-from scipy import stats  # noqa: E402
+from latency_estimate import correlations, fit_linear, loo_mape, mape  # noqa: E402  (a sibling script)
 
 from edgesr.files import atomic_write, write_json  # noqa: E402
 from edgesr.search.latency_table import lr_size  # noqa: E402
@@ -39,22 +39,7 @@ OUTPUT_HW = (720, 1280)
 
 
 def scores(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
-    return {
-        "spearman": float(stats.spearmanr(predicted, measured).statistic),
-        "kendall": float(stats.kendalltau(predicted, measured).statistic),
-        "pearson": float(stats.pearsonr(predicted, measured).statistic),
-        "mape": float(np.mean(np.abs(predicted - measured) / measured)),
-    }
-
-
-def loo_linear_mape(x: np.ndarray, y: np.ndarray) -> float:
-    """MAPE of a linear fit ``y ~ x`` evaluated leave-one-out."""
-    errors = []
-    for i in range(len(x)):
-        keep = np.arange(len(x)) != i
-        slope, intercept = np.polyfit(x[keep], y[keep], 1)
-        errors.append(abs(slope * x[i] + intercept - y[i]) / y[i])
-    return float(np.mean(errors))
+    return {**correlations(predicted, measured), "mape": mape(predicted, measured)}
 
 
 def plot(measured: np.ndarray, predicted: np.ndarray, conv: np.ndarray, title: str, path: Path) -> None:
@@ -126,7 +111,7 @@ def main() -> None:
     metrics = {
         "network_model": scores(estimate, measured),
         "conv_part_alone": scores(conv, measured),
-        "mult_adds": {**scores(mult_adds, measured), "mape": loo_linear_mape(mult_adds, measured)},
+        "mult_adds": {**scores(mult_adds, measured), "mape": loo_mape(fit_linear, mult_adds, measured)},
     }
     result = {
         "supernet": cfg.model_dump(mode="json"),
