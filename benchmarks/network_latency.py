@@ -30,9 +30,10 @@ import openvino as ov  # noqa: E402
 import torch  # noqa: E402
 from latency_estimate import correlations, fit_linear, loo_mape, mape  # noqa: E402  (a sibling script)
 
+from edgesr.config import load_params  # noqa: E402
 from edgesr.files import atomic_write, write_json  # noqa: E402
 from edgesr.search.latency_table import lr_size  # noqa: E402
-from edgesr.search.network_latency import build_network_model, measured_subnets  # noqa: E402
+from edgesr.search.network_latency import build_network_model, deployed_network, measured_subnets  # noqa: E402
 from edgesr.search.settings import SupernetConfig  # noqa: E402
 
 OUTPUT_HW = (720, 1280)
@@ -69,12 +70,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="round-robin rounds timing the subnets")
     parser.add_argument("--seed", type=int, default=1, help="the held-out subnets (the fit uses seed 0)")
     parser.add_argument("--refresh", action="store_true", help="measure the model even when cached")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="for quantize.float_modules")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/network_latency.json"))
     args = parser.parse_args()
     if args.subnets < 10 or args.seed == 0:
         parser.error("--subnets must be >= 10 and --seed must differ from the fit's seed 0")
 
     cfg = SupernetConfig(num_blocks=args.blocks, width=args.width, bicubic_skip=True)
+    float_modules = load_params(args.params).quantize.float_modules  # kept in float as the quantize stage does
     start = time.perf_counter()
     model = build_network_model(
         cfg,
@@ -83,6 +86,7 @@ def main() -> None:
         precision=args.precision,
         threads=args.threads,
         fit_subnets=args.fit_subnets,
+        float_modules=float_modules,
         refresh=args.refresh,
     )
     build_seconds = time.perf_counter() - start
@@ -94,6 +98,7 @@ def main() -> None:
         args.seed,
         precision=args.precision,
         threads=args.threads,
+        float_modules=float_modules,
         rounds=args.rounds,
         warmup=3,
     )
@@ -102,7 +107,7 @@ def main() -> None:
             {
                 "measured_ms": ms,
                 "estimate_ms": float(model.estimate_ms(net)),
-                "conv_estimate_ms": float(model.conv_ms(net)),
+                "conv_estimate_ms": float(model.conv_ms(deployed_network(net))),
                 "mult_adds": float(net.mult_adds(OUTPUT_HW)),
             }
             for net, ms in held_out

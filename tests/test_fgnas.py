@@ -51,6 +51,28 @@ def test_count_alive_is_a_union_forward_and_a_sum_backward():
     assert gates.grad.tolist() == [[2.0] * 3, [3.0] * 3, [5.0] * 3]
 
 
+def test_count_alive_shared_divides_each_channels_gradient_among_its_alive_sub_maps():
+    gates = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, 1.0, 0.0]], requires_grad=True)
+    alive = count_alive(gates, "shared")
+    assert alive.tolist() == [0.0, 1.0, 1.0, 1.0]  # the forward is Eq. 4's union either way
+    (alive * torch.tensor([2.0, 3.0, 6.0, 4.0])).sum().backward()
+    # the last alive sub-map carries the whole channel; k alive sub-maps carry 1/k each; dead ones nothing
+    assert gates.grad.tolist() == [[0.0] * 3, [3.0, 0.0, 0.0], [2.0] * 3, [2.0, 2.0, 0.0]]
+
+
+def test_shared_count_gradient_prices_a_mult_branch_at_a_third_of_its_channel():
+    """Same regularizer value (Eq. 3), but with every branch alive each Mult gate sees 1/3 of the sum's gradient."""
+    grads, costs = {}, {}
+    for mode in ("sum", "shared"):
+        torch.manual_seed(0)
+        net = Supernet(SupernetConfig(num_blocks=2, width=8, count_gradient=mode), scale=2)
+        cost = net.mult_adds()
+        cost.backward()
+        costs[mode], grads[mode] = float(cost), net.blocks()[0].psi_mult.grad
+    assert costs["sum"] == costs["shared"]
+    torch.testing.assert_close(grads["shared"], grads["sum"] / 3)
+
+
 def test_full_supernet_regularizer_equals_table_1_closed_form_and_the_counter():
     net = Supernet(SupernetConfig(), scale=2)  # Table 1: 16 blocks of width 64, 12 outputs
     per_block = (1 + 9 + 9) * 64 * 64  # 1x1, Mult 3x3, residual 3x3
@@ -81,15 +103,20 @@ def test_regularizer_counts_trunk_as_union_of_head_and_residuals():
     assert net.mult_adds().item() == LR_PIXELS_X2 * sum(terms)
 
 
-def test_regularizer_gradient_of_a_head_gate_sums_every_conv_that_counts_it():
-    cfg = SupernetConfig(num_blocks=3, width=4)
+# dR/dgamma_head: head out (9*3), each block's 1x1 input (1*4), after-body input (9*4), last input (9*12).
+# Shared: block b's trunk channel is written by the head and b residuals, the after-body input by the head
+# and 3 residuals, conv_last's input by the head and conv_after_body; the head carries 1/k of each.
+@pytest.mark.parametrize(
+    ("mode", "per_pixel"),
+    [("sum", 9 * 3 + 3 * 1 * 4 + 9 * 4 + 9 * 12), ("shared", 9 * 3 + 4 * (1 + 1 / 2 + 1 / 3) + 9 * 4 / 4 + 9 * 12 / 2)],
+)
+def test_regularizer_gradient_of_a_head_gate_sums_every_conv_that_counts_it(mode, per_pixel):
+    cfg = SupernetConfig(num_blocks=3, width=4, count_gradient=mode)
     net = Supernet(cfg, scale=2)
     net.mult_adds().backward()
     sigmoid = torch.sigmoid(torch.tensor(cfg.gate_init))
     slope = float(sigmoid * (1 - sigmoid))
-    # dR/dgamma_head: head out (9*3), each block's 1x1 input (1*4), after-body input (9*4), last input (9*12)
-    expected = LR_PIXELS_X2 * (9 * 3 + 3 * 1 * 4 + 9 * 4 + 9 * 12) * slope
-    assert net.psi_head.grad.tolist() == pytest.approx([expected] * 4, rel=1e-6)
+    assert net.psi_head.grad.tolist() == pytest.approx([LR_PIXELS_X2 * per_pixel * slope] * 4, rel=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,9 @@ from edgesr.search.network_latency import (
     FEATURES,
     NetworkLatencyModel,
     build_network_model,
-    deployed_convs,
     deployed_kind,
+    deployed_network,
     fit_coefficients,
-    network_features,
     network_kinds,
     random_architecture,
 )
@@ -49,8 +48,9 @@ def _conv_shapes(deployed: DeployedFGNAS) -> dict[str, tuple[int, int]]:
 def test_deployed_convs_and_features_are_the_deploy_form_that_export_writes(seed, fraction, cfg):
     supernet, deployed = _random_subnet(seed, fraction, **cfg)
     with torch.no_grad():
-        counted = deployed_convs(supernet)
-        features = dict(zip(FEATURES, network_features(supernet).tolist(), strict=True))
+        network = deployed_network(supernet)
+    counted = network.convs
+    features = dict(zip(FEATURES, network.features.tolist(), strict=True))
     alive = [conv for conv in counted if float(conv.alive_out) > 0 and float(conv.alive_in) > 0]
     names = {"head": "head", "last": "last", "after_body": "after"}
     predicted = {}
@@ -117,7 +117,7 @@ def test_a_real_build_measures_fits_and_then_reads_the_cache(tmp_path, monkeypat
     assert len(model.coefficients) == len(FEATURES) and min(model.coefficients) >= 0
     assert len(model.meta["fit_ms"]) == 5 and all(ms > 0 for ms in model.meta["fit_ms"])
     net = Supernet(cfg, 2)
-    assert float(model.estimate_ms(net)) > 0 and float(model.conv_ms(net)) > 0
+    assert float(model.estimate_ms(net)) > 0 and float(model.conv_ms(deployed_network(net))) > 0
     assert len(list(tmp_path.glob("network-*.json"))) == 1 and len(list(tmp_path.glob("openvino-*.json"))) == 1
 
     def must_not_measure(*args, **kwargs):
@@ -126,3 +126,9 @@ def test_a_real_build_measures_fits_and_then_reads_the_cache(tmp_path, monkeypat
     monkeypatch.setattr(network_latency, "measured_subnets", must_not_measure)
     cached = build_network_model(cfg, 2, (32, 48), **build)
     assert cached.coefficients == model.coefficients and cached.table.grids == model.table.grids
+    assert cached.meta["from_cache"].endswith(".json")
+    (network_file,) = tmp_path.glob("network-*.json")
+    network_file.write_text("{not json")
+    with pytest.warns(UserWarning, match=r"network latency model cache .*network-.*\.json is unusable"):
+        with pytest.raises(AssertionError, match="measured again"):  # an unreadable file is measured again
+            build_network_model(cfg, 2, (32, 48), **build)

@@ -2,13 +2,14 @@
 
 The deployed graph is what runs on the device, so this is what the search's latency model is fitted to
 and checked against: the model's export form (:func:`edgesr.deploy.export.prepare_for_export`) exported to
-ONNX and OpenVINO IR, for ``int8`` quantized by NNCF exactly as the ``quantize`` stage does (the bicubic
-skip kept in float, :data:`FLOAT_MODULES`), compiled with the deployed models' settings.
+ONNX and OpenVINO IR, for ``int8`` quantized by NNCF exactly as the ``quantize`` stage does (the modules
+of ``quantize.float_modules``, the bicubic skip, kept in float), compiled with the deployed models' settings.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -21,11 +22,9 @@ from edgesr.deploy.runtimes import Runner, openvino_runner
 from edgesr.quant.layers import module_nodes, openvino_ignored_scope
 from edgesr.quant.openvino_ptq import quantize_openvino
 
-__all__ = ["FLOAT_MODULES", "NetworkPrecision", "network_runner"]
+__all__ = ["NetworkPrecision", "network_runner"]
 
 NetworkPrecision = Literal["f32", "int8"]
-FLOAT_MODULES = ("bicubic",)
-"""Modules left in float in int8 (the default ``quantize.float_modules``)."""
 
 
 def network_runner(
@@ -34,12 +33,14 @@ def network_runner(
     *,
     precision: NetworkPrecision = "int8",
     threads: int = 2,
+    float_modules: Sequence[str] = (),
     calibration_inputs: int = 2,
 ) -> Runner:
     """``model``'s deployed form compiled on OpenVINO with ``threads`` threads, for inputs of ``lr_hw``.
 
     ``int8``: NNCF post-training quantization on ``calibration_inputs`` random inputs of that size (the
-    ranges change the scales of the int8 kernels, not which kernels run or how long they take).
+    ranges change the scales of the int8 kernels, not which kernels run or how long they take), with the
+    modules ``float_modules`` (``quantize.float_modules``) kept in float.
     """
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="edgesr-network-") as folder:
@@ -47,7 +48,7 @@ def network_runner(
         xml = export_openvino(onnx_path, Path(folder))["fp32"]
         if precision == "int8":
             proto = onnx.load(onnx_path)
-            floats = [node for module in FLOAT_MODULES for node in module_nodes(proto, module)]
+            floats = [node for module in float_modules for node in module_nodes(proto, module)]
             calibration = [rng.random((1, 3, *lr_hw), dtype=np.float32) for _ in range(calibration_inputs)]
             scope = openvino_ignored_scope(floats)
             xml = quantize_openvino(xml, calibration, Path(folder) / "int8" / "openvino.xml", scope)

@@ -4,13 +4,16 @@ Two autograd functions carry the whole search: :func:`st_gate` (Eq. 1) turns an 
 ``psi`` into a binary keep/prune decision whose backward pass is the sigmoid's, and :func:`count_alive`
 (Eq. 4) counts a channel of a feature map that several sub-feature maps share (the three activation
 branches of the searchable block, or a trunk channel written by several residuals) as alive when any
-of its sub-maps is alive, while its backward pass is that of the plain sum.
+of its sub-maps is alive, while its backward pass is that of the plain sum (the paper) or that sum
+shared among the alive sub-maps (:data:`edgesr.search.settings.CountGradient`).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from edgesr.search.settings import CountGradient
 
 __all__ = ["GATE_THRESHOLD", "count_alive", "st_gate"]
 
@@ -33,13 +36,18 @@ class _StraightThroughGate(torch.autograd.Function):
 
 class _UnionCount(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, gates: Tensor) -> Tensor:
-        ctx.num_sub_maps = gates.shape[-1]
+    def forward(ctx, gates: Tensor, shared: bool) -> Tensor:
+        ctx.shared = shared
+        ctx.save_for_backward(gates)
         return (gates.sum(dim=-1) >= 1).to(gates.dtype)
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> Tensor:
-        return grad_output.unsqueeze(-1).expand(*grad_output.shape, ctx.num_sub_maps)
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None]:
+        (gates,) = ctx.saved_tensors
+        per_sub_map = grad_output.unsqueeze(-1).expand_as(gates)
+        if ctx.shared:
+            per_sub_map = per_sub_map * gates / gates.sum(dim=-1, keepdim=True).clamp(min=1.0)
+        return per_sub_map, None
 
 
 def st_gate(psi: Tensor) -> Tensor:
@@ -51,15 +59,17 @@ def st_gate(psi: Tensor) -> Tensor:
     return _StraightThroughGate.apply(psi)
 
 
-def count_alive(gates: Tensor) -> Tensor:
+def count_alive(gates: Tensor, gradient: CountGradient = "sum") -> Tensor:
     """Eq. 4, per channel: ``gamma = 1[sum_i g_i >= 1]`` forward, ``sum_i g_i`` backward.
 
     Args:
         gates: ``(..., M)`` binary gates of the ``M`` sub-feature maps that share each channel
             (``M = 1`` for the head conv and the 1x1 conv of a block, Sec. 3.2.4).
+        gradient: ``sum``: the gradient reaching each ``g_i`` is the gradient of ``gamma`` itself, as if
+            ``gamma`` were ``sum_i g_i`` (the paper); ``shared``: it is ``g_i / max(1, sum_j g_j)`` of
+            it (:data:`edgesr.search.settings.CountGradient`). Both are the same for ``M = 1`` and an alive gate.
 
     Returns:
-        ``(...)``: 1 where at least one sub-map keeps the channel; the gradient reaching each
-        ``g_i`` is the gradient of ``gamma`` itself, as if ``gamma`` were ``sum_i g_i``.
+        ``(...)``: 1 where at least one sub-map keeps the channel.
     """
-    return _UnionCount.apply(gates)
+    return _UnionCount.apply(gates, gradient == "shared")

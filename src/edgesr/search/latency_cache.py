@@ -13,16 +13,19 @@ import json
 import os
 import platform
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from edgesr.deploy.microbench import InferencePrecision, runtime_version
 from edgesr.deploy.settings import ExportRuntime
 from edgesr.search.latency_grid import LatencyTable
 
-__all__ = ["CACHE_ENV", "cache_file", "default_cache_dir", "machine_fingerprint", "read_cached"]
+__all__ = ["CACHE_ENV", "cache_file", "default_cache_dir", "machine_fingerprint", "read_cached", "read_cached_table"]
 
 CACHE_ENV = "EDGESR_CACHE_DIR"
+
+C = TypeVar("C", bound="_Cached")
 
 _ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "neon", "asimd")
 
@@ -75,28 +78,44 @@ def cache_file(cache_dir: str | os.PathLike[str] | None, prefix: str, fingerprin
     return folder / f"{prefix}-{key}.json", key
 
 
-def read_cached(path: Path, fingerprint: dict[str, Any], rounds: int, repeats: int) -> LatencyTable | None:
-    """The cached table, or None (with a warning when the file exists but cannot be used).
+class _Cached(Protocol):
+    meta: dict[str, Any]
 
-    A table is used when its fingerprint matches and it was measured with at least ``rounds`` rounds
-    of ``repeats`` repeats.
-    """
+
+def read_cached(
+    path: Path, fingerprint: dict[str, Any], load: Callable[[dict[str, Any]], C], what: str = "latency table"
+) -> C | None:
+    """The cached object ``load(json)`` (a table or a whole-network model), or None: no file, or (with a
+    warning naming the file) one that cannot be read or belongs to another fingerprint."""
     if not path.is_file():
         return None
     try:
-        table = LatencyTable.load(path)
-        if table.meta.get("fingerprint") != fingerprint:
+        cached = load(json.loads(path.read_text(encoding="utf-8")))
+        if cached.meta.get("fingerprint") != fingerprint:
             raise ValueError("its fingerprint does not match this machine / runtime / grid")
-        cached = (int(table.meta["rounds"]), int(table.meta["repeats"]))
     except (OSError, ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
-        warnings.warn(f"latency table cache {path} is unusable ({error}): measuring it again", stacklevel=3)
+        warnings.warn(f"{what} cache {path} is unusable ({error}): measuring it again", stacklevel=2)
+        return None
+    cached.meta["from_cache"] = str(path)
+    return cached
+
+
+def read_cached_table(path: Path, fingerprint: dict[str, Any], rounds: int, repeats: int) -> LatencyTable | None:
+    """The cached table, or None; it must also have been measured with at least ``rounds`` rounds of
+    ``repeats`` repeats (else a warning, and it is measured again)."""
+    table = read_cached(path, fingerprint, LatencyTable.from_dict)
+    if table is None:
+        return None
+    try:
+        cached = (int(table.meta["rounds"]), int(table.meta["repeats"]))
+    except (KeyError, TypeError, ValueError) as error:
+        warnings.warn(f"latency table cache {path} is unusable ({error}): measuring it again", stacklevel=2)
         return None
     if cached[0] < rounds or cached[1] < repeats:
         warnings.warn(
             f"{path} was measured with rounds, repeats = {cached}, fewer than the {(rounds, repeats)} asked for: "
             "measuring again",
-            stacklevel=3,
+            stacklevel=2,
         )
         return None
-    table.meta["from_cache"] = str(path)
     return table

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from edgesr.deploy.microbench import InferencePrecision, check_runtime, measure_conv_ms
 from edgesr.deploy.settings import ExportRuntime
-from edgesr.search.latency_cache import cache_file, machine_fingerprint, read_cached
+from edgesr.search.latency_cache import cache_file, machine_fingerprint, read_cached_table
 from edgesr.search.latency_grid import FORMAT_VERSION, LatencyTable, LayerGrid, channel_grid
 from edgesr.search.settings import SupernetConfig
 
@@ -94,7 +94,7 @@ def build_latency_table(
     }
     path, key = cache_file(cache_dir, runtime, fingerprint)
     if use_cache and not refresh:
-        cached = read_cached(path, fingerprint, rounds, repeats)
+        cached = read_cached_table(path, fingerprint, rounds, repeats)
         if cached is not None:
             return cached
 

@@ -25,10 +25,10 @@ vanishes and carries no gradient. The fitted model is cached per machine like th
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,31 +43,32 @@ from edgesr.deploy.network_bench import NetworkPrecision, network_runner
 from edgesr.files import write_json
 from edgesr.search.extract import extract_subnet
 from edgesr.search.gates import GATE_THRESHOLD, count_alive
-from edgesr.search.latency_cache import cache_file, machine_fingerprint
+from edgesr.search.latency_cache import cache_file, machine_fingerprint, read_cached
 from edgesr.search.latency_grid import LatencyTable, channel_grid
 from edgesr.search.latency_table import build_latency_table, lr_size
-from edgesr.search.settings import SupernetConfig
+from edgesr.search.settings import CountGradient, SupernetConfig
 from edgesr.search.supernet import CountedConv, Supernet, SupernetGates
 
 __all__ = [
     "FEATURES",
+    "DeployedNetwork",
     "NetworkLatencyModel",
     "build_network_model",
-    "deployed_convs",
     "deployed_kind",
-    "network_features",
+    "deployed_network",
     "random_architecture",
 ]
 
 FEATURES = ("activation_channels", "add_channels", "group_convs", "constant")
 _FORMAT = 1
+_SEARCH_ONLY_FIELDS = {"gate_init", "count_gradient"}  # change how the search moves, not the deployed networks
 
 
 def _linear_part(names: list[str]) -> list[int]:
     return [i for i, name in enumerate(names) if name in ("relu", "prelu")]
 
 
-def _branch_parts(mult: Tensor, names: list[str]) -> tuple[Tensor, Tensor]:
+def _branch_parts(mult: Tensor, names: list[str], mode: CountGradient) -> tuple[Tensor, Tensor]:
     """Per Mult channel: does it keep a (P)ReLU part, does it keep tanh (1 / 0, straight-through).
 
     ``mult`` is a block's ``(C, M)`` gates: one column per activation branch, or a single column shared
@@ -76,15 +77,9 @@ def _branch_parts(mult: Tensor, names: list[str]) -> tuple[Tensor, Tensor]:
     if mult.shape[1] != len(names):  # one gate per channel for every branch
         mult = mult.expand(-1, len(names))
     linear = _linear_part(names)
-    has_linear = count_alive(mult[:, linear]) if linear else torch.zeros_like(mult[:, 0])
+    has_linear = count_alive(mult[:, linear], mode) if linear else torch.zeros_like(mult[:, 0])
     has_tanh = mult[:, names.index("tanh")] if "tanh" in names else torch.zeros_like(mult[:, 0])
     return has_linear, has_tanh
-
-
-def _space_width(gates: SupernetGates) -> Tensor:
-    """``W``: channels of trunk ∪ after-body, the one channel space of the deploy form (Eq. 4 union)."""
-    maps = [gates.head, *(block.residual for block in gates.blocks), gates.after_body]
-    return count_alive(torch.stack(maps, dim=-1)).sum()
 
 
 def _alive(channels: Tensor) -> Tensor:
@@ -93,7 +88,7 @@ def _alive(channels: Tensor) -> Tensor:
 
 
 def deployed_kind(conv: CountedConv) -> str:
-    """The table kind of a conv of :func:`deployed_convs`: head, last, residual, conv1x1 or conv3x3."""
+    """The table kind of a conv of :class:`DeployedNetwork`: head, last, residual, conv1x1 or conv3x3."""
     if conv.name in ("head", "last"):
         return conv.name
     if conv.name.endswith(".residual"):
@@ -101,18 +96,31 @@ def deployed_kind(conv: CountedConv) -> str:
     return f"conv{conv.kernel}x{conv.kernel}"
 
 
-def deployed_convs(supernet: Supernet, gates: SupernetGates | None = None) -> list[CountedConv]:
-    """The convs of the deploy form of ``supernet``'s current architecture, counts differentiable in the gates.
+@dataclass(frozen=True)
+class DeployedNetwork:
+    """The deploy form of a supernet's current architecture, counts differentiable in the gates.
 
-    A pruned block (no residual channel) and an after-body conv with no channel are absent (0 channels).
-    The group convs of a block count as one conv (their total channels); :func:`network_features`
-    counts the groups.
+    ``convs``: every conv in its deployed shape. A pruned block (no residual channel) and an after-body
+    conv with no channel are absent (0 channels); the group convs of a block count as one conv (their
+    total channels). ``features``: :data:`FEATURES`, the activation and add channels (differentiable),
+    the group convs and 1.
     """
+
+    convs: list[CountedConv]
+    features: Tensor
+
+
+def deployed_network(supernet: Supernet, gates: SupernetGates | None = None) -> DeployedNetwork:
+    """Read ``supernet``'s gates as the deploy form that export writes (one pass, the search's hot loop)."""
     gates = gates if gates is not None else supernet.gates()
     names: list[str] = list(supernet.cfg.activations)
-    scale = supernet.scale
-    width = _space_width(gates)
-    convs = [CountedConv("head", 3, torch.tensor(3.0, device=width.device), width)]
+    mode = supernet.cfg.count_gradient
+    maps = [gates.head, *(block.residual for block in gates.blocks), gates.after_body]
+    width = count_alive(torch.stack(maps, dim=-1), mode).sum()  # W: trunk ∪ after-body, the one channel space
+    one = torch.ones((), device=width.device)
+    convs = [CountedConv("head", 3, 3.0 * one, width)]
+    activations = adds = torch.zeros((), device=width.device)
+    groups = 0
     for index, block in enumerate(gates.blocks):
         alive = _alive(block.residual)
         reads = width * alive
@@ -120,33 +128,20 @@ def deployed_convs(supernet: Supernet, gates: SupernetGates | None = None) -> li
         if block.pointwise is not None:
             convs.append(CountedConv(f"block{index}.pointwise", 1, reads, block.pointwise.sum() * alive))
             mult_in = block.pointwise.sum() * alive
-        has_linear, has_tanh = _branch_parts(block.mult, names)
-        convs.append(CountedConv(f"block{index}.mult", 3, mult_in, count_alive(block.mult).sum() * alive))
-        convs.append(CountedConv(f"block{index}.residual", 3, (has_linear + has_tanh).sum() * alive, reads))
-    after = _alive(gates.after_body)
-    convs.append(CountedConv("after_body", 3, width * after, width * after))
-    convs.append(CountedConv("last", 3, width, torch.tensor(float(3 * scale**2), device=width.device)))
-    return convs
-
-
-def network_features(supernet: Supernet, gates: SupernetGates | None = None) -> Tensor:
-    """:data:`FEATURES` of the deploy form: activation and add channels (differentiable), group convs, 1."""
-    gates = gates if gates is not None else supernet.gates()
-    names: list[str] = list(supernet.cfg.activations)
-    width = _space_width(gates)
-    activations = adds = torch.zeros((), device=width.device)
-    groups = 0
-    for block in gates.blocks:
-        alive = _alive(block.residual)
-        has_linear, has_tanh = _branch_parts(block.mult, names)
-        activations = activations + (has_linear + has_tanh).sum() * alive
-        adds = adds + width * alive
+        has_linear, has_tanh = _branch_parts(block.mult, names, mode)
+        convs.append(CountedConv(f"block{index}.mult", 3, mult_in, count_alive(block.mult, mode).sum() * alive))
+        concatenated = (has_linear + has_tanh).sum() * alive
+        convs.append(CountedConv(f"block{index}.residual", 3, concatenated, reads))
+        activations = activations + concatenated
+        adds = adds + reads
         if float(alive.detach()) > 0:
             branch_sets = {(int(a), int(b)) for a, b in zip(has_linear.tolist(), has_tanh.tolist(), strict=True)}
             groups += len(branch_sets - {(0, 0)})
-    adds = adds + width * _alive(gates.after_body)  # the global skip closes on conv_after_body's output
-    constant = torch.ones((), device=width.device)
-    return torch.stack([activations, adds, constant * groups, constant])
+    after = _alive(gates.after_body)
+    convs.append(CountedConv("after_body", 3, width * after, width * after))
+    convs.append(CountedConv("last", 3, width, float(3 * supernet.scale**2) * one))
+    adds = adds + width * after  # the global skip closes on conv_after_body's output
+    return DeployedNetwork(convs, torch.stack([activations, adds, one * groups, one]))
 
 
 def network_kinds(
@@ -170,15 +165,14 @@ class NetworkLatencyModel:
     coefficients: tuple[float, ...]
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def conv_ms(self, supernet: Supernet, gates: SupernetGates | None = None) -> Tensor:
-        return self.table.estimate_ms(deployed_convs(supernet, gates), kind_of=deployed_kind)
+    def conv_ms(self, network: DeployedNetwork) -> Tensor:
+        return self.table.estimate_ms(network.convs, kind_of=deployed_kind)
 
     def estimate_ms(self, supernet: Supernet, gates: SupernetGates | None = None) -> Tensor:
         """The whole network's latency estimate (ms), a 0-dim tensor differentiable w.r.t. the gates."""
-        gates = gates if gates is not None else supernet.gates()
-        features = network_features(supernet, gates)
-        weights = torch.tensor(self.coefficients, device=features.device, dtype=features.dtype)
-        return self.conv_ms(supernet, gates) + (features * weights).sum()
+        network = deployed_network(supernet, gates)
+        weights = torch.tensor(self.coefficients, device=network.features.device, dtype=network.features.dtype)
+        return self.conv_ms(network) + (network.features * weights).sum()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -227,6 +221,7 @@ def measured_subnets(
     *,
     precision: NetworkPrecision,
     threads: int,
+    float_modules: Sequence[str],
     rounds: int,
     warmup: int,
 ) -> list[tuple[Supernet, float]]:
@@ -241,7 +236,7 @@ def measured_subnets(
         random_architecture(supernet, float(fraction), generator)
         subnet = extract_subnet(supernet).eval()  # cleans the gates: the supernet now reads as the subnet
         nets.append(supernet)
-        runners.append(network_runner(subnet, lr_hw, precision=precision, threads=threads))
+        runners.append(network_runner(subnet, lr_hw, precision=precision, threads=threads, float_modules=float_modules))
     x = np.random.default_rng(seed).random((1, 3, *lr_hw), dtype=np.float32)
     measured = time_round_robin(runners, x, rounds, warmup, "timing subnets")
     return list(zip(nets, measured, strict=True))
@@ -251,8 +246,11 @@ def fit_coefficients(table: LatencyTable, samples: list[tuple[Supernet, float]])
     """Non-negative least squares of measured - conv estimate on :data:`FEATURES`."""
     model = NetworkLatencyModel(table, (0.0,) * len(FEATURES))
     with torch.no_grad():
-        rows = np.array([network_features(net).double().numpy() for net, _ in samples])
-        residual = np.array([ms - float(model.conv_ms(net)) for net, ms in samples])
+        networks = [deployed_network(net) for net, _ in samples]
+        rows = np.array([network.features.double().numpy() for network in networks])
+        residual = np.array(
+            [ms - float(model.conv_ms(network)) for network, (_, ms) in zip(networks, samples, strict=True)]
+        )
     solution, _ = nnls(rows, residual)
     return tuple(float(c) for c in solution)
 
@@ -266,13 +264,17 @@ def build_network_model(
     threads: int = 2,
     step: int = 8,
     fit_subnets: int = 20,
+    float_modules: Sequence[str] = (),
     seed: int = 0,
     rounds: int = 15,
     warmup: int = 3,
     cache_dir: str | os.PathLike[str] | None = None,
     refresh: bool = False,
 ) -> NetworkLatencyModel:
-    """Measure (or read from this machine's cache) the conv table and fit the rest on random subnets."""
+    """Measure (or read from this machine's cache) the conv table and fit the rest on random subnets.
+
+    ``float_modules`` are kept in float in int8, as ``quantize.float_modules`` keeps them in the deployed
+    models."""
     table = build_latency_table(
         cfg,
         scale,
@@ -289,22 +291,28 @@ def build_network_model(
         "network_model": _FORMAT,
         **machine_fingerprint("openvino", threads, precision),
         "lr_hw": list(lr_hw),
-        "supernet": cfg.model_dump(mode="json"),
+        "supernet": cfg.model_dump(mode="json", exclude=_SEARCH_ONLY_FIELDS),
         "scale": scale,
         "table": table.meta.get("key"),
         "fit": {"subnets": fit_subnets, "seed": seed, "rounds": rounds},
+        "float_modules": sorted(float_modules),
     }
     path, key = cache_file(cache_dir, "network", fingerprint)
-    if path.exists() and not refresh:
-        try:
-            model = NetworkLatencyModel.from_dict(json.loads(path.read_text(encoding="utf-8")))
-            if model.meta.get("fingerprint") == fingerprint:
-                return model
-        except (ValueError, KeyError):
-            pass
+    cached = None if refresh else read_cached(path, fingerprint, NetworkLatencyModel.from_dict, "network latency model")
+    if cached is not None:
+        return cached
     start = time.perf_counter()
     samples = measured_subnets(
-        cfg, scale, lr_hw, fit_subnets, seed, precision=precision, threads=threads, rounds=rounds, warmup=warmup
+        cfg,
+        scale,
+        lr_hw,
+        fit_subnets,
+        seed,
+        precision=precision,
+        threads=threads,
+        float_modules=float_modules,
+        rounds=rounds,
+        warmup=warmup,
     )
     coefficients = fit_coefficients(table, samples)
     meta = {

@@ -19,6 +19,7 @@ from edgesr.schema import SCALES, Scale, StrictModel, distinct_choices
 __all__ = [
     "ACTIVATIONS",
     "BudgetConfig",
+    "CountGradient",
     "FixedLambda",
     "LatencyBudget",
     "MultAddsBudget",
@@ -30,6 +31,13 @@ __all__ = [
 ]
 
 ACTIVATIONS: tuple[ActivationName, ...] = ("relu", "prelu", "tanh")
+
+CountGradient = Literal["sum", "shared"]
+"""Eq. 4's backward pass. ``sum`` (the paper): every sub-map of a channel receives the channel's whole
+gradient, so each of the three activation branches of a Mult channel is priced as the whole channel,
+although the channel is freed only when all three go. ``shared``: the channel's gradient is divided
+among its alive sub-maps (``g_i / max(1, sum_j g_j)``), so the branches of a channel, or the head and
+residuals writing one trunk channel, share its cost and the shares add up to the channel's gradient."""
 
 
 class SupernetConfig(StrictModel):
@@ -43,6 +51,11 @@ class SupernetConfig(StrictModel):
     search_activations: bool = Field(True, description="one gate per activation per Mult channel (Table 4)")
     bicubic_skip: bool = Field(False, description="add the bicubic-upscaled input to the output (not in paper 001)")
     gate_init: float = Field(1.0, description="initial psi of every gate; > 0.5 starts with every channel alive")
+    count_gradient: CountGradient = Field(
+        "shared",
+        description="Eq. 4's backward: sum (the paper) or shared among a channel's alive sub-maps (issue 13: "
+        "with sum, cpu-long kept every 1x1 channel and pruned the Mult maps, the reverse of Fig. 4)",
+    )
 
     @field_validator("activations")
     @classmethod

@@ -204,24 +204,26 @@ class Supernet(nn.Module):
 
         A trunk channel (the input of a block's first conv, or of ``conv_after_body``) is alive when
         the head gate or any earlier residual gate keeps it: the skip is a sub-feature map of each
-        residual (Sec. 3.2.4), so the count is :func:`count_alive` over all of them.
+        residual (Sec. 3.2.4), so the count is :func:`count_alive` over all of them, with the supernet's
+        ``count_gradient``.
         """
         gates = gates if gates is not None else self.gates()
+        mode = self.cfg.count_gradient
         convs = [CountedConv("head", 3, _constant(3, gates.head), gates.head.sum())]
         trunk_maps = [gates.head]
         for index, block in enumerate(gates.blocks):
-            trunk = count_alive(torch.stack(trunk_maps, dim=-1)).sum()
+            trunk = count_alive(torch.stack(trunk_maps, dim=-1), mode).sum()
             mult_in = trunk
             if block.pointwise is not None:
                 convs.append(CountedConv(f"block{index}.pointwise", 1, trunk, block.pointwise.sum()))
                 mult_in = block.pointwise.sum()
-            mult_out = count_alive(block.mult).sum()
+            mult_out = count_alive(block.mult, mode).sum()
             convs.append(CountedConv(f"block{index}.mult", 3, mult_in, mult_out))
             convs.append(CountedConv(f"block{index}.residual", 3, mult_out, block.residual.sum()))
             trunk_maps.append(block.residual)
-        trunk = count_alive(torch.stack(trunk_maps, dim=-1)).sum()
+        trunk = count_alive(torch.stack(trunk_maps, dim=-1), mode).sum()
         convs.append(CountedConv("after_body", 3, trunk, gates.after_body.sum()))
-        last_in = count_alive(torch.stack([gates.after_body, gates.head], dim=-1)).sum()
+        last_in = count_alive(torch.stack([gates.after_body, gates.head], dim=-1), mode).sum()
         convs.append(CountedConv("last", 3, last_in, _constant(3 * self.scale**2, gates.head)))
         return convs
 

@@ -12,6 +12,7 @@ validation PSNR. The architecture picture (Fig. 4 style) and the search curves a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +44,11 @@ class SearchResult:
     val_psnr: float
 
 
-def cost_function(budget: BudgetConfig, supernet: Supernet, output_hw: tuple[int, int]) -> CostFunction:
-    """Eq. 3's Mult-Adds at ``output_hw``, or the deployed network's latency estimate (paper 002, issue 13)."""
+def cost_function(
+    budget: BudgetConfig, supernet: Supernet, output_hw: tuple[int, int], float_modules: Sequence[str] = ()
+) -> CostFunction:
+    """Eq. 3's Mult-Adds at ``output_hw``, or the deployed network's latency estimate (paper 002, issue 13),
+    int8 with ``float_modules`` (``quantize.float_modules``) kept in float as the quantize stage keeps them."""
     if isinstance(budget, LatencyBudget):
         from edgesr.search.network_latency import build_network_model
 
@@ -56,6 +60,7 @@ def cost_function(budget: BudgetConfig, supernet: Supernet, output_hw: tuple[int
             threads=budget.threads,
             step=budget.channel_step,
             fit_subnets=budget.fit_subnets,
+            float_modules=float_modules,
         )
         return model.estimate_ms
     return lambda net: net.mult_adds(output_hw)
@@ -71,7 +76,7 @@ def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
     prepared, out_dir = root / params.paths.prepared, search_dir(params, size, root)
     torch.manual_seed(train_cfg.seed)
     supernet = Supernet(supernet_cfg, params.scale)
-    cost = cost_function(budget, supernet, cfg.output_hw)
+    cost = cost_function(budget, supernet, cfg.output_hw, params.quantize.float_modules)
     with torch.no_grad():
         full_cost = float(cost(supernet))
     objective = SearchObjective(budget, cost, full_cost, train_cfg.iterations)
