@@ -6,7 +6,9 @@
 Every row searches a supernet (same blocks, width, data, iterations and seed) and retrains the found
 subnet from scratch with the same budget, then scores Set5 / Set14 (or the validation split) at x2.
 Rows that search channels share one Mult-Adds target at 720p (the issue's "same budget for each
-row"); rows without channel search cannot meet a budget and report what they cost:
+row"); rows without channel search cannot meet a budget and report what they cost. One more row
+searches FGNAS with Eq. 4's backward as published (``count_gradient: sum``) against the default
+(``shared``, issue 13), with the channels each search kept per block:
 
     Table 4  (1) supernet, no search       (2) channel search only
              (3) activation search only, no regularizer (as the paper)   (4) both (FGNAS)
@@ -50,6 +52,7 @@ ROWS: dict[str, tuple[dict[str, Any], bool]] = {
     "T4 (2) channel search only": ({"search_activations": False}, True),
     "T4 (3) activation search only": ({"search_channels": False}, False),
     "T4 (4) / T5 (4) FGNAS": ({}, True),
+    "T4 (4) FGNAS with Eq. 4's sum backward (the paper)": ({"count_gradient": "sum"}, True),
     "T5 (1) EDSR residual block": ({"pointwise": False, "activations": ["relu"]}, True),
     "T5 (2) + point-wise conv": ({"activations": ["relu"]}, True),
     "T5 (3) + multiple activations": ({"pointwise": False}, True),
@@ -140,7 +143,7 @@ def main() -> None:
         objective = SearchObjective(budget, cost, full_mult_adds, args.search_iterations)
         run_cfg = _config(args.search_iterations, device)
         sampler = PatchSampler([(lr, hr) for _, lr, hr in train_pairs], SCALE, run_cfg.lr_patch, run_cfg.seed)
-        out = args.out.parent / "fgnas_ablation_runs" / row.split()[0] / row.split()[1]
+        out = args.out.parent / "fgnas_ablation_runs" / "_".join(row.split()[:2] + [str(cfg.count_gradient)])
         start = time.perf_counter()
         train(supernet, sampler, val_pairs, run_cfg, SCALE, out / "search", objective=objective)
         final_cost, within = finish_search(supernet, budget, cost)
@@ -162,6 +165,8 @@ def main() -> None:
             "search_seconds": search_s,
             "trunk": len(arch.trunk_channels()),
             "mult_channels": [len(b.mult_channels()) for b in arch.blocks],
+            "pointwise_channels": [len(b.pointwise) if b.pointwise is not None else None for b in arch.blocks],
+            "residual_channels": [len(b.residual) for b in arch.blocks],
         }
         print(row, json.dumps(results["rows"][row]["psnr"]), f"{complexity.mult_adds / 1e9:.2f} G", flush=True)
         write_json(args.out, results)
