@@ -39,3 +39,24 @@ def test_pinning_after_torch_is_imported_is_an_error():
         pytest.skip("native kernels asked for")
     with pytest.raises(RuntimeError, match="before torch is imported"):
         use_portable_kernels()
+
+
+def test_latency_is_measured_without_the_pin_in_a_child_process(monkeypatch):
+    """OpenVINO's oneDNN obeys the pin too (int8 3x slower): a search measures its latency budget natively."""
+    from edgesr import kernels
+
+    assert kernels.with_native_kernels(os.getpid) == os.getpid()  # no pin: right here
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setattr(kernels, "_PINNED", {"ONEDNN_MAX_CPU_ISA"})
+    assert kernels.with_native_kernels(os.getenv, "ONEDNN_MAX_CPU_ISA") is None
+    assert kernels.with_native_kernels(os.getpid) != os.getpid()
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"  # this process keeps its pin
+
+
+def test_a_cap_on_onednn_is_part_of_the_latency_cache_key(monkeypatch):
+    from edgesr.search.latency_cache import machine_fingerprint
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    native = machine_fingerprint("openvino", 2, "int8")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert machine_fingerprint("openvino", 2, "int8") == native | {"onednn_max_cpu_isa": "AVX2"}

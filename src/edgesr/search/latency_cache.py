@@ -49,7 +49,8 @@ def _cpu_description() -> tuple[str, list[str]]:
 def machine_fingerprint(
     runtime: ExportRuntime = "openvino", threads: int = 2, precision: InferencePrecision = "f32"
 ) -> dict[str, Any]:
-    """What makes measured latencies comparable: CPU model and ISA, core count, runtime and version, threads."""
+    """What makes measured latencies comparable: CPU model and ISA, core count, runtime and version, threads,
+    precision, and a oneDNN ISA cap in the environment."""
     cpu, isa = _cpu_description()
     return {
         "cpu": cpu,
@@ -60,6 +61,7 @@ def machine_fingerprint(
         "runtime_version": runtime_version(runtime),
         "threads": threads,
         "precision": precision,
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),  # a cap slows OpenVINO (edgesr.kernels)
     }
 
 

@@ -21,6 +21,7 @@ import torch
 from edgesr.artifacts import ARCHITECTURE_FILE, SUPERNET_FILE, search_dir, training_paths
 from edgesr.config import ConfigError, Params
 from edgesr.files import atomic_write, write_json, write_text
+from edgesr.kernels import with_native_kernels
 from edgesr.models.fgnas import FGNASArchitecture
 from edgesr.search.budget import CostFunction, SearchObjective, alive_channels, budget_target, finish_search
 from edgesr.search.extract import extract_architecture
@@ -52,7 +53,8 @@ def cost_function(
     if isinstance(budget, LatencyBudget):
         from edgesr.search.network_latency import build_network_model
 
-        model = build_network_model(
+        model = with_native_kernels(  # measured as deployed: without the training's AVX2 pin (edgesr.kernels)
+            build_network_model,
             supernet.cfg,
             supernet.scale,
             output_hw,
