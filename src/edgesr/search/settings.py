@@ -52,7 +52,7 @@ class SupernetConfig(StrictModel):
     bicubic_skip: bool = Field(False, description="add the bicubic-upscaled input to the output (not in paper 001)")
     gate_init: float = Field(1.0, description="initial psi of every gate; > 0.5 starts with every channel alive")
     count_gradient: CountGradient = Field(
-        "shared",
+        "sum",
         description="Eq. 4's backward: sum (the paper) or shared among a channel's alive sub-maps (issue 13: "
         "with sum, cpu-long kept every 1x1 channel and pruned the Mult maps, the reverse of Fig. 4)",
     )
