@@ -102,17 +102,24 @@ def read_cached(
     return cached
 
 
+def _measured_with(table: LatencyTable) -> tuple[int, int]:
+    """(rounds, repeats) a cached table was measured with (KeyError / ValueError when it does not say)."""
+    return int(table.meta["rounds"]), int(table.meta["repeats"])
+
+
 def read_cached_table(path: Path, fingerprint: dict[str, Any], rounds: int, repeats: int) -> LatencyTable | None:
     """The cached table, or None; it must also have been measured with at least ``rounds`` rounds of
     ``repeats`` repeats (else a warning, and it is measured again)."""
-    table = read_cached(path, fingerprint, LatencyTable.from_dict)
+
+    def load(data: dict[str, Any]) -> LatencyTable:
+        table = LatencyTable.from_dict(data)
+        _measured_with(table)  # a table that does not say how it was measured is unusable
+        return table
+
+    table = read_cached(path, fingerprint, load)
     if table is None:
         return None
-    try:
-        cached = (int(table.meta["rounds"]), int(table.meta["repeats"]))
-    except (KeyError, TypeError, ValueError) as error:
-        warnings.warn(f"latency table cache {path} is unusable ({error}): measuring it again", stacklevel=2)
-        return None
+    cached = _measured_with(table)
     if cached[0] < rounds or cached[1] < repeats:
         warnings.warn(
             f"{path} was measured with rounds, repeats = {cached}, fewer than the {(rounds, repeats)} asked for: "
