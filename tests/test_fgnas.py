@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from edgesr.complexity import count_complexity
 from edgesr.data.patches import PatchSampler
-from edgesr.deploy.fgnas_form import activation_groups, channel_branches, deploy_form
+from edgesr.deploy.fgnas_form import activation_parts, channel_branches, deploy_form
 from edgesr.models import FGNASArchitecture, FGNASConfig, build_model
 from edgesr.models.bicubic import Bicubic, BicubicPhases
 from edgesr.search.budget import SearchObjective, project_to_budget
@@ -269,9 +269,10 @@ def test_latency_budget_search_lands_in_the_band_with_a_table():
     assert abs(final / target_ms - 1) <= 0.05
 
 
-def test_deploy_form_groups_activations_without_masks_and_shuffles_once():
-    """Every branch set of Eq. 4 lands in one of three conv slices with their own activation(s) (every relu /
-    prelu part one PReLU), the bicubic skip one polyphase conv before a single pixel shuffle; same function."""
+def test_deploy_form_has_one_conv_per_activation_without_masks_and_shuffles_once():
+    """Every (P)ReLU part of Eq. 4's branches is a row of one conv with one PReLU, every tanh part a row of
+    another with tanh (a channel with both is a row of each), each conv feeding a single activation; the
+    bicubic skip one polyphase conv before a single pixel shuffle; same function."""
     torch.manual_seed(3)
     net = Supernet(SupernetConfig(num_blocks=3, width=16, bicubic_skip=True), 2)
     _randomise_gates(net, seed=5, open_fraction=0.5)
@@ -282,7 +283,7 @@ def test_deploy_form_groups_activations_without_masks_and_shuffles_once():
     ]
     seen = set().union(*kept)
     assert len(seen) == 7, f"the test needs every non-empty branch set, saw {sorted(map(sorted, seen))}"
-    groups = [set(activation_groups(branches)) for branches in kept]
+    parts = [activation_parts(branches) for branches in kept]
     with torch.no_grad():
         for block in subnet.blocks():
             block.prelu.weight.uniform_(-0.5, 0.8)
@@ -292,8 +293,14 @@ def test_deploy_form_groups_activations_without_masks_and_shuffles_once():
     kinds = [type(m).__name__ for m in deployed.modules()]
     assert kinds.count("PixelShuffle") == 1 and kinds.count("BicubicPhases") == 1
     assert not [name for name, _ in deployed.named_buffers() if "mask" in name]
-    for block, branch_sets in zip(deployed.body, groups, strict=True):
-        assert len(block.group_convs) == len(branch_sets) <= 3
+    for block, branches, block_parts in zip(deployed.body, kept, parts, strict=True):
+        linear = [p for p, k in enumerate(branches) if k & {"relu", "prelu"}]
+        tanh = [p for p, k in enumerate(branches) if "tanh" in k]
+        assert block_parts == {name: rows for name, rows in (("linear", linear), ("tanh", tanh)) if rows}
+        assert [conv.out_channels for conv in block.part_convs] == [len(rows) for rows in block_parts.values()]
+        activations = [type(a).__name__ for a in block.part_activations]
+        assert activations == [{"tanh": "Tanh"}.get(name, activations[0]) for name in block_parts]
+        assert activations[0] in ("PReLU", "ReLU", "Tanh")
 
 
 def test_bicubic_phases_are_the_bicubic_skip_before_its_pixel_shuffle():

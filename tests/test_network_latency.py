@@ -31,13 +31,14 @@ def _random_subnet(seed: int, fraction: float, **cfg) -> tuple[Supernet, Deploye
 
 
 def _conv_shapes(deployed: DeployedFGNAS) -> dict[str, tuple[int, int]]:
-    """(in, out) per deployed conv, the group convs of a block summed as one."""
+    """(in, out) per deployed conv, a block's Mult part convs as ``mult_linear`` / ``mult_tanh``."""
     shapes = {"head": (3, deployed.conv_first.out_channels), "last": (deployed.conv_last.in_channels, 12)}
     for index, block in enumerate(deployed.body):
         if block.conv_pointwise is not None:
             shapes[f"pointwise{index}"] = (block.conv_pointwise.in_channels, block.conv_pointwise.out_channels)
-        groups = list(block.group_convs)
-        shapes[f"mult{index}"] = (groups[0].in_channels, sum(c.out_channels for c in groups))
+        for conv, activation in zip(block.part_convs, block.part_activations, strict=True):
+            part = "tanh" if isinstance(activation, torch.nn.Tanh) else "linear"
+            shapes[f"mult_{part}{index}"] = (conv.in_channels, conv.out_channels)
         shapes[f"residual{index}"] = (block.conv_residual.in_channels, block.conv_residual.out_channels)
     if deployed.conv_after_body is not None:
         shapes["after"] = (deployed.conv_after_body.in_channels, deployed.conv_after_body.out_channels)
@@ -63,7 +64,7 @@ def test_deployed_convs_and_features_are_the_deploy_form_that_export_writes(seed
     width = deployed.conv_first.out_channels
     skip_add = width if deployed.conv_after_body is not None else 0
     assert features["add_channels"] == width * len(deployed.body) + skip_add
-    assert features["group_convs"] == sum(len(b.group_convs) for b in deployed.body)
+    assert features["part_convs"] == sum(len(b.part_convs) for b in deployed.body)
     assert {deployed_kind(c) for c in counted} <= set(network_kinds(supernet.cfg, 2, 8))
 
 

@@ -10,14 +10,15 @@ rounding (tested), as:
 - **one channel space** (trunk ∪ after-body): every read and write of a channel subset is folded into
   the conv that does it as zero weight columns or rows, so the graph has no Gather / Pad (a few more
   Mult-Adds on the zero weights);
-- **activation groups** per block: the Mult channels are grouped by the branches kept on them and each
-  group is its own conv (the rows of ``conv_mult``) followed by its own activation(s), with no mask.
-  ``relu`` alone is a PReLU of slope 0 and ``relu + prelu`` on one channel is ``2 PReLU(a / 2)`` (for
-  ``m > 0`` both give ``m``; below, ``0 + a m``), so every (P)ReLU part of a block is one PReLU with
-  per-channel slopes, the factor 2 folded into the next conv as is Eq. 4's ``1 / len(activations)``:
-  at most three groups, (P)ReLU, tanh, both. A group with both sends both activations of its one conv
-  output to ``conv_residual``, which reads every group's activations concatenated (its columns permuted
-  and scaled to match);
+- **one conv per activation** per block: the Mult channels with a (P)ReLU part are the rows of one conv
+  (``conv_mult``'s rows) followed by one PReLU with per-channel slopes, the channels with tanh the rows of
+  another followed by tanh, with no mask; a channel with both is a row of each. ``relu`` alone is a PReLU
+  of slope 0 and ``relu + prelu`` on one channel is ``2 PReLU(a / 2)`` (for ``m > 0`` both give ``m``;
+  below, ``0 + a m``), the factor 2 folded into the next conv as is Eq. 4's ``1 / len(activations)``.
+  ``conv_residual`` reads both parts concatenated (its columns permuted and scaled to match). Each conv
+  feeds one activation, which the runtimes fuse into the conv: a conv whose output fed both a PReLU and
+  tanh left both as separate float nodes, 2x slower in OpenVINO int8 than computing those rows twice
+  (issue 13, 106 vs 50 ms on a 4x32 net with 8 such channels of 24 per block);
 - **one pixel shuffle**: the fixed bicubic skip runs as one polyphase conv (:class:`BicubicPhases`)
   whose ``3 s^2`` phases are added to ``conv_last``'s output before the single DepthToSpace, instead of
   a second DepthToSpace and an add at the output resolution.
@@ -25,15 +26,13 @@ rounding (tested), as:
 
 from __future__ import annotations
 
-from typing import cast
-
 import torch
 from torch import Tensor, nn
 
 from edgesr.models.bicubic import BicubicPhases
 from edgesr.models.fgnas import FGNAS, FGNASBlock, channel_positions
 
-__all__ = ["DeployedFGNAS", "DeployedFGNASBlock", "activation_groups", "channel_branches", "deploy_form"]
+__all__ = ["DeployedFGNAS", "DeployedFGNASBlock", "activation_parts", "channel_branches", "deploy_form"]
 
 
 def _pair(values: tuple[int, ...]) -> tuple[int, int]:
@@ -84,20 +83,21 @@ def channel_branches(block: FGNASBlock, mult: list[int]) -> list[frozenset[str]]
     return [frozenset(name for name in block.branches if position in kept[name]) for position in range(len(mult))]
 
 
-def activation_groups(branches: list[frozenset[str]]) -> dict[tuple[bool, bool], list[int]]:
-    """Mult positions grouped by (has a relu / prelu part, has tanh), in first-seen order: one conv slice each.
+def activation_parts(branches: list[frozenset[str]]) -> dict[str, list[int]]:
+    """The Mult positions of each activation part, ``linear`` (a relu / prelu part) then ``tanh``; empty parts left out.
 
     relu alone is a PReLU of slope 0 and relu + prelu one PReLU (module docstring), so every channel with a
-    (P)ReLU part shares one PReLU with per-channel slopes and at most three groups remain per block.
+    (P)ReLU part is a row of the one linear-part conv; a channel with both parts is a row of both convs.
     """
-    groups: dict[tuple[bool, bool], list[int]] = {}
-    for position, kept in enumerate(branches):
-        groups.setdefault((bool(kept & {"relu", "prelu"}), "tanh" in kept), []).append(position)
-    return groups
+    parts = {
+        "linear": [position for position, kept in enumerate(branches) if kept & {"relu", "prelu"}],
+        "tanh": [position for position, kept in enumerate(branches) if "tanh" in kept],
+    }
+    return {part: positions for part, positions in parts.items() if positions}
 
 
 def _linear_part(block: FGNASBlock, kept: list[frozenset[str]], positions: list[int]) -> tuple[nn.Module, Tensor]:
-    """The (P)ReLU of a group and each channel's factor: relu -> slope 0, prelu -> a, relu + prelu -> a / 2 (x 2)."""
+    """The linear part's (P)ReLU and each channel's factor: relu -> slope 0, prelu -> a, relu + prelu -> a / 2 (x 2)."""
     both = torch.tensor([kept[p] >= {"relu", "prelu"} for p in positions])
     factors = 1.0 + both.float()
     if not any("prelu" in kept[p] for p in positions):
@@ -112,27 +112,24 @@ def _linear_part(block: FGNASBlock, kept: list[frozenset[str]], positions: list[
 
 
 class DeployedFGNASBlock(nn.Module):
-    """trunk + conv_residual(concat over groups g of act_g(conv_g(h)))), h = conv_pointwise(trunk) or trunk."""
+    """trunk + conv_residual(concat over parts p of act_p(conv_p(h))), h = conv_pointwise(trunk) or trunk."""
 
     def __init__(
         self,
         conv_pointwise: nn.Conv2d | None,
-        group_convs: list[nn.Conv2d],
-        group_activations: list[list[nn.Module]],
+        part_convs: list[nn.Conv2d],
+        part_activations: list[nn.Module],
         conv_residual: nn.Conv2d,
     ) -> None:
         super().__init__()
         self.conv_pointwise = conv_pointwise
-        self.group_convs = nn.ModuleList(group_convs)
-        self.group_activations = nn.ModuleList(nn.ModuleList(acts) for acts in group_activations)
+        self.part_convs = nn.ModuleList(part_convs)
+        self.part_activations = nn.ModuleList(part_activations)
         self.conv_residual = conv_residual
 
     def forward(self, trunk: Tensor) -> Tensor:
         h = trunk if self.conv_pointwise is None else self.conv_pointwise(trunk)
-        parts: list[Tensor] = []
-        for conv, activations in zip(self.group_convs, self.group_activations, strict=True):
-            m = conv(h)
-            parts.extend(activation(m) for activation in cast(nn.ModuleList, activations))
+        parts = [activation(conv(h)) for conv, activation in zip(self.part_convs, self.part_activations, strict=True)]
         features = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         return trunk + self.conv_residual(features)
 
@@ -144,24 +141,20 @@ def _deployed_block(
     conv_pointwise = None
     if block.conv_pointwise is not None:
         conv_pointwise = _sliced_conv(block.conv_pointwise, width, columns=reads)
-    group_convs, group_activations, columns, factors = [], [], [], []
+    part_convs, part_activations, columns, factors = [], [], [], []
     kept = channel_branches(block, mult)
-    for (linear, tanh), positions in activation_groups(kept).items():
+    for part, positions in activation_parts(kept).items():
         if block.conv_pointwise is None:
-            group_convs.append(_sliced_conv(block.conv_mult, width, columns=reads, keep_rows=positions))
+            part_convs.append(_sliced_conv(block.conv_mult, width, columns=reads, keep_rows=positions))
         else:
-            group_convs.append(_sliced_conv(block.conv_mult, keep_rows=positions))
-        activations: list[nn.Module] = []
-        if linear:
+            part_convs.append(_sliced_conv(block.conv_mult, keep_rows=positions))
+        if part == "linear":
             activation, factor = _linear_part(block, kept, positions)
-            activations.append(activation)
-            factors.append(factor / n)
-            columns.append(positions)
-        if tanh:
-            activations.append(nn.Tanh())
-            factors.append(torch.full((len(positions),), 1.0 / n))
-            columns.append(positions)
-        group_activations.append(activations)
+        else:
+            activation, factor = nn.Tanh(), torch.ones(len(positions))
+        part_activations.append(activation)
+        factors.append(factor / n)
+        columns.append(positions)
     order = torch.tensor([p for part in columns for p in part], dtype=torch.long)
     scale = torch.cat(factors)
     residual = _sliced_conv(block.conv_residual, width, rows=writes)
@@ -170,7 +163,7 @@ def _deployed_block(
         conv_residual.weight.copy_(residual.weight[:, order] * scale.to(residual.weight)[None, :, None, None])
         assert conv_residual.bias is not None and residual.bias is not None
         conv_residual.bias.copy_(residual.bias)
-    return DeployedFGNASBlock(conv_pointwise, group_convs, group_activations, conv_residual)
+    return DeployedFGNASBlock(conv_pointwise, part_convs, part_activations, conv_residual)
 
 
 class DeployedFGNAS(nn.Module):

@@ -11,16 +11,17 @@ latency, on the runtime and precision the model ships in):
   (:func:`edgesr.search.latency_table.build_latency_table`, ``int8`` on OpenVINO: fake-quantized input
   and weights, 8-bit output). The deploy form keeps one channel space of width
   ``W = |trunk ∪ after-body|`` (Eq. 4's union), so the head writes ``W`` channels, a block's 1x1 reads
-  ``W``, its residual conv reads the concatenated activations (a channel with tanh and a (P)ReLU part
-  counts twice) and writes ``W``, ``conv_after_body`` maps ``W -> W`` and ``conv_last`` reads ``W``;
-* **everything else** as ``c . f``: ``f`` = (activation channels, residual-add channels, group
+  ``W``, its Mult map is two convs, the rows with a (P)ReLU part and the rows with tanh (a channel with
+  both is a row of each), its residual conv reads both parts concatenated and writes ``W``,
+  ``conv_after_body`` maps ``W -> W`` and ``conv_last`` reads ``W``;
+* **everything else** as ``c . f``: ``f`` = (activation channels, residual-add channels, activation-part
   convolutions, 1) per network, ``c >= 0`` fitted by non-negative least squares to the measured
   whole-network time minus the conv estimate of ``fit_subnets`` random subnets. The constant holds the
   fixed part (input and output layout, the bicubic skip, the single DepthToSpace).
 
 Both parts are differentiable in the gates where the architecture is (channel counts through the
-straight-through gates of Eq. 1 and Eq. 4); the group count only moves when a branch set appears or
-vanishes and carries no gradient. The fitted model is cached per machine like the table.
+straight-through gates of Eq. 1 and Eq. 4); the part count only moves when a block's (P)ReLU or tanh
+part appears or vanishes and carries no gradient. The fitted model is cached per machine like the table.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ __all__ = [
     "random_architecture",
 ]
 
-FEATURES = ("activation_channels", "add_channels", "group_convs", "constant")
-_FORMAT = 1
+FEATURES = ("activation_channels", "add_channels", "part_convs", "constant")
+_FORMAT = 2  # 2: one Mult conv per activation part (deploy form), was one per branch set
 _SEARCH_ONLY_FIELDS = {"gate_init", "count_gradient"}  # change how the search moves, not the deployed networks
 
 
@@ -101,9 +102,8 @@ class DeployedNetwork:
     """The deploy form of a supernet's current architecture, counts differentiable in the gates.
 
     ``convs``: every conv in its deployed shape. A pruned block (no residual channel) and an after-body
-    conv with no channel are absent (0 channels); the group convs of a block count as one conv (their
-    total channels). ``features``: :data:`FEATURES`, the activation and add channels (differentiable),
-    the group convs and 1.
+    conv with no channel are absent (0 channels). ``features``: :data:`FEATURES`, the activation and add
+    channels (differentiable), the activation-part convs and 1.
     """
 
     convs: list[CountedConv]
@@ -120,7 +120,7 @@ def deployed_network(supernet: Supernet, gates: SupernetGates | None = None) -> 
     one = torch.ones((), device=width.device)
     convs = [CountedConv("head", 3, 3.0 * one, width)]
     activations = adds = torch.zeros((), device=width.device)
-    groups = 0
+    parts = 0
     for index, block in enumerate(gates.blocks):
         alive = _alive(block.residual)
         reads = width * alive
@@ -129,19 +129,19 @@ def deployed_network(supernet: Supernet, gates: SupernetGates | None = None) -> 
             convs.append(CountedConv(f"block{index}.pointwise", 1, reads, block.pointwise.sum() * alive))
             mult_in = block.pointwise.sum() * alive
         has_linear, has_tanh = _branch_parts(block.mult, names, mode)
-        convs.append(CountedConv(f"block{index}.mult", 3, mult_in, count_alive(block.mult, mode).sum() * alive))
+        for part, channels in (("linear", has_linear), ("tanh", has_tanh)):
+            convs.append(CountedConv(f"block{index}.mult_{part}", 3, mult_in, channels.sum() * alive))
         concatenated = (has_linear + has_tanh).sum() * alive
         convs.append(CountedConv(f"block{index}.residual", 3, concatenated, reads))
         activations = activations + concatenated
         adds = adds + reads
         if float(alive.detach()) > 0:
-            branch_sets = {(int(a), int(b)) for a, b in zip(has_linear.tolist(), has_tanh.tolist(), strict=True)}
-            groups += len(branch_sets - {(0, 0)})
+            parts += int(float(has_linear.detach().sum()) > 0) + int(float(has_tanh.detach().sum()) > 0)
     after = _alive(gates.after_body)
     convs.append(CountedConv("after_body", 3, width * after, width * after))
     convs.append(CountedConv("last", 3, width, float(3 * supernet.scale**2) * one))
     adds = adds + width * after  # the global skip closes on conv_after_body's output
-    return DeployedNetwork(convs, torch.stack([activations, adds, one * groups, one]))
+    return DeployedNetwork(convs, torch.stack([activations, adds, one * parts, one]))
 
 
 def network_kinds(
