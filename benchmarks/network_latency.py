@@ -33,7 +33,12 @@ from latency_estimate import correlations, fit_linear, loo_mape, mape  # noqa: E
 from edgesr.config import load_params  # noqa: E402
 from edgesr.files import atomic_write, write_json  # noqa: E402
 from edgesr.search.latency_table import lr_size  # noqa: E402
-from edgesr.search.network_latency import build_network_model, deployed_network, measured_subnets  # noqa: E402
+from edgesr.search.network_latency import (  # noqa: E402
+    TERMS,
+    build_network_model,
+    deployed_network,
+    measured_subnets,
+)
 from edgesr.search.settings import SupernetConfig  # noqa: E402
 
 OUTPUT_HW = (720, 1280)
@@ -130,7 +135,7 @@ def main() -> None:
         "fit_subnets": args.fit_subnets,
         "rounds": args.rounds,
         "model": {
-            "coefficients": list(model.coefficients),
+            "coefficients": dict(zip(TERMS, model.coefficients, strict=True)),
             "build_seconds_this_run": build_seconds,
             "key": model.meta.get("key"),
             "table_key": model.table.meta.get("key"),
@@ -144,10 +149,7 @@ def main() -> None:
         f"{args.subnets} held-out subnets of {args.blocks}x{args.width}"
     )
     plot(measured, estimate, conv, title, args.out.with_suffix(".png"))
-    print(
-        f"model built in {build_seconds:.0f} s; coefficients "
-        f"{dict(zip(('act', 'add', 'groups', 'const'), model.coefficients, strict=True))}"
-    )
+    print(f"model built in {build_seconds:.0f} s; coefficients {dict(zip(TERMS, model.coefficients, strict=True))}")
     print(f"{'predictor':<20}{'spearman':>9}{'kendall':>9}{'pearson':>9}{'MAPE':>8}")
     for name, m in metrics.items():
         print(f"{name:<20}{m['spearman']:>9.3f}{m['kendall']:>9.3f}{m['pearson']:>9.3f}{m['mape']:>8.1%}")

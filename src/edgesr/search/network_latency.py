@@ -15,9 +15,14 @@ latency, on the runtime and precision the model ships in):
   both is a row of each), its residual conv reads both parts concatenated and writes ``W``,
   ``conv_after_body`` maps ``W -> W`` and ``conv_last`` reads ``W``;
 * **everything else** as ``c . f``: ``f`` = (activation channels, residual-add channels, activation-part
-  convolutions, 1) per network, ``c >= 0`` fitted by non-negative least squares to the measured
-  whole-network time minus the conv estimate of ``fit_subnets`` random subnets. The constant holds the
-  fixed part (input and output layout, the bicubic skip, the single DepthToSpace).
+  convolutions, 1) per network. The constant holds the fixed part (input and output layout, the bicubic
+  skip, the single DepthToSpace).
+
+``T = a . convs + c . f`` with ``a, c >= 0`` fitted by non-negative least squares to the measured
+whole-network time of ``fit_subnets`` random subnets. The scale ``a`` is fitted, not 1: a conv timed
+alone, with its input and output in memory, costs several times what it adds inside a network whose
+activations run fused into it (issue 13: with ``a = 1`` every ``c`` clipped at 0 and the estimate was
+43 % high on held-out subnets; fitted, 2.8 %).
 
 Both parts are differentiable in the gates where the architecture is (channel counts through the
 straight-through gates of Eq. 1 and Eq. 4); the part count only moves when a block's (P)ReLU or tanh
@@ -52,6 +57,7 @@ from edgesr.search.supernet import CountedConv, Supernet, SupernetGates
 
 __all__ = [
     "FEATURES",
+    "TERMS",
     "DeployedNetwork",
     "NetworkLatencyModel",
     "build_network_model",
@@ -61,7 +67,8 @@ __all__ = [
 ]
 
 FEATURES = ("activation_channels", "add_channels", "part_convs", "constant")
-_FORMAT = 2  # 2: one Mult conv per activation part (deploy form), was one per branch set
+TERMS = ("conv_table_ms", *FEATURES)  # what the coefficients multiply
+_FORMAT = 3  # 2: one Mult conv per activation part (deploy form); 3: the conv table's scale is fitted
 _SEARCH_ONLY_FIELDS = {"gate_init", "count_gradient"}  # change how the search moves, not the deployed networks
 
 
@@ -159,7 +166,8 @@ def network_kinds(
 
 @dataclass
 class NetworkLatencyModel:
-    """``T(psi) = sum_convs table(kind, in, out) + c . f(psi)`` in ms (module docstring)."""
+    """``T(psi) = a . sum_convs table(kind, in, out) + c . f(psi)`` in ms, ``coefficients = (a, *c)``
+    (module docstring)."""
 
     table: LatencyTable
     coefficients: tuple[float, ...]
@@ -171,13 +179,14 @@ class NetworkLatencyModel:
     def estimate_ms(self, supernet: Supernet, gates: SupernetGates | None = None) -> Tensor:
         """The whole network's latency estimate (ms), a 0-dim tensor differentiable w.r.t. the gates."""
         network = deployed_network(supernet, gates)
-        weights = torch.tensor(self.coefficients, device=network.features.device, dtype=network.features.dtype)
-        return self.conv_ms(network) + (network.features * weights).sum()
+        conv_scale, *rest = self.coefficients
+        weights = torch.tensor(rest, device=network.features.device, dtype=network.features.dtype)
+        return conv_scale * self.conv_ms(network) + (network.features * weights).sum()
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "format": _FORMAT,
-            "features": list(FEATURES),
+            "terms": list(TERMS),
             "coefficients": list(self.coefficients),
             "meta": self.meta,
             "table": self.table.as_dict(),
@@ -185,7 +194,7 @@ class NetworkLatencyModel:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NetworkLatencyModel:
-        if data.get("format") != _FORMAT or data.get("features") != list(FEATURES):
+        if data.get("format") != _FORMAT or data.get("terms") != list(TERMS):
             raise ValueError(f"network latency model format {data.get('format')!r}, expected {_FORMAT}")
         return cls(LatencyTable.from_dict(data["table"]), tuple(data["coefficients"]), dict(data.get("meta", {})))
 
@@ -243,15 +252,12 @@ def measured_subnets(
 
 
 def fit_coefficients(table: LatencyTable, samples: list[tuple[Supernet, float]]) -> tuple[float, ...]:
-    """Non-negative least squares of measured - conv estimate on :data:`FEATURES`."""
-    model = NetworkLatencyModel(table, (0.0,) * len(FEATURES))
+    """Non-negative least squares of the measured times on :data:`TERMS` (the conv estimate and the features)."""
+    model = NetworkLatencyModel(table, (0.0,) * len(TERMS))
     with torch.no_grad():
         networks = [deployed_network(net) for net, _ in samples]
-        rows = np.array([network.features.double().numpy() for network in networks])
-        residual = np.array(
-            [ms - float(model.conv_ms(network)) for network, (_, ms) in zip(networks, samples, strict=True)]
-        )
-    solution, _ = nnls(rows, residual)
+        rows = np.array([[float(model.conv_ms(network)), *network.features.double().tolist()] for network in networks])
+    solution, _ = nnls(rows, np.array([ms for _, ms in samples]))
     return tuple(float(c) for c in solution)
 
 
