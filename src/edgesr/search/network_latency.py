@@ -22,7 +22,7 @@ latency, on the runtime and precision the model ships in):
 whole-network time of ``fit_subnets`` random subnets. The scale ``a`` is fitted, not 1: a conv timed
 alone, with its input and output in memory, costs several times what it adds inside a network whose
 activations run fused into it (issue 13: with ``a = 1`` every ``c`` clipped at 0 and the estimate was
-43 % high on held-out subnets; fitted, 2.8 %).
+43 % high on held-out subnets; fitted, 3.1 %).
 
 Both parts are differentiable in the gates where the architecture is (channel counts through the
 straight-through gates of Eq. 1 and Eq. 4); the part count only moves when a block's (P)ReLU or tanh
