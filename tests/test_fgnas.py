@@ -269,6 +269,37 @@ def test_latency_budget_search_lands_in_the_band_with_a_table():
     assert abs(final / target_ms - 1) <= 0.05
 
 
+@pytest.mark.parametrize(("slowdown", "rounds", "within"), [(1.2, 2, True), (0.8, 2, True), (1.2, 0, False)])
+def test_a_latency_budget_is_judged_on_the_measured_subnet_and_reprojected(slowdown, rounds, within):
+    """The device runs the found subnet ``slowdown`` x (plus 1 %% per 10 %% of the estimate) slower than its
+    estimate: finish_search re-projects to target * target / measured until the measured latency is in the
+    band, at most ``verify_rounds`` times, and reports that measurement; with 0 rounds the miss is reported."""
+    from edgesr.search.budget import finish_search
+    from edgesr.search.settings import LatencyBudget
+
+    net = Supernet(SupernetConfig(num_blocks=4, width=32), scale=2)
+    _randomise_gates(net, seed=3, open_fraction=0.9)
+    full = float(net.mult_adds())
+
+    def estimate(m: Supernet) -> torch.Tensor:
+        return m.mult_adds() / full * 100.0  # ms
+
+    measurements: list[float] = []
+
+    def measure(m: Supernet) -> float:
+        ms = float(estimate(m))
+        measurements.append(ms * slowdown * (1 + ms / 1000))
+        return measurements[-1]
+
+    budget = LatencyBudget(target_ms=40.0, tolerance=0.05, verify_rounds=rounds)
+    final, ok, measured = finish_search(net, budget, estimate, measure)
+    assert measured == measurements[-1] and len(measurements) <= rounds + 1
+    assert ok is within and ok == (abs(measured / 40.0 - 1) <= 0.05)
+    assert final == pytest.approx(float(estimate(net)))
+    if rounds:
+        assert len(measurements) >= 2 and abs(measurements[0] / 40.0 - 1) > 0.05  # the estimate alone missed
+
+
 def test_deploy_form_has_one_conv_per_activation_without_masks_and_shuffles_once():
     """Every (P)ReLU part of Eq. 4's branches is a row of one conv with one PReLU, every tanh part a row of
     another with tanh (a channel with both is a row of each), each conv feeding a single activation; the

@@ -17,6 +17,7 @@ from edgesr.search.network_latency import (
     deployed_kind,
     deployed_network,
     fit_coefficients,
+    measure_network_ms,
     network_kinds,
     random_architecture,
 )
@@ -109,6 +110,16 @@ def test_a_table_too_narrow_for_the_concatenated_activations_is_refused():
     net = Supernet(cfg, 2)  # every gate open: 16 activation channels per block, more than 8
     with pytest.raises(ValueError, match="residual alive_in .* outside the latency table"):
         NetworkLatencyModel(LatencyTable(narrow), (1.0,) + (0.0,) * 4).estimate_ms(net)
+
+
+def test_measure_network_ms_times_the_int8_deployed_form_on_openvino():
+    supernet, _ = _random_subnet(4, 0.5)
+    subnet = extract_subnet(supernet).eval()
+    small, large = (
+        measure_network_ms(subnet, hw, precision="int8", threads=1, float_modules=["bicubic"], rounds=5)
+        for hw in ((24, 32), (192, 256))
+    )
+    assert 0 < small < large / 4  # 64x the pixels
 
 
 def test_a_real_build_measures_fits_and_then_reads_the_cache(tmp_path, monkeypatch):

@@ -80,8 +80,9 @@ def _cmd_search(args: argparse.Namespace) -> None:
 
     found = search.run(_load(args), args.size)
     band = "within" if found.within_budget else "OUTSIDE"
+    measured = "" if found.measured_ms is None else f", measured {found.measured_ms:.1f} ms"
     print(
-        f"search@{args.size}: {found.mult_adds / 1e9:.3f} G Mult-Adds at 720p, cost {found.cost:.4g} "
+        f"search@{args.size}: {found.mult_adds / 1e9:.3f} G Mult-Adds at 720p, cost {found.cost:.4g}{measured} "
         f"({band} the budget), supernet validation PSNR-Y {found.val_psnr:.3f} dB"
     )
 

@@ -151,11 +151,30 @@ def project_to_budget(supernet: Supernet, cost: CostFunction, target: float) -> 
     return cost_at(best)
 
 
-def finish_search(supernet: Supernet, budget: BudgetConfig, cost: CostFunction) -> tuple[float, bool]:
-    """Clean the gates and, for a target budget, project them into its band; returns (cost, within band)."""
+def finish_search(
+    supernet: Supernet, budget: BudgetConfig, cost: CostFunction, measure: Callable[[Supernet], float] | None = None
+) -> tuple[float, bool, float | None]:
+    """Clean the gates and, for a target budget, project them into its band; returns (cost, within band,
+    measured).
+
+    ``measure`` (latency budgets): the found architecture's latency measured whole on the device. An
+    estimate is only as good as its model on this architecture, so while the measured latency is outside
+    the band the architecture is projected again to ``goal *= target / measured`` (the estimate's error
+    there taken as a ratio), at most ``budget.verify_rounds`` times; the band is then judged on the
+    measured latency.
+    """
     if not isinstance(budget, MultAddsBudget | LatencyBudget):
         clean_gates(supernet)
-        return float(cost(supernet)), True
-    target = _target(budget)
-    final = project_to_budget(supernet, cost, target)
-    return final, abs(final / target - 1.0) <= budget.tolerance
+        return float(cost(supernet)), True, None
+    target = goal = _target(budget)
+    final = project_to_budget(supernet, cost, goal)
+    if measure is None or not isinstance(budget, LatencyBudget):
+        return final, abs(final / target - 1.0) <= budget.tolerance, None
+    measured = measure(supernet)
+    for _ in range(budget.verify_rounds):
+        if abs(measured / target - 1.0) <= budget.tolerance:
+            break
+        goal *= target / measured
+        final = project_to_budget(supernet, cost, goal)
+        measured = measure(supernet)
+    return final, abs(measured / target - 1.0) <= budget.tolerance, measured

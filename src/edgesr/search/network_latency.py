@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.optimize import nnls
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from edgesr.deploy.network_bench import NetworkPrecision, network_runner
@@ -63,6 +63,7 @@ __all__ = [
     "build_network_model",
     "deployed_kind",
     "deployed_network",
+    "measure_network_ms",
     "random_architecture",
 ]
 
@@ -219,6 +220,22 @@ def time_round_robin(runners: list[Any], x: np.ndarray, rounds: int, warmup: int
             runner(x)
             times[index].append((time.perf_counter() - start) * 1e3)
     return [statistics.median(t) for t in times]
+
+
+def measure_network_ms(
+    model: nn.Module,
+    lr_hw: tuple[int, int],
+    *,
+    precision: NetworkPrecision,
+    threads: int,
+    float_modules: Sequence[str],
+    rounds: int = 15,
+    warmup: int = 3,
+) -> float:
+    """Median ms of ``model``'s deployed form on OpenVINO, built and timed as the fit subnets are."""
+    runner = network_runner(model, lr_hw, precision=precision, threads=threads, float_modules=float_modules)
+    x = np.random.default_rng(0).random((1, 3, *lr_hw), dtype=np.float32)
+    return time_round_robin([runner], x, rounds, warmup, "timing the found subnet")[0]
 
 
 def measured_subnets(

@@ -1,7 +1,8 @@
 """Stage ``search@<size>``: FGNAS supernet search for one size (paper 001, Sec. 3.2 and 4.1).
 
 Trains the supernet's weights and gate parameters jointly on ``L1 + lambda R`` (Eq. 2), cleans and,
-for a target budget, projects the final gates into the budget's tolerance band, then writes to
+for a target budget, projects the final gates into the budget's tolerance band (a latency budget: judged
+on the found subnet measured whole, :func:`edgesr.search.budget.finish_search`), then writes to
 ``<paths.search>/<size>/``: ``architecture.json`` (the searched subnet, :class:`FGNASArchitecture`),
 ``supernet.pt`` (final supernet weights and gates, ``weights_only`` loadable), the trainer's ``last.pt`` /
 ``best.pt`` / ``history.json``; ``metrics/search/<size>.json`` and ``plots/search/<size>.csv``. MLflow
@@ -12,7 +13,7 @@ validation PSNR. The architecture picture (Fig. 4 style) and the search curves a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from edgesr.files import atomic_write, write_json, write_text
 from edgesr.kernels import with_native_kernels
 from edgesr.models.fgnas import FGNASArchitecture
 from edgesr.search.budget import CostFunction, SearchObjective, alive_channels, budget_target, finish_search
-from edgesr.search.extract import extract_architecture
+from edgesr.search.extract import extract_architecture, extract_subnet
+from edgesr.search.latency_table import lr_size
 from edgesr.search.settings import BudgetConfig, LatencyBudget, MultAddsBudget
 from edgesr.search.supernet import Supernet
 from edgesr.train.run import history_csv, recorded_run, training_data, training_data_hash
@@ -43,6 +45,7 @@ class SearchResult:
     target: float | None
     within_budget: bool
     val_psnr: float
+    measured_ms: float | None = None  # a latency budget's found subnet, measured whole
 
 
 def cost_function(
@@ -68,6 +71,25 @@ def cost_function(
     return lambda net: net.mult_adds(output_hw)
 
 
+def latency_measure(
+    budget: LatencyBudget, scale: int, output_hw: tuple[int, int], float_modules: Sequence[str] = ()
+) -> Callable[[Supernet], float]:
+    """The latency (ms) of a supernet's current subnet, deployed as the budget says and measured whole."""
+    from edgesr.search.network_latency import measure_network_ms
+
+    def measure(supernet: Supernet) -> float:
+        return with_native_kernels(  # as deployed: without the training's AVX2 pin
+            measure_network_ms,
+            extract_subnet(supernet).eval(),
+            lr_size(scale, output_hw),
+            precision=budget.precision,
+            threads=budget.threads,
+            float_modules=float_modules,
+        )
+
+    return measure
+
+
 def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
     """Search ``params.search.sizes[size]`` at ``params.scale``; resumes an interrupted search."""
     cfg = params.search
@@ -79,6 +101,9 @@ def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
     torch.manual_seed(train_cfg.seed)
     supernet = Supernet(supernet_cfg, params.scale)
     cost = cost_function(budget, supernet, cfg.output_hw, params.quantize.float_modules)
+    measure = None
+    if isinstance(budget, LatencyBudget) and budget.verify_rounds:
+        measure = latency_measure(budget, params.scale, cfg.output_hw, params.quantize.float_modules)
     with torch.no_grad():
         full_cost = float(cost(supernet))
     objective = SearchObjective(budget, cost, full_cost, train_cfg.iterations)
@@ -110,13 +135,15 @@ def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
             metadata=metadata,
             objective=objective,
         )
-        found = _finish(supernet, budget, cost, val_pairs, scale)
+        found = _finish(supernet, budget, cost, val_pairs, scale, measure)
         if tracker is None:  # not rank 0: nothing to record
             return found
         if not found.within_budget and isinstance(budget, MultAddsBudget | LatencyBudget):  # only targets miss
+            final = found.cost if found.measured_ms is None else found.measured_ms
             print(
-                f"search@{size}: the final cost {found.cost:.4g} is outside target {found.target:.4g} "
-                f"+-{budget.tolerance:.0%}; search longer (search.train.iterations) or raise lambda_rate"
+                f"search@{size}: the final {'cost' if found.measured_ms is None else 'measured latency'} "
+                f"{final:.4g} is outside target {found.target:.4g} +-{budget.tolerance:.0%}; search longer "
+                "(search.train.iterations), raise lambda_rate or verify_rounds"
             )
         write_text(out_dir / ARCHITECTURE_FILE, found.architecture.model_dump_json(indent=1) + "\n")
         atomic_write(out_dir / SUPERNET_FILE, lambda t: torch.save(supernet.state_dict(), t))
@@ -125,6 +152,7 @@ def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
             "cost": found.cost,
             "target": found.target,
             "within_budget": found.within_budget,
+            "measured_ms": found.measured_ms,
             "val_psnr_y": found.val_psnr,
             "full_cost": full_cost,
             "iterations": result.final_iteration,
@@ -138,8 +166,15 @@ def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
     return found
 
 
-def _finish(supernet: Supernet, budget: BudgetConfig, cost: CostFunction, val_pairs: list, scale: int) -> SearchResult:
-    final_cost, within = finish_search(supernet, budget, cost)
+def _finish(
+    supernet: Supernet,
+    budget: BudgetConfig,
+    cost: CostFunction,
+    val_pairs: list,
+    scale: int,
+    measure: Callable[[Supernet], float] | None,
+) -> SearchResult:
+    final_cost, within, measured = finish_search(supernet, budget, cost, measure)
     architecture = extract_architecture(supernet)
     with torch.no_grad():
         mult_adds = round(float(supernet.mult_adds()))
@@ -150,4 +185,5 @@ def _finish(supernet: Supernet, budget: BudgetConfig, cost: CostFunction, val_pa
         target=budget_target(budget),
         within_budget=within,
         val_psnr=validate(supernet, val_pairs, scale),
+        measured_ms=measured,
     )
