@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +27,7 @@ __all__ = [
     "alive_channels",
     "budget_target",
     "finish_search",
+    "next_goal",
     "project_to_budget",
 ]
 
@@ -159,22 +161,69 @@ def finish_search(
 
     ``measure`` (latency budgets): the found architecture's latency measured whole on the device. An
     estimate is only as good as its model on this architecture, so while the measured latency is outside
-    the band the architecture is projected again to ``goal *= target / measured`` (the estimate's error
-    there taken as a ratio), at most ``budget.verify_rounds`` times; the band is then judged on the
-    measured latency.
+    the band the search's gates are projected again to a corrected goal (:func:`next_goal`), at most
+    ``budget.verify_rounds`` times. The candidate measured nearest the target is kept, and the band is
+    judged on its measured latency.
     """
     if not isinstance(budget, MultAddsBudget | LatencyBudget):
         clean_gates(supernet)
         return float(cost(supernet)), True, None
-    target = goal = _target(budget)
-    final = project_to_budget(supernet, cost, goal)
+    target = _target(budget)
+    searched = _gates(supernet)  # each projection starts from the search's gates (a projection cleans them)
+    final = project_to_budget(supernet, cost, target)
     if measure is None or not isinstance(budget, LatencyBudget):
         return final, abs(final / target - 1.0) <= budget.tolerance, None
-    measured = measure(supernet)
+
+    def miss(candidate: _Candidate) -> float:
+        return abs(candidate.measured / target - 1.0)
+
+    tried = [_Candidate(target, measure(supernet), final, _gates(supernet))]
     for _ in range(budget.verify_rounds):
-        if abs(measured / target - 1.0) <= budget.tolerance:
+        if miss(tried[-1]) <= budget.tolerance:
             break
-        goal *= target / measured
+        goal = next_goal([(c.goal, c.measured) for c in tried], target)
+        _load_gates(supernet, searched)
         final = project_to_budget(supernet, cost, goal)
-        measured = measure(supernet)
-    return final, abs(measured / target - 1.0) <= budget.tolerance, measured
+        tried.append(_Candidate(goal, measure(supernet), final, _gates(supernet)))
+    best = min(tried, key=miss)
+    _load_gates(supernet, best.gates)
+    return best.cost, miss(best) <= budget.tolerance, best.measured
+
+
+def next_goal(tried: list[tuple[float, float]], target: float) -> float:
+    """The estimate goal to project to next, from the (goal, measured) pairs tried so far.
+
+    The measured latency is a rising function of the goal, but not a proportional one (a subnet's fixed
+    costs take a larger share as it shrinks). With two or more pairs: the secant through the two measured
+    nearest the target (a line, offset included); with one, or a secant that does not rise: the ratio step
+    ``goal * target / measured`` from the nearest.
+    """
+    nearest = sorted(tried, key=lambda pair: abs(pair[1] - target))
+    goal, measured = nearest[0]
+    if len(nearest) > 1:
+        other_goal, other_measured = nearest[1]
+        if goal != other_goal and (slope := (measured - other_measured) / (goal - other_goal)) > 0:
+            secant = goal + (target - measured) / slope
+            if secant > 0:
+                return secant
+    return goal * target / measured
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """One projection of the searched gates, measured whole on the device."""
+
+    goal: float
+    measured: float
+    cost: float
+    gates: list[Tensor]
+
+
+def _gates(supernet: Supernet) -> list[Tensor]:
+    return [p.detach().clone() for p in supernet.gate_parameters()]
+
+
+@torch.no_grad()
+def _load_gates(supernet: Supernet, gates: list[Tensor]) -> None:
+    for param, saved in zip(supernet.gate_parameters(), gates, strict=True):
+        param.copy_(saved)

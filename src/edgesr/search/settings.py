@@ -112,10 +112,10 @@ class LatencyBudget(_TargetBudget):
     channel_step: int = Field(8, ge=1, description="the conv table measures every channel_step channels")
     fit_subnets: int = Field(20, ge=5, description="random subnets measured whole to fit the non-conv part")
     verify_rounds: int = Field(
-        2,
+        3,
         ge=0,
-        description="the found subnet is measured whole; while outside the band, re-project to the target "
-        "scaled by target / measured, at most this many times (0: trust the estimate)",
+        description="the found subnet is measured whole; while outside the band, re-project to a goal corrected "
+        "by the measurements (a secant step), at most this many times, keeping the nearest (0: trust the estimate)",
     )
 
 
