@@ -131,7 +131,7 @@ def project_to_budget(supernet: Supernet, cost: CostFunction, target: float) -> 
     params = supernet.gate_parameters()
     if not params:
         return float(cost(supernet))
-    original = [p.detach().clone() for p in params]
+    original = _gates(supernet)
     values = torch.unique(torch.cat([p.flatten() for p in original]).cpu())
     # Thresholds between consecutive psi values, plus one below all (keep all) and one above (drop all).
     edges = torch.cat([values[:1] - 1.0, (values[1:] + values[:-1]) / 2, values[-1:] + 1.0]).tolist()
