@@ -146,7 +146,7 @@ def main() -> None:
         out = args.out.parent / "fgnas_ablation_runs" / "_".join(row.split()[:2] + [str(cfg.count_gradient)])
         start = time.perf_counter()
         train(supernet, sampler, val_pairs, run_cfg, SCALE, out / "search", objective=objective)
-        final_cost, within = finish_search(supernet, budget, cost)
+        within = finish_search(supernet, budget, cost).within_budget
         arch = extract_architecture(supernet)
         search_s = time.perf_counter() - start
         torch.manual_seed(0)

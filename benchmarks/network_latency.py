@@ -5,14 +5,15 @@
 Builds (or reads from this machine's cache) :func:`edgesr.search.network_latency.build_network_model` for
 ``Supernet(blocks, width)`` at x``scale`` (the int8 conv table of the deploy form's shapes, then the
 non-conv part fitted on ``--fit-subnets`` random subnets of seed 0), draws ``--subnets`` other random
-subnets (seed ``--seed``, 10 % .. 90 % of the gates open), quantizes each deploy form with NNCF as the
-``quantize`` stage does and times them on OpenVINO round-robin (one run of each per round, median over
-``--rounds``), on ``--threads`` threads at the LR size of a 1280x720 output.
+subnets (seed ``--seed``, 10 % .. 90 % of the gates open, every other one with pruned blocks), quantizes
+each deploy form with NNCF as the ``quantize`` stage does and times them on OpenVINO round-robin (one run
+of each per round, median over ``--rounds``), on ``--threads`` threads at the LR size of a 1280x720 output.
 
 Reports Spearman, Kendall and Pearson correlation and MAPE against the measured latency of: the model,
 its conv part alone (the old per-layer idea on the deployed shapes), and Eq. 3's Mult-Adds (with a
-leave-one-out linear fit for its MAPE). Writes ``benchmarks/results/network_latency.json`` and a scatter
-plot ``network_latency.png``.
+leave-one-out linear fit for its MAPE), and the model's scores on the subnets with pruned blocks alone
+(the thin networks a latency search ends in). Writes ``benchmarks/results/network_latency.json`` and a
+scatter plot ``network_latency.png``.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from edgesr.search.latency_table import lr_size  # noqa: E402
 from edgesr.search.network_latency import (  # noqa: E402
     TERMS,
     build_network_model,
-    deployed_network,
     measured_subnets,
+    network_terms,
 )
 from edgesr.search.settings import SupernetConfig  # noqa: E402
 
@@ -107,22 +108,30 @@ def main() -> None:
         rounds=args.rounds,
         warmup=3,
     )
+    terms = network_terms(model.table, [net for net, _ in held_out])  # TERMS per subnet, to refit offline
     with torch.no_grad():
         rows = [
             {
+                "pruned_blocks": sum(float(b.residual.sum()) == 0 for b in net.gates().blocks),
                 "measured_ms": ms,
                 "estimate_ms": float(model.estimate_ms(net)),
-                "conv_estimate_ms": float(model.conv_ms(deployed_network(net))),
+                "conv_estimate_ms": float(row[0]),
                 "mult_adds": float(net.mult_adds(OUTPUT_HW)),
+                "terms": row.tolist(),
             }
-            for net, ms in held_out
+            for (net, ms), row in zip(held_out, terms, strict=True)
         ]
-    measured, estimate, conv, mult_adds = (np.array([r[k] for r in rows]) for k in rows[0])
+    measured, estimate, conv, mult_adds = (
+        np.array([r[k] for r in rows]) for k in ("measured_ms", "estimate_ms", "conv_estimate_ms", "mult_adds")
+    )
+    pruned = np.array([r["pruned_blocks"] > 0 for r in rows])
     metrics = {
         "network_model": scores(estimate, measured),
         "conv_part_alone": scores(conv, measured),
         "mult_adds": {**scores(mult_adds, measured), "mape": loo_mape(fit_linear, mult_adds, measured)},
     }
+    if pruned.sum() >= 3:
+        metrics["network_model_pruned_blocks"] = scores(estimate[pruned], measured[pruned])
     result = {
         "supernet": cfg.model_dump(mode="json"),
         "scale": args.scale,
@@ -150,9 +159,9 @@ def main() -> None:
     )
     plot(measured, estimate, conv, title, args.out.with_suffix(".png"))
     print(f"model built in {build_seconds:.0f} s; coefficients {dict(zip(TERMS, model.coefficients, strict=True))}")
-    print(f"{'predictor':<20}{'spearman':>9}{'kendall':>9}{'pearson':>9}{'MAPE':>8}")
+    print(f"{'predictor':<28}{'spearman':>9}{'kendall':>9}{'pearson':>9}{'MAPE':>8}")
     for name, m in metrics.items():
-        print(f"{name:<20}{m['spearman']:>9.3f}{m['kendall']:>9.3f}{m['pearson']:>9.3f}{m['mape']:>8.1%}")
+        print(f"{name:<28}{m['spearman']:>9.3f}{m['kendall']:>9.3f}{m['pearson']:>9.3f}{m['mape']:>8.1%}")
     print(f"wrote {args.out}")
 
 

@@ -300,8 +300,11 @@ def test_a_latency_budget_is_judged_on_the_measured_subnet_and_reprojected(devic
         return measurements[-1]
 
     budget = LatencyBudget(target_ms=40.0, tolerance=0.05, verify_rounds=rounds)
-    final, ok, measured = finish_search(net, budget, estimate, measure)
+    finished = finish_search(net, budget, estimate, measure)
+    final, ok, measured = finished.cost, finished.within_budget, finished.measured_ms
     assert len(measurements) <= rounds + 1
+    assert [r["measured_ms"] for r in finished.rounds] == measurements  # every round is reported, in order
+    assert finished.rounds[0]["goal"] == 40.0 and all(r["goal"] > 0 for r in finished.rounds)
     assert measured == min(measurements, key=lambda ms: abs(ms - 40.0))  # the nearest candidate is kept
     assert ok is within and ok == (abs(measured / 40.0 - 1) <= 0.05)
     assert final == pytest.approx(float(estimate(net))) and device(final) == pytest.approx(measured)

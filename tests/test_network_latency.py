@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +20,7 @@ from edgesr.search.network_latency import (
     fit_coefficients,
     measure_network_ms,
     network_kinds,
+    network_terms,
     random_architecture,
 )
 from edgesr.search.settings import SupernetConfig
@@ -97,10 +99,57 @@ def test_fit_recovers_the_conv_scale_and_the_non_conv_coefficients_and_the_estim
         with torch.no_grad():
             exact = NetworkLatencyModel(table, truth).estimate_ms(net)
         samples.append((net, float(exact)))
-    assert fit_coefficients(table, samples) == pytest.approx(truth, abs=1e-5)  # float32 samples
+    terms = network_terms(table, [net for net, _ in samples])
+    assert fit_coefficients(terms, np.array([ms for _, ms in samples])) == pytest.approx(truth, abs=1e-5)
     net = samples[3][0]
     NetworkLatencyModel(table, truth).estimate_ms(net).backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.gate_parameters())
+
+
+def test_the_fit_minimises_relative_error_so_thin_subnets_count_as_much_as_large_ones():
+    """Measured times off the model by a factor (1 + e): the fit is NNLS on rows divided by the measured
+    time, so it minimises sum (estimate / measured - 1)^2: no other non-negative coefficients do better,
+    and the unweighted fit (which the large subnets would set) does strictly worse."""
+    from scipy.optimize import nnls
+
+    cfg = SupernetConfig(num_blocks=3, width=8)
+    table, truth = _linear_table(cfg), np.array([0.4, 0.05, 0.02, 0.3, 4.0])
+    nets = []
+    for seed in range(16):
+        torch.manual_seed(seed)
+        net = Supernet(cfg, 2)
+        random_architecture(net, 0.1 + 0.05 * seed, torch.Generator().manual_seed(seed), close_blocks=seed % 2 == 1)
+        extract_subnet(net)
+        nets.append(net)
+    design = network_terms(table, nets)
+    measured = design @ truth * (1 + 0.3 * np.random.default_rng(0).standard_normal(len(nets)))
+
+    def relative_errors(coefficients) -> np.ndarray:
+        return design @ np.asarray(coefficients) / measured - 1
+
+    fitted = fit_coefficients(design, measured)
+    unweighted, _ = nnls(design, measured)
+    assert min(fitted) >= 0
+    best = float(np.sum(relative_errors(fitted) ** 2))
+    for other in (truth, np.array(fitted) * 1.01, np.array(fitted) + [0, 0, 0, 0, 0.1]):
+        assert best <= float(np.sum(relative_errors(other) ** 2)) + 1e-9
+    assert best < float(np.sum(relative_errors(unweighted) ** 2)) - 1e-3
+
+
+def test_random_architectures_with_closed_blocks_cover_thin_networks():
+    """``close_blocks`` closes each block with probability 1 - open fraction: at 10 % open most blocks of
+    a subnet are pruned, at 90 % few; without it independent gates almost never close a whole block."""
+
+    def closed_blocks(fraction: float, close: bool, seed: int) -> int:
+        net = Supernet(SupernetConfig(num_blocks=8, width=16), 2)
+        random_architecture(net, fraction, torch.Generator().manual_seed(seed), close_blocks=close)
+        extract_subnet(net)
+        return sum(float(b.residual.sum()) == 0 for b in net.gates().blocks)
+
+    thin = [closed_blocks(0.1, True, seed) for seed in range(10)]
+    wide = [closed_blocks(0.9, True, seed) for seed in range(10)]
+    assert np.mean(thin) > 5 and np.mean(wide) < 2
+    assert sum(closed_blocks(0.5, False, seed) for seed in range(10)) == 0
 
 
 def test_a_table_too_narrow_for_the_concatenated_activations_is_refused():

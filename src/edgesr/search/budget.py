@@ -23,6 +23,7 @@ from edgesr.search.supernet import Supernet
 
 __all__ = [
     "CostFunction",
+    "FinishedSearch",
     "SearchObjective",
     "alive_channels",
     "budget_target",
@@ -153,11 +154,22 @@ def project_to_budget(supernet: Supernet, cost: CostFunction, target: float) -> 
     return cost_at(best)
 
 
+@dataclass(frozen=True)
+class FinishedSearch:
+    """What :func:`finish_search` settled on: the final cost, whether it is in the target's band, and for
+    a latency budget measured on the device, the measured latency and every round tried (goal, estimate,
+    measured), in order."""
+
+    cost: float
+    within_budget: bool
+    measured_ms: float | None = None
+    rounds: tuple[dict[str, float], ...] = ()
+
+
 def finish_search(
     supernet: Supernet, budget: BudgetConfig, cost: CostFunction, measure: Callable[[Supernet], float] | None = None
-) -> tuple[float, bool, float | None]:
-    """Clean the gates and, for a target budget, project them into its band; returns (cost, within band,
-    measured).
+) -> FinishedSearch:
+    """Clean the gates and, for a target budget, project them into its band.
 
     ``measure`` (latency budgets): the found architecture's latency measured whole on the device. An
     estimate is only as good as its model on this architecture, so while the measured latency is outside
@@ -167,12 +179,12 @@ def finish_search(
     """
     if not isinstance(budget, MultAddsBudget | LatencyBudget):
         clean_gates(supernet)
-        return float(cost(supernet)), True, None
+        return FinishedSearch(float(cost(supernet)), True)
     target = _target(budget)
     searched = _gates(supernet)  # each projection starts from the search's gates (a projection cleans them)
     final = project_to_budget(supernet, cost, target)
     if measure is None or not isinstance(budget, LatencyBudget):
-        return final, abs(final / target - 1.0) <= budget.tolerance, None
+        return FinishedSearch(final, abs(final / target - 1.0) <= budget.tolerance)
 
     def miss(candidate: _Candidate) -> float:
         return abs(candidate.measured / target - 1.0)
@@ -187,7 +199,8 @@ def finish_search(
         tried.append(_Candidate(goal, measure(supernet), final, _gates(supernet)))
     best = min(tried, key=miss)
     _load_gates(supernet, best.gates)
-    return best.cost, miss(best) <= budget.tolerance, best.measured
+    rounds = tuple({"goal": c.goal, "estimate": c.cost, "measured_ms": c.measured} for c in tried)
+    return FinishedSearch(best.cost, miss(best) <= budget.tolerance, best.measured, rounds)
 
 
 def next_goal(tried: list[tuple[float, float]], target: float) -> float:

@@ -14,7 +14,7 @@ validation PSNR. The architecture picture (Fig. 4 style) and the search curves a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -46,6 +46,7 @@ class SearchResult:
     within_budget: bool
     val_psnr: float
     measured_ms: float | None = None  # a latency budget's found subnet, measured whole
+    verify_rounds: list[dict[str, float]] = field(default_factory=list)  # (goal, estimate, measured) per projection
 
 
 def cost_function(
@@ -152,6 +153,7 @@ def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
             "target": found.target,
             "within_budget": found.within_budget,
             "measured_ms": found.measured_ms,
+            "verify_rounds": found.verify_rounds,
             "val_psnr_y": found.val_psnr,
             "full_cost": full_cost,
             "iterations": result.final_iteration,
@@ -173,16 +175,17 @@ def _finish(
     scale: int,
     measure: Callable[[Supernet], float] | None,
 ) -> SearchResult:
-    final_cost, within, measured = finish_search(supernet, budget, cost, measure)
+    finished = finish_search(supernet, budget, cost, measure)
     architecture = extract_architecture(supernet)
     with torch.no_grad():
         mult_adds = round(float(supernet.mult_adds()))
     return SearchResult(
         architecture=architecture,
         mult_adds=mult_adds,
-        cost=final_cost,
+        cost=finished.cost,
         target=budget_target(budget),
-        within_budget=within,
+        within_budget=finished.within_budget,
         val_psnr=validate(supernet, val_pairs, scale),
-        measured_ms=measured,
+        measured_ms=finished.measured_ms,
+        verify_rounds=list(finished.rounds),
     )
