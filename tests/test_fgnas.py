@@ -196,6 +196,29 @@ def test_objective_is_eq_2_with_fixed_lambda_and_adapts_lambda_to_a_target():
     assert ramped.target_at(50) == ramped.target_at(99) == pytest.approx(full / 2)
 
 
+@pytest.mark.parametrize(
+    ("penalty", "open_all"), [("linear", True), ("linear", False), ("hinge", True), ("hinge", False)]
+)
+def test_the_hinge_penalty_pushes_only_while_the_cost_is_over_the_target(penalty, open_all):
+    """linear: lambda * R / target pushes every gate down at any cost; hinge: lambda * max(R / target - 1, 0)
+    is lambda * (2 - 1) at twice the target and 0, with no gradient, under it. Lambda adapts the same way."""
+    net = Supernet(SupernetConfig(num_blocks=2, width=8), scale=2)
+    full = net.mult_adds().item()
+    if not open_all:
+        _randomise_gates(net, seed=0, open_fraction=0.2)  # under the target
+    cost = net.mult_adds().item()
+    budget = MultAddsBudget(target_g=full / 2e9, lambda_init=0.1, lambda_rate=0.1, ramp_fraction=0.0, penalty=penalty)
+    objective = SearchObjective(budget, lambda m: m.mult_adds(), full, 100)
+    total = objective(net, torch.tensor(0.25), 0)
+    over = cost / (full / 2) - 1
+    expected = 0.1 * (cost / (full / 2) if penalty == "linear" else max(over, 0.0))
+    assert total.item() == pytest.approx(0.25 + expected)
+    assert objective.current_lambda() == pytest.approx(0.1 * math.exp(0.1 * over))
+    total.backward()
+    pushed = sum(float(p.grad.abs().sum()) for p in net.gate_parameters() if p.grad is not None)
+    assert (pushed > 0) == (penalty == "linear" or open_all)
+
+
 @pytest.mark.parametrize("target_g", [3.5, 7.0, 12.0])
 def test_projection_lands_within_five_percent_and_keeps_the_learned_order(target_g):
     net = Supernet(SupernetConfig(num_blocks=4, width=32, bicubic_skip=True), scale=2)

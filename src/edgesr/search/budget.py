@@ -58,7 +58,7 @@ class SearchObjective(nn.Module):
 
     Args:
         budget: ``none`` (L only), ``lambda`` (fixed: ``L + value * cost``) or a target (adapted lambda:
-            ``L + lambda * cost / target_t``, see :class:`edgesr.search.settings.MultAddsBudget`).
+            ``L + lambda * cost / target_t`` or its hinge, see :class:`edgesr.search.settings.MultAddsBudget`).
         cost: the resource estimate, e.g. ``lambda net: net.mult_adds((720, 1280))`` (Eq. 3).
         full_cost: cost of the unpruned supernet, where a target's ramp starts.
         iterations: length of the search, for the ramp.
@@ -96,7 +96,10 @@ class SearchObjective(nn.Module):
         if isinstance(budget, FixedLambda):
             return loss + budget.value * cost.to(loss.dtype)
         target = self._ramped_target(budget, iteration)
-        penalty = (self.log_lambda.exp() * cost / target).to(loss.dtype)
+        ratio = cost / target
+        penalty = (self.log_lambda.exp() * (torch.relu(ratio - 1.0) if budget.penalty == "hinge" else ratio)).to(
+            loss.dtype
+        )
         with torch.no_grad():  # dual ascent on cost <= target, after this iteration used the current lambda
             self.log_lambda.add_(budget.lambda_rate * (float(cost) / target - 1.0)).clamp_(*_LOG_LAMBDA_RANGE)
         return loss + penalty

@@ -79,7 +79,9 @@ class FixedLambda(StrictModel):
 class _TargetBudget(StrictModel):
     """A budget that lambda is adapted to (dual ascent on the budget constraint).
 
-    The objective is ``L1 + lambda * cost / target_t``; after every iteration
+    The objective is ``L1 + lambda * cost / target_t`` (``penalty: linear``) or
+    ``L1 + lambda * max(cost / target_t - 1, 0)`` (``penalty: hinge``: nothing pushes the cost below the
+    target, so the search does not overshoot it); after every iteration
     ``log lambda += lambda_rate * (cost / target_t - 1)`` (the hard, forward cost), so lambda grows
     while the architecture is over budget and shrinks under it. ``target_t`` falls linearly from the
     full supernet's cost to ``target`` over the first ``ramp_fraction`` of the search, so channels are
@@ -91,6 +93,9 @@ class _TargetBudget(StrictModel):
     lambda_init: float = Field(0.05, gt=0)
     lambda_rate: float = Field(0.02, gt=0)
     ramp_fraction: float = Field(0.5, ge=0, le=1)
+    penalty: Literal["linear", "hinge"] = Field(
+        "linear", description="linear: lambda * cost / target; hinge: lambda * max(cost / target - 1, 0) (issue 13)"
+    )
 
 
 class MultAddsBudget(_TargetBudget):
