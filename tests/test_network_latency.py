@@ -194,3 +194,18 @@ def test_a_real_build_measures_fits_and_then_reads_the_cache(tmp_path, monkeypat
     with pytest.warns(UserWarning, match=r"network latency model cache .*network-.*\.json is unusable"):
         with pytest.raises(AssertionError, match="measured again"):  # an unreadable file is measured again
             build_network_model(cfg, 2, (32, 48), **build)
+
+
+def test_the_search_settles_before_its_first_measurement_only(monkeypatch):
+    """A machine that has just trained runs slow for a while (measured: 1.35x for ~45 s), so the found
+    subnet's first measurement waits ``settle_s`` idle; the re-projection rounds that follow do not."""
+    from edgesr.search.settings import LatencyBudget
+    from edgesr.stages.search import latency_measure
+
+    settles: list[float] = []
+    monkeypatch.setattr(network_latency.time, "sleep", settles.append)
+    monkeypatch.setattr(network_latency, "network_runner", lambda *args, **kwargs: lambda x: None)
+    measure = latency_measure(LatencyBudget(target_ms=10.0, settle_s=30.0), 2, (32, 48))
+    supernet, _ = _random_subnet(5, 0.5)
+    assert all(measure(supernet) >= 0 for _ in range(3))
+    assert settles == [30.0, 0.0, 0.0]

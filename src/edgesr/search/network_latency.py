@@ -222,8 +222,13 @@ def random_architecture(
                         gate.clamp_(max=DEAD_PSI)
 
 
-def time_round_robin(runners: list[Any], x: np.ndarray, rounds: int, warmup: int, desc: str) -> list[float]:
-    """Median ms of each runner over ``rounds`` rounds of one run each, so load from other work spreads evenly."""
+def time_round_robin(
+    runners: list[Any], x: np.ndarray, rounds: int, warmup: int, desc: str, settle_s: float = 0.0
+) -> list[float]:
+    """Median ms of each runner over ``rounds`` rounds of one run each, so load from other work spreads evenly,
+    after ``settle_s`` seconds idle (a machine that has just trained runs slow for a while: see
+    :class:`edgesr.search.settings.LatencyBudget`'s ``settle_s``)."""
+    time.sleep(settle_s)
     for runner in runners:
         for _ in range(warmup):
             runner(x)
@@ -245,11 +250,12 @@ def measure_network_ms(
     float_modules: Sequence[str],
     rounds: int = 15,
     warmup: int = 3,
+    settle_s: float = 0.0,
 ) -> float:
     """Median ms of ``model``'s deployed form on OpenVINO, built and timed as the fit subnets are."""
     runner = network_runner(model, lr_hw, precision=precision, threads=threads, float_modules=float_modules)
     x = np.random.default_rng(0).random((1, 3, *lr_hw), dtype=np.float32)
-    return time_round_robin([runner], x, rounds, warmup, "timing the found subnet")[0]
+    return time_round_robin([runner], x, rounds, warmup, "timing the found subnet", settle_s)[0]
 
 
 def measured_subnets(
@@ -264,6 +270,7 @@ def measured_subnets(
     float_modules: Sequence[str],
     rounds: int,
     warmup: int,
+    settle_s: float = 0.0,
 ) -> list[tuple[Supernet, float]]:
     """``count`` random architectures of ``Supernet(cfg, scale)`` (10 % .. 90 % of the gates open, every
     other one with blocks closed too, cleaned) with the measured latency (ms) of their deployed form, timed
@@ -279,7 +286,7 @@ def measured_subnets(
         nets.append(supernet)
         runners.append(network_runner(subnet, lr_hw, precision=precision, threads=threads, float_modules=float_modules))
     x = np.random.default_rng(seed).random((1, 3, *lr_hw), dtype=np.float32)
-    measured = time_round_robin(runners, x, rounds, warmup, "timing subnets")
+    measured = time_round_robin(runners, x, rounds, warmup, "timing subnets", settle_s)
     return list(zip(nets, measured, strict=True))
 
 
@@ -315,11 +322,12 @@ def build_network_model(
     warmup: int = 3,
     cache_dir: str | os.PathLike[str] | None = None,
     refresh: bool = False,
+    settle_s: float = 0.0,
 ) -> NetworkLatencyModel:
     """Measure (or read from this machine's cache) the conv table and fit the rest on random subnets.
 
     ``float_modules`` are kept in float in int8, as ``quantize.float_modules`` keeps them in the deployed
-    models."""
+    models; the subnets are timed after ``settle_s`` seconds idle."""
     table = build_latency_table(
         cfg,
         scale,
@@ -358,6 +366,7 @@ def build_network_model(
         float_modules=float_modules,
         rounds=rounds,
         warmup=warmup,
+        settle_s=settle_s,
     )
     terms, measured = network_terms(table, [net for net, _ in samples]), np.array([ms for _, ms in samples])
     coefficients = fit_coefficients(terms, measured)

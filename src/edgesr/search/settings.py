@@ -116,6 +116,12 @@ class LatencyBudget(_TargetBudget):
     threads: int = Field(2, ge=1)
     channel_step: int = Field(8, ge=1, description="the conv table measures every channel_step channels")
     fit_subnets: int = Field(20, ge=5, description="random subnets measured whole to fit the non-conv part")
+    settle_s: float = Field(
+        45.0,
+        ge=0,
+        description="idle seconds before timing whole networks (the model's fit, the first measurement of the found "
+        "subnet): on a 2-core VM a subnet timed right after PyTorch training ran 1.35x slow, and at speed after 45 s",
+    )
     verify_rounds: int = Field(
         3,
         ge=0,

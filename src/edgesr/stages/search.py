@@ -67,6 +67,7 @@ def cost_function(
             step=budget.channel_step,
             fit_subnets=budget.fit_subnets,
             float_modules=float_modules,
+            settle_s=budget.settle_s,
         )
         return model.estimate_ms
     return lambda net: net.mult_adds(output_hw)
@@ -75,17 +76,23 @@ def cost_function(
 def latency_measure(
     budget: LatencyBudget, scale: int, output_hw: tuple[int, int], float_modules: Sequence[str] = ()
 ) -> Callable[[Supernet], float]:
-    """The latency (ms) of a supernet's current subnet, deployed as the budget says and measured whole."""
-    from edgesr.search.network_latency import measure_network_ms
+    """The latency (ms) of a supernet's current subnet, deployed as the budget says and measured whole; the
+    first measurement, right after the search's training, waits ``budget.settle_s`` idle."""
+    from edgesr.search import network_latency
+
+    measured = 0
 
     def measure(supernet: Supernet) -> float:
+        nonlocal measured
+        measured += 1
         return with_native_kernels(  # as deployed: without the training's AVX2 pin
-            measure_network_ms,
+            network_latency.measure_network_ms,
             extract_subnet(supernet).eval(),
             lr_size(scale, output_hw),
             precision=budget.precision,
             threads=budget.threads,
             float_modules=float_modules,
+            settle_s=budget.settle_s if measured == 1 else 0.0,
         )
 
     return measure
