@@ -80,11 +80,11 @@ def latency_measure(
     first measurement, right after the search's training, waits ``budget.settle_s`` idle."""
     from edgesr.search import network_latency
 
-    measured = 0
+    calls = 0
 
     def measure(supernet: Supernet) -> float:
-        nonlocal measured
-        measured += 1
+        nonlocal calls
+        calls += 1
         return with_native_kernels(  # as deployed: without the training's AVX2 pin
             network_latency.measure_network_ms,
             extract_subnet(supernet).eval(),
@@ -92,7 +92,7 @@ def latency_measure(
             precision=budget.precision,
             threads=budget.threads,
             float_modules=float_modules,
-            settle_s=budget.settle_s if measured == 1 else 0.0,
+            settle_s=budget.settle_s if calls == 1 else 0.0,
         )
 
     return measure
