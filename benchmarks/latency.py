@@ -7,7 +7,8 @@ x2, a 720p output): median latency of ``--repeats`` runs on ``--threads`` thread
 eager measured in the same run, and the achieved GMAC/s against a measured int8 peak of this CPU (a
 large dense int8 convolution in OpenVINO, quantized by the same NNCF path). Also the peak memory (RSS)
 of ``edgesr upscale`` making a 12 MP (4000x3000) output, in a child process, and the largest
-difference between tiled and whole-image fp32 output on a real image. Writes
+difference between tiled and whole-image fp32 output on a real image. Waits ``--settle`` seconds idle
+first: on a 2-core VM, models timed right after `dvc repro` ran up to 1.4x slow (issue 13). Writes
 ``benchmarks/results/latency.json`` and ``latency.png``.
 """
 
@@ -130,9 +131,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latency.json"))
+    parser.add_argument("--settle", type=float, default=45.0, help="idle seconds before timing")
     args = parser.parse_args()
 
     params = load_params(args.params)
+    time.sleep(args.settle)
     params = params.model_copy(update={"deploy": params.deploy.model_copy(update={"threads": args.threads})})
     output_hw = (720, 1280)
     input_hw = (output_hw[0] // params.scale, output_hw[1] // params.scale)
