@@ -97,9 +97,8 @@ class SearchObjective(nn.Module):
             return loss + budget.value * cost.to(loss.dtype)
         target = self._ramped_target(budget, iteration)
         ratio = cost / target
-        penalty = (self.log_lambda.exp() * (torch.relu(ratio - 1.0) if budget.penalty == "hinge" else ratio)).to(
-            loss.dtype
-        )
+        pressure = torch.relu(ratio - 1.0) if budget.penalty == "hinge" else ratio
+        penalty = (self.log_lambda.exp() * pressure).to(loss.dtype)
         with torch.no_grad():  # dual ascent on cost <= target, after this iteration used the current lambda
             self.log_lambda.add_(budget.lambda_rate * (float(cost) / target - 1.0)).clamp_(*_LOG_LAMBDA_RANGE)
         return loss + penalty
