@@ -18,7 +18,14 @@ from edgesr.models.fgnas import FGNAS
 from edgesr.search.gates import GATE_THRESHOLD
 from edgesr.search.supernet import SearchableBlock, Supernet
 
-__all__ = ["DEAD_PSI", "clean_gates", "extract_architecture", "extract_subnet", "transfer_weights"]
+__all__ = [
+    "DEAD_PSI",
+    "clean_gates",
+    "extract_architecture",
+    "extract_subnet",
+    "strongest_gates_of_open_blocks",
+    "transfer_weights",
+]
 
 DEAD_PSI = GATE_THRESHOLD - 0.25
 """The value :func:`clean_gates` gives a gate it closes (below Eq. 1's threshold, within reach of it)."""
@@ -74,6 +81,20 @@ def clean_gates(supernet: Supernet) -> None:
         else:
             for psi in empty:
                 _revive_strongest(psi)
+
+
+def strongest_gates_of_open_blocks(supernet: Supernet) -> list[torch.Tensor]:
+    """Per searched ``psi`` (in :meth:`Supernet.gate_parameters` order), a mask that is True at the
+    largest gate of each searched map of every block open now: holding those open keeps every such block
+    open, whatever else is pruned."""
+    masks = {id(psi): torch.zeros_like(psi, dtype=torch.bool) for psi in supernet.gate_parameters()}
+    width = supernet.cfg.width
+    for block in supernet.blocks():
+        searched = [psi for psi in _block_parts(block) if psi is not None]
+        if searched and all(_channels(psi, width) for psi in searched):
+            for psi in searched:
+                masks[id(psi)].view(-1)[int(torch.argmax(psi))] = True
+    return [masks[id(psi)] for psi in supernet.gate_parameters()]
 
 
 def extract_architecture(supernet: Supernet) -> FGNASArchitecture:
