@@ -327,8 +327,8 @@ def test_latency_budget_search_lands_in_the_band_with_a_table():
 def test_a_latency_budget_is_judged_on_the_measured_subnet_and_reprojected(device, rounds, within):
     """The device runs the found subnet at ``device(estimate)`` ms: finish_search re-projects the searched
     gates to a corrected goal until the measured latency is in the band, at most ``verify_rounds`` times,
-    keeps the candidate measured nearest the target and reports its measurement; with 0 rounds the miss is
-    reported."""
+    keeps an in-band candidate, else one under the target (a deadline), and reports its measurement; with
+    0 rounds the miss is reported."""
     from edgesr.search.budget import finish_search
     from edgesr.search.settings import LatencyBudget
 
