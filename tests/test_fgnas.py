@@ -349,9 +349,10 @@ def test_a_latency_budget_is_judged_on_the_measured_subnet_and_reprojected(devic
     finished = finish_search(net, budget, estimate, measure)
     final, ok, measured = finished.cost, finished.within_budget, finished.measured_ms
     tried = len(finished.rounds)
-    assert tried <= rounds + 1 and len(measurements) == (tried if tried == 1 else 2 * tried)  # each timed again
-    assert [r["measured_ms"] for r in finished.rounds] == measurements[:tried]  # every round is reported, in order
-    measurements = measurements[:tried]
+    assert tried <= rounds + 1 and tried < len(measurements) <= 2 * tried  # each candidate timed twice at most
+    assert {r["measured_ms"] for r in finished.rounds} == set(measurements)  # every round is reported
+    assert all(r["fastest_ms"] == r["measured_ms"] for r in finished.rounds)  # this device has no noise
+    measurements = [r["measured_ms"] for r in finished.rounds]
     assert finished.rounds[0]["goal"] == 40.0 and all(r["goal"] > 0 for r in finished.rounds)
     in_band = [ms for ms in measurements if abs(ms / 40.0 - 1) <= 0.05]
     under = [ms for ms in measurements if ms <= 40.0]
