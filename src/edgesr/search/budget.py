@@ -123,7 +123,7 @@ class SearchObjective(nn.Module):
 
 
 @torch.no_grad()
-def project_to_budget(supernet: Supernet, cost: CostFunction, target: float) -> float:
+def project_to_budget(supernet: Supernet, cost: CostFunction, target: float, tolerance: float) -> float:
     """Shift every searched ``psi`` by one amount so the cleaned architecture's cost is nearest ``target``.
 
     A channel survives a shift ``d`` when ``psi + d > 0.5``; the cost falls as ``d`` falls, so a
@@ -132,10 +132,11 @@ def project_to_budget(supernet: Supernet, cost: CostFunction, target: float) -> 
 
     Closing a block is a coarse step: a latency search leaves blocks writing one residual channel, and
     when that gate goes its whole block goes (three convs and their fixed costs: 35.4 -> 25.8 ms in
-    one step on the default RT search). So a second bisection runs with every block that is open just
-    above the target held open by its strongest gate in each map (:func:`strongest_gates_of_open_blocks`),
-    and the candidate nearest the target of the two is kept. Returns its cost; the caller checks it
-    against the budget's tolerance band.
+    one step on the default RT search). So when the common shift's nearest candidate misses the band
+    ``target * (1 +- tolerance)``, a second bisection runs with every block that is open just above the
+    target held open by its strongest gate in each map (:func:`strongest_gates_of_open_blocks`), and the
+    candidate nearest the target of the two is kept. Returns its cost; the caller checks it against the
+    band.
     """
     params = supernet.gate_parameters()
     if not params:
@@ -154,12 +155,16 @@ def project_to_budget(supernet: Supernet, cost: CostFunction, target: float) -> 
         clean_gates(supernet)
         return float(cost(supernet))
 
+    def miss(candidate: tuple[int, list[Tensor] | None]) -> float:
+        return abs(cost_at(*candidate) / target - 1.0)
+
     free = _bisect(cost_at, target, len(edges))
-    cost_at(free)  # the architecture just above the target: its open blocks are the ones held
-    held = strongest_gates_of_open_blocks(supernet)
-    held_index = _bisect(lambda index: cost_at(index, held), target, len(edges))
-    candidates = [(free, None), (free + 1, None), (held_index, held), (held_index + 1, held)]
-    best = min(candidates, key=lambda candidate: abs(cost_at(*candidate) / target - 1.0))
+    best = min([(free, None), (free + 1, None)], key=miss)
+    if miss(best) > tolerance:
+        cost_at(free)  # the architecture just above the target: its open blocks are the ones held
+        held = strongest_gates_of_open_blocks(supernet)
+        held_index = _bisect(lambda index: cost_at(index, held), target, len(edges))
+        best = min([best, (held_index, held), (held_index + 1, held)], key=miss)
     return cost_at(*best)
 
 
@@ -206,7 +211,7 @@ def finish_search(
         return FinishedSearch(float(cost(supernet)), True)
     target = _target(budget)
     searched = _gates(supernet)  # each projection starts from the search's gates (a projection cleans them)
-    final = project_to_budget(supernet, cost, target)
+    final = project_to_budget(supernet, cost, target, budget.tolerance)
     if measure is None or not isinstance(budget, LatencyBudget):
         return FinishedSearch(final, abs(final / target - 1.0) <= budget.tolerance)
 
@@ -226,7 +231,7 @@ def finish_search(
             break
         goal = next_goal([(c.goal, c.measured) for c in tried], target)
         _load_gates(supernet, searched)
-        final = project_to_budget(supernet, cost, goal)
+        final = project_to_budget(supernet, cost, goal, budget.tolerance)
         tried.append(_Candidate(goal, final, _gates(supernet), [measure(supernet)]))
     rounds = [{"goal": c.goal, "estimate": c.cost, "measured_ms": c.measurements[0]} for c in tried]
     distinct = _timed_twice(supernet, tried, measure)
