@@ -155,11 +155,14 @@ def project_to_budget(supernet: Supernet, cost: CostFunction, target: float, tol
         clean_gates(supernet)
         return float(cost(supernet))
 
-    def miss(candidate: tuple[int, list[Tensor] | None]) -> float:
+    Candidate = tuple[int, list[Tensor] | None]  # (edge index, gates held open)
+
+    def miss(candidate: Candidate) -> float:
         return abs(cost_at(*candidate) / target - 1.0)
 
     free = _bisect(cost_at, target, len(edges))
-    best = min([(free, None), (free + 1, None)], key=miss)
+    shifted: list[Candidate] = [(free, None), (free + 1, None)]
+    best = min(shifted, key=miss)
     if miss(best) > tolerance:
         cost_at(free)  # the architecture just above the target: its open blocks are the ones held
         held = strongest_gates_of_open_blocks(supernet)
