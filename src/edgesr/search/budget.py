@@ -4,7 +4,8 @@
 paper's fixed lambda, or, for a target budget, a lambda adapted during the search (dual ascent on
 ``cost <= target``). :func:`project_to_budget` then moves the final architecture into the target's
 tolerance band by shifting every searched ``psi`` by one common amount, which keeps the order the
-search learned (the most useful channels stay longest) and changes only how many survive.
+search learned (the most useful channels stay longest) and changes only how many survive; when that
+step would close a block and jump past the band, the blocks open above it are held open.
 """
 
 from __future__ import annotations
@@ -161,8 +162,8 @@ def project_to_budget(supernet: Supernet, cost: CostFunction, target: float, tol
         return abs(cost_at(*candidate) / target - 1.0)
 
     free = _bisect(cost_at, target, len(edges))
-    shifted: list[Candidate] = [(free, None), (free + 1, None)]
-    best = min(shifted, key=miss)
+    common_shift: list[Candidate] = [(free, None), (free + 1, None)]
+    best = min(common_shift, key=miss)
     if miss(best) > tolerance:
         cost_at(free)  # the architecture just above the target: its open blocks are the ones held
         held = strongest_gates_of_open_blocks(supernet)
