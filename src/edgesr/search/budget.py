@@ -156,20 +156,18 @@ def project_to_budget(supernet: Supernet, cost: CostFunction, target: float, tol
         clean_gates(supernet)
         return float(cost(supernet))
 
-    Candidate = tuple[int, list[Tensor] | None]  # (edge index, gates held open)
-
-    def miss(candidate: Candidate) -> float:
-        return abs(cost_at(*candidate) / target - 1.0)
+    def nearest(candidates: list[tuple[int, list[Tensor] | None]]) -> tuple[float, int, list[Tensor] | None]:
+        """(miss, edge index, gates held open) of the candidate whose cost is nearest the target."""
+        return min(((abs(cost_at(*c) / target - 1.0), *c) for c in candidates), key=lambda scored: scored[0])
 
     free = _bisect(cost_at, target, len(edges))
-    common_shift: list[Candidate] = [(free, None), (free + 1, None)]
-    best = min(common_shift, key=miss)
-    if miss(best) > tolerance:
+    best = nearest([(free, None), (free + 1, None)])
+    if best[0] > tolerance:
         cost_at(free)  # the architecture just above the target: its open blocks are the ones held
         held = strongest_gates_of_open_blocks(supernet)
         held_index = _bisect(lambda index: cost_at(index, held), target, len(edges))
-        best = min([best, (held_index, held), (held_index + 1, held)], key=miss)
-    return cost_at(*best)
+        best = min(best, nearest([(held_index, held), (held_index + 1, held)]), key=lambda scored: scored[0])
+    return cost_at(best[1], best[2])
 
 
 def _bisect(cost_at: Callable[[int], float], target: float, count: int) -> int:

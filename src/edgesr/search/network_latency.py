@@ -217,8 +217,9 @@ def random_architecture(
         if close_blocks:
             closed = torch.rand(len(supernet.blocks()), generator=generator) > open_fraction
             for block, close in zip(supernet.blocks(), closed.tolist(), strict=True):
-                gates = (block.psi_pointwise, block.psi_mult, block.psi_residual) if close else ()
-                for gate in gates:
+                if not close:
+                    continue
+                for gate in (block.psi_pointwise, block.psi_mult, block.psi_residual):
                     if gate is not None:
                         gate.clamp_(max=DEAD_PSI)
 
