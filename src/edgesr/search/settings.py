@@ -54,8 +54,9 @@ class SupernetConfig(StrictModel):
         1.0,
         description="initial psi of every gate; > 0.5 starts with every channel alive. Adam moves every pushed gate "
         "about one learning rate per step, so the cost does not fall until they have travelled gate_init - 0.5, "
-        "while lambda keeps rising; then they cross together (issue 13, cpu-long from 1.0: 82.7 G fell to 21.7 G "
-        "against a 67.6 G target; from 0.6 with lambda_init 1e-3 it followed the target within 26 %)",
+        "while the penalty keeps pushing every gate it outweighs; then they cross together (issue 13, cpu-long "
+        "from 1.0: 82.7 G fell to 21.7 G against a 67.6 G target; from 0.6 with lambda_init 1e-3 it followed the "
+        "target within 26 %)",
     )
     count_gradient: CountGradient = Field(
         "sum",
