@@ -164,6 +164,24 @@ def test_cleaning_closes_blocks_whose_work_reaches_nothing():
     assert net.mult_adds().item() == before - LR_PIXELS_X2 * (1 * 4 * 4 + 9 * 4 * 4)
 
 
+@pytest.mark.parametrize("activations_searched", [True, False])
+def test_cleaning_closes_blocks_with_fewer_mult_channels_than_the_minimum(activations_searched):
+    """min_mult_channels 4: a block keeping 3 Mult channels is closed with all its Mult-Adds, one keeping 4
+    stays as it is; at the paper's 1 neither is touched."""
+    cfg = SupernetConfig(num_blocks=2, width=8, search_activations=activations_searched)
+    for minimum, closed in [(1, False), (4, True)]:
+        net = Supernet(cfg.model_copy(update={"min_mult_channels": minimum}), scale=2)
+        with torch.no_grad():
+            net.body[0].psi_mult[3:] = 0.0  # channels 0, 1, 2 (every branch)
+            net.body[1].psi_mult[4:] = 0.0  # channels 0 .. 3
+        kept = net.mult_adds().item()
+        clean_gates(net)
+        arch = extract_architecture(net)
+        assert arch.blocks[0].is_empty() == closed and arch.blocks[1].mult_channels() == [0, 1, 2, 3]
+        block_cost = LR_PIXELS_X2 * (1 * 8 * 8 + 9 * 8 * 3 + 9 * 3 * 8)  # 1x1, Mult 8 -> 3, residual 3 -> 8
+        assert net.mult_adds().item() == kept - (block_cost if closed else 0)
+
+
 def test_architecture_rejects_inconsistent_channel_lists():
     block = {"pointwise": [0], "mult": {"relu": [1, 0]}, "residual": [2]}
     with pytest.raises(ValidationError, match=r"blocks\[0\].mult.relu must be sorted, distinct"):
@@ -253,6 +271,24 @@ def test_projection_holds_a_thin_block_open_instead_of_jumping_past_the_band():
     final = project_to_budget(net, lambda m: m.mult_adds(), target, 0.05)
     assert abs(final / target - 1) <= 0.01
     assert thin.psi_residual[0] > 0.5 and net.mult_adds().item() == final
+
+
+def test_projection_with_a_mult_minimum_lands_in_band_and_keeps_every_mult_map_at_it():
+    """With min_mult_channels 8 a common shift closes a block as soon as its Mult map falls under 8, a step
+    wider than the band (the Mult gates are the weakest here, so they go first). The held pass keeps open
+    blocks at 8 Mult channels and prunes the rest instead: within 5 % (holding one Mult gate: 11 % over)."""
+    net = Supernet(SupernetConfig(num_blocks=4, width=32, min_mult_channels=8), scale=2)
+    _randomise_gates(net, seed=4, open_fraction=1.1)  # every gate in (0.6, 1.6) ...
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for block in net.blocks():  # ... but the Mult gates, in (0.5, 0.6)
+            block.psi_mult.copy_(0.5 + 0.1 * torch.rand(block.psi_mult.shape, generator=generator))
+    target = net.mult_adds().item() / 4
+    final = project_to_budget(net, lambda m: m.mult_adds(), target, 0.05)
+    assert abs(final / target - 1) <= 0.05
+    arch = extract_architecture(net)
+    assert all(len(block.mult_channels()) >= 8 for block in arch.blocks if not block.is_empty())
+    assert count_complexity(extract_subnet(net), 2).mult_adds == round(final)
 
 
 def test_bicubic_skip_cost_is_counted_once():

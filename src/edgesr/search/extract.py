@@ -56,6 +56,11 @@ def _block_parts(block: SearchableBlock) -> list[nn.Parameter | None]:
     return parts + ([block.psi_pointwise] if block.conv_pointwise is not None else [])
 
 
+def _narrow(block: SearchableBlock, width: int, minimum: int) -> bool:
+    """Whether the block's Mult map keeps some channels but fewer than ``minimum``."""
+    return block.psi_mult is not None and 0 < len(_channels(block.psi_mult, width)) < minimum
+
+
 @torch.no_grad()
 def clean_gates(supernet: Supernet) -> None:
     """Close or reopen gates (in place) so that every open channel contributes to the output.
@@ -64,8 +69,10 @@ def clean_gates(supernet: Supernet) -> None:
     - A block is alive in all of its 1x1, Mult and residual maps or in none: if one is empty and all
       three are searched, the block is closed; if some are not searched (constant gates cannot be
       closed), the strongest gate of each empty searched map is reopened instead.
+    - A block whose Mult map keeps fewer than ``min_mult_channels`` channels is closed when all three
+      maps are searched (:class:`edgesr.search.settings.SupernetConfig`).
     """
-    width = supernet.cfg.width
+    width, minimum = supernet.cfg.width, supernet.cfg.min_mult_channels
     if supernet.psi_head is not None and not _channels(supernet.psi_head, width):
         _revive_strongest(supernet.psi_head)
     for block in supernet.blocks():
@@ -73,9 +80,7 @@ def clean_gates(supernet: Supernet) -> None:
         searched = [psi for psi in parts if psi is not None]
         # An unsearched map keeps every channel, so only searched ones can be empty.
         empty = [psi for psi in searched if not _channels(psi, width)]
-        if not empty:
-            continue
-        if len(searched) == len(parts):
+        if len(searched) == len(parts) and (empty or _narrow(block, width, minimum)):
             for psi in searched:
                 psi.clamp_(max=DEAD_PSI)
         else:
@@ -83,17 +88,29 @@ def clean_gates(supernet: Supernet) -> None:
                 _revive_strongest(psi)
 
 
+def _strongest_channels(psi: torch.Tensor, count: int) -> torch.Tensor:
+    """A mask of ``psi``'s shape, True at the largest gate of each of its ``count`` strongest channels (ties go
+    to the lower channel and branch, so ``count`` 1 marks ``argmax(psi)``)."""
+    strength, branch = (psi[:, None] if psi.dim() == 1 else psi).max(dim=1)
+    channels = torch.sort(strength, descending=True, stable=True).indices[:count]
+    mask = torch.zeros(len(strength), psi.numel() // len(strength), dtype=torch.bool, device=psi.device)
+    mask[channels, branch[channels]] = True
+    return mask.view(psi.shape)
+
+
 def strongest_gates_of_open_blocks(supernet: Supernet) -> list[torch.Tensor]:
     """Per searched ``psi`` (in :meth:`Supernet.gate_parameters` order), a mask that is True at the
-    largest gate of each searched map of every block open now: holding those open keeps every such block
-    open, whatever else is pruned."""
+    largest gate of each searched map of every block open now, and in the Mult map at the largest gate of
+    each of its ``min_mult_channels`` strongest channels: holding those open keeps every such block open,
+    whatever else is pruned."""
     masks = {id(psi): torch.zeros_like(psi, dtype=torch.bool) for psi in supernet.gate_parameters()}
     width = supernet.cfg.width
     for block in supernet.blocks():
         searched = [psi for psi in _block_parts(block) if psi is not None]
         if searched and all(_channels(psi, width) for psi in searched):
             for psi in searched:
-                masks[id(psi)].view(-1)[int(torch.argmax(psi))] = True
+                count = supernet.cfg.min_mult_channels if psi is block.psi_mult else 1
+                masks[id(psi)] = _strongest_channels(psi.detach(), count)
     return [masks[id(psi)] for psi in supernet.gate_parameters()]
 
 

@@ -71,7 +71,9 @@ FEATURES = ("activation_channels", "add_channels", "part_convs", "constant")
 TERMS = ("conv_table_ms", *FEATURES)  # what the coefficients multiply
 _FORMAT = 4  # 2: one Mult conv per activation part (deploy form); 3: the conv table's scale is fitted;
 # 4: fitted in relative error on subnets that include closed blocks
-_SEARCH_ONLY_FIELDS = {"gate_init", "count_gradient"}  # change how the search moves, not the deployed networks
+# Change how the search moves or which subnet it keeps, not the deployed graphs the model prices: the fit
+# subnets are drawn with min_mult_channels 1 whatever the search's setting (measured_subnets).
+_SEARCH_ONLY_FIELDS = {"gate_init", "count_gradient", "min_mult_channels"}
 
 
 def _linear_part(names: list[str]) -> list[int]:
@@ -281,8 +283,9 @@ def measured_subnets(
     torch.manual_seed(seed)
     fractions = np.random.default_rng(seed).permutation(np.linspace(0.1, 0.9, count))
     nets, runners = [], []
+    any_width = cfg.model_copy(update={"min_mult_channels": 1})  # narrow Mult maps are priced too
     for index, fraction in enumerate(tqdm(fractions, desc=f"deployed subnets ({precision})", leave=False)):
-        supernet = Supernet(cfg, scale).eval()
+        supernet = Supernet(any_width, scale).eval()
         random_architecture(supernet, float(fraction), generator, close_blocks=index % 2 == 1)
         subnet = extract_subnet(supernet).eval()  # cleans the gates: the supernet now reads as the subnet
         nets.append(supernet)

@@ -58,6 +58,15 @@ class SupernetConfig(StrictModel):
         "from 1.0: 82.7 G fell to 21.7 G against a 67.6 G target; from 0.6 with lambda_init 1e-3 it followed the "
         "target within 26 %)",
     )
+    min_mult_channels: int = Field(
+        1,
+        ge=1,
+        description="a block whose Mult map keeps some but fewer channels than this is closed when the gates are "
+        "cleaned (extraction and the budget projection, which holds an open block at this many); 1 = the paper. "
+        "Int8 OpenVINO runs a 3x3 conv 32 -> c in about 4 ms for every c up to 8 on the 2-core CPU "
+        "(benchmarks/deploy_breakdown.py), so a block of 1 to 3 Mult channels cost the default S about 9 ms for "
+        "0.4 G; a block that cannot close (1x1 or residual channels not searched) is left as it is",
+    )
     count_gradient: CountGradient = Field(
         "sum",
         description="Eq. 4's backward: sum (the paper) or shared among a channel's alive sub-maps (issue 13: "
