@@ -32,6 +32,7 @@ from edgesr.config import load_params
 from edgesr.deploy.microbench import measure_conv_ms
 from edgesr.deploy.runtimes import openvino_config
 from edgesr.files import write_json
+from edgesr.search.latency_table import lr_size
 
 STAIRCASE_CHANNELS = (1, 2, 3, 4, 8, 16, 32)
 CONV_TYPES = ("Convolution", "GroupConvolution")
@@ -59,10 +60,11 @@ def conv_shapes(model: ov.Model) -> dict[str, dict[str, int]]:
 
 def profile_model(xml: Path, lr_hw: tuple[int, int], threads: int, repeats: int, warmup: int, narrow: int) -> dict:
     """Wall median and per-node profile of one int8 IR at ``lr_hw`` (see the module docstring)."""
-    model = ov.Core().read_model(xml)
+    core = ov.Core()
+    model = core.read_model(xml)
     model.reshape([1, 3, *lr_hw])
     shapes = conv_shapes(model)
-    request = ov.Core().compile_model(model, "CPU", openvino_config(threads, profile=True)).create_infer_request()
+    request = core.compile_model(model, "CPU", openvino_config(threads, profile=True)).create_infer_request()
     lr = np.random.default_rng(0).random((1, 3, *lr_hw), dtype=np.float32)
     wall: list[float] = []
     per_node: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -119,7 +121,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/deploy_breakdown.json"))
     args = parser.parse_args()
     params = load_params(args.params)
-    lr_hw = (720 // params.scale, 1280 // params.scale)
+    lr_hw = lr_size(params.scale)  # a 1280x720 output
     deploy = Path(params.paths.deploy) / "int8"
     missing = [name for name in params.deploy.models if not (deploy / name / "openvino.xml").exists()]
     if missing:
