@@ -7,7 +7,9 @@ nearest-neighbour upsampling, about 36 dB PSNR-Y on the test image.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -22,10 +24,10 @@ from edgesr.deploy.export import export_onnx, export_openvino, module_paths
 from edgesr.deploy.runtimes import onnxruntime_runner, openvino_runner, upscale_image
 from edgesr.deploy.tiling import upscale_tiled
 from edgesr.metrics import psnr_y
-from edgesr.models.bicubic import Bicubic
+from edgesr.models.bicubic import Bicubic, BicubicPhases
 from edgesr.quant.calibration import calibration_patches
 from edgesr.quant.checks import output_errors
-from edgesr.quant.layers import ignored_nodes, module_nodes, openvino_ignored_scope
+from edgesr.quant.layers import float_module_nodes, ignored_nodes, module_nodes, openvino_ignored_scope
 from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
 from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_accuracy_control
 from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
@@ -162,36 +164,70 @@ class SkipNet(nn.Module):
         return self.shuffle(self.body(x)) + self.bicubic(x)
 
 
-def test_the_bicubic_skip_in_float_keeps_flat_levels(tmp_path):
-    # Given a network with the bicubic skip, calibrated on a photo's crops and synthetic patches
+def _flat_skip_errors(net: nn.Module, folder: Path, float_nodes: Callable[[onnx.ModelProto], list[str]]) -> list[float]:
+    """Mean |int8 - fp32| (levels) of ``net`` on seven flat images, quantized by NNCF with ``float_nodes`` of its
+    ONNX graph kept in float, calibrated on a photo's crops and synthetic patches."""
     torch.manual_seed(0)
-    onnx_path = export_onnx(SkipNet().eval(), tmp_path / "model.onnx")
-    ir = export_openvino(onnx_path, tmp_path)["fp32"]
+    onnx_path = export_onnx(net.eval(), folder / "model.onnx")
+    ir = export_openvino(onnx_path, folder)["fp32"]
     hr = data.astronaut()[:256, :256]
     calibration = calibration_patches([("a", imresize(hr, 1 / SCALE), hr)], SCALE, 64, 16, seed=0)
-    skip = module_nodes(onnx.load(onnx_path), "bicubic")
-    ops = {node.name: node.op_type for node in onnx.load(onnx_path).graph.node}
+    scope = openvino_ignored_scope(float_nodes(onnx.load(onnx_path)))
+    fp32_runner = openvino_runner(ir, 2)
+    int8_runner = openvino_runner(quantize_openvino(ir, calibration, folder / "int8" / "openvino.xml", scope), 2)
+    flats = [np.full((24, 24, 3), level, np.uint8) for level in (0, 16, 64, 128, 192, 235, 255)]
+    return [
+        output_errors(upscale_tiled(int8_runner, f, SCALE, 64, 4), upscale_tiled(fp32_runner, f, SCALE, 64, 4), 0)[
+            "mean_abs"
+        ]
+        for f in flats
+    ]
+
+
+def test_the_bicubic_skip_in_float_keeps_flat_levels(tmp_path):
+    # Given a network with the bicubic skip
+    proto = onnx.load(export_onnx(SkipNet().eval(), tmp_path / "model.onnx"))
+    skip = module_nodes(proto, "bicubic")
+    ops = {node.name: node.op_type for node in proto.graph.node}
     assert sorted(ops[node] for node in skip if ops[node] in {"Conv", "DepthToSpace"}) == [
         "Conv",
         "Conv",
         "DepthToSpace",
     ]
-    flats = [np.full((24, 24, 3), level, np.uint8) for level in (0, 16, 64, 128, 192, 235, 255)]
-
-    def flat_errors(ignored: list[str], folder: str) -> list[float]:
-        int8 = quantize_openvino(ir, calibration, tmp_path / folder / "openvino.xml", openvino_ignored_scope(ignored))
-        fp32_runner, int8_runner = openvino_runner(ir, 2), openvino_runner(int8, 2)
-        return [
-            output_errors(upscale_tiled(int8_runner, f, SCALE, 64, 4), upscale_tiled(fp32_runner, f, SCALE, 64, 4), 0)[
-                "mean_abs"
-            ]
-            for f in flats
-        ]
-
+    # quantize.float_modules keeps the module and the Add that sums it into the output
+    floats = float_module_nodes(proto, ["bicubic"])
+    assert floats[: len(skip)] == skip and [ops[node] for node in floats[len(skip) :]] == ["Add"]
     # When the skip is int8 too, its 5-tap filters' rounding and two requantizations move flat levels by ~2
-    assert max(flat_errors([], "int8_skip")) > 1.5
+    assert max(_flat_skip_errors(SkipNet(), tmp_path / "int8_skip", lambda proto: [])) > 1.5
     # with the skip in float (quantize.float_modules), every flat level stays within one level
-    assert max(flat_errors(skip, "float_skip")) <= 1.0
+    float_skip = partial(float_module_nodes, modules=["bicubic"])
+    assert max(_flat_skip_errors(SkipNet(), tmp_path / "float_skip", float_skip)) <= 1.0
+
+
+class PhaseSkipNet(nn.Module):
+    """The FGNAS deploy form's tail: a conv's phases plus the bicubic skip's phases, then one pixel shuffle."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.num_in_ch = 3
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3 * SCALE**2, 3, padding=1))
+        self.bicubic = BicubicPhases(3, SCALE)
+        self.shuffle = nn.PixelShuffle(SCALE)
+        with torch.no_grad():
+            self.body[2].weight.mul_(0.1)
+            self.body[2].bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.body(x) + self.bicubic(x))
+
+
+def test_the_add_of_a_float_skip_stays_float(tmp_path):
+    """Issue 13: an int8 conv's output plus the float skip's, as the FGNAS deploy form adds them. With only the
+    skip's nodes in float, NNCF quantizes both inputs of the Add, rounding the skip to 8 bits after all."""
+    rounded = _flat_skip_errors(PhaseSkipNet(), tmp_path / "int8_add", partial(module_nodes, module="bicubic"))
+    kept = _flat_skip_errors(PhaseSkipNet(), tmp_path / "float_add", partial(float_module_nodes, modules=["bicubic"]))
+    assert max(rounded) > 0.5 and max(kept) <= 1.0
+    assert sum(kept) < sum(rounded) / 2
 
 
 def test_calibration_without_saturated_content_is_caught_and_the_fix_passes(tmp_path):

@@ -19,7 +19,7 @@ from torch import nn
 
 from edgesr.deploy.export import export_onnx, export_openvino, prepare_for_export
 from edgesr.deploy.runtimes import Runner, openvino_runner
-from edgesr.quant.layers import module_nodes, openvino_ignored_scope
+from edgesr.quant.layers import float_module_nodes, openvino_ignored_scope
 from edgesr.quant.openvino_ptq import quantize_openvino
 
 __all__ = ["NetworkPrecision", "network_runner"]
@@ -40,15 +40,15 @@ def network_runner(
 
     ``int8``: NNCF post-training quantization on ``calibration_inputs`` random inputs of that size (the
     ranges change the scales of the int8 kernels, not which kernels run or how long they take), with the
-    modules ``float_modules`` (``quantize.float_modules``) kept in float.
+    modules ``float_modules`` (``quantize.float_modules``) and the ``Add`` that sums them kept in float, as the
+    quantize stage keeps them.
     """
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="edgesr-network-") as folder:
         onnx_path = export_onnx(prepare_for_export(model), Path(folder) / "model.onnx")
         xml = export_openvino(onnx_path, Path(folder))["fp32"]
         if precision == "int8":
-            proto = onnx.load(onnx_path)
-            floats = [node for module in float_modules for node in module_nodes(proto, module)]
+            floats = float_module_nodes(onnx.load(onnx_path), float_modules)
             calibration = [rng.random((1, 3, *lr_hw), dtype=np.float32) for _ in range(calibration_inputs)]
             scope = openvino_ignored_scope(floats)
             xml = quantize_openvino(xml, calibration, Path(folder) / "int8" / "openvino.xml", scope)

@@ -7,6 +7,7 @@ is written in the names of the PyTorch model, the same for both runtimes.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import nncf
 import onnx
@@ -14,12 +15,28 @@ import onnx
 from edgesr.deploy.export import module_paths
 from edgesr.errors import UsageError
 
-__all__ = ["ignored_nodes", "module_nodes", "openvino_ignored_scope"]
+__all__ = ["float_module_nodes", "ignored_nodes", "module_nodes", "openvino_ignored_scope"]
 
 
 def module_nodes(proto: onnx.ModelProto, module: str) -> list[str]:
     """ONNX node names of ``module`` and its submodules (``bicubic`` covers ``bicubic.pixel_shuffle``)."""
     return [node for node, path in module_paths(proto).items() if path == module or path.startswith(f"{module}.")]
+
+
+def float_module_nodes(proto: onnx.ModelProto, modules: Sequence[str]) -> list[str]:
+    """ONNX nodes kept in float for ``quantize.float_modules``: every node of those modules and each ``Add`` that
+    sums one of their outputs into the network (the skip's ``out + skip(x)``).
+
+    The ``Add`` has to stay in float as well: NNCF and ONNX Runtime put an 8-bit quantizer on both inputs of an
+    int8 ``Add``, which rounds the float skip's output back to 8 bits (issue 13: the default S subnet's flat
+    images moved by one level, and its OpenVINO int8 drop was 0.08 / 0.04 dB on Set5 / Set14 against 0.02 /
+    0.01 with its ``Add`` in float). The int8 conv before the ``Add`` then writes float output, which
+    OpenVINO still fuses with the ``Add`` (a sum post-op).
+    """
+    nodes = [node for module in modules for node in module_nodes(proto, module)]
+    outputs = {name for node in proto.graph.node if node.name in set(nodes) for name in node.output}
+    sums = [node.name for node in proto.graph.node if node.op_type == "Add" and outputs & set(node.input)]
+    return nodes + [node for node in sums if node not in nodes]
 
 
 def ignored_nodes(proto: onnx.ModelProto, layers: list[str], model_name: str) -> list[str]:

@@ -48,7 +48,8 @@ class QuantizeConfig(StrictModel):
     )
     float_modules: list[str] = Field(
         default_factory=list,
-        description="module paths kept in float in every model that has them: fixed (not learned) interpolation skips",
+        description="module paths kept in float in every model that has them, with the Add that sums their output "
+        "(quant.layers.float_module_nodes): fixed (not learned) interpolation skips",
     )
     onnxruntime_symmetric: list[str] = Field(
         default_factory=list,

@@ -4,7 +4,8 @@ Calibration (:mod:`edgesr.quant.calibration`): ``quantize.calibration_patches`` 
 the input domain: training crops (paper 003 Sec. 4.3 quantizes on training data), the same crops
 re-exposed bright and dark, and synthetic flat, edge, ramp and checkerboard patches in extreme colours.
 Full int8, first and last layers included, unless ``quantize.ignored_layers`` names layers to keep in
-float; ``quantize.float_modules`` keeps the fixed bicubic skip of the models that have one in float.
+float; ``quantize.float_modules`` keeps the fixed bicubic skip of the models that have one in float, with the
+``Add`` that sums it into the output (:func:`edgesr.quant.layers.float_module_nodes`).
 ONNX Runtime's activation ranges are asymmetric except for the models in ``quantize.onnxruntime_symmetric``
 (NNCF's are symmetric). ``mode: accuracy_control`` runs ``nncf.quantize_with_accuracy_control`` with
 ``max_drop`` dB PSNR-Y on the validation split (ONNX Runtime has no such mode and stays full int8).
@@ -39,7 +40,7 @@ from edgesr.errors import UserError
 from edgesr.files import write_json, write_text
 from edgesr.plots import save_int8_drop
 from edgesr.quant.calibration import calibration_patches
-from edgesr.quant.layers import ignored_nodes, module_nodes, openvino_ignored_scope
+from edgesr.quant.layers import float_module_nodes, ignored_nodes, openvino_ignored_scope
 from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
 from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_accuracy_control
 from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
@@ -92,7 +93,7 @@ def quantize_one(
     proto = onnx.load(deployed_file(deploy_root, name, "onnxruntime", "fp32"))
     modules = module_paths(proto)
     onnx_nodes = ignored_nodes(proto, params.quantize.ignored_layers.get(name, []), name)
-    onnx_nodes += [node for module in params.quantize.float_modules for node in module_nodes(proto, module)]
+    onnx_nodes += float_module_nodes(proto, params.quantize.float_modules)
     make_runner = {"openvino": openvino_runner, "onnxruntime": onnxruntime_runner}
     inspect = {"openvino": openvino_precisions, "onnxruntime": onnxruntime_precisions}
     checks = model_dir(deploy_root, "int8", name) / CHECKS_FILE
