@@ -182,6 +182,33 @@ def test_cleaning_closes_blocks_with_fewer_mult_channels_than_the_minimum(activa
         assert net.mult_adds().item() == kept - (block_cost if closed else 0)
 
 
+def test_cleaning_closes_each_activation_part_with_fewer_channels_than_the_minimum():
+    """min_mult_channels 4 applies to each activation part, one conv each in the deploy form: block 0 keeps 5
+    (P)ReLU channels and 3 tanh-only ones, so its tanh part closes and frees exactly those 3 channels; block 1
+    keeps 3 + 3 (6 Mult channels, enough for the whole map) and closes; at the paper's 1 nothing is touched."""
+    cfg = SupernetConfig(num_blocks=2, width=8)  # activations relu, prelu, tanh: gate columns 0, 1, 2
+    for minimum in (1, 4):
+        net = Supernet(cfg.model_copy(update={"min_mult_channels": minimum}), scale=2)
+        with torch.no_grad():
+            for block in net.blocks():
+                block.psi_mult.fill_(0.0)
+            net.body[0].psi_mult[:5, 1] = 1.0  # prelu on 0 .. 4
+            net.body[0].psi_mult[5:, 2] = 1.0  # tanh only on 5 .. 7
+            net.body[1].psi_mult[:3, 0] = 1.0  # relu on 0 .. 2
+            net.body[1].psi_mult[3:6, 2] = 1.0  # tanh on 3 .. 5
+        kept = net.mult_adds().item()
+        clean_gates(net)
+        arch = extract_architecture(net)
+        if minimum == 1:
+            assert net.mult_adds().item() == kept and arch.blocks[0].mult["tanh"] == [5, 6, 7]
+            continue
+        assert arch.blocks[0].mult == {"relu": [], "prelu": [0, 1, 2, 3, 4], "tanh": []}
+        assert arch.blocks[1].is_empty()
+        tanh_part = LR_PIXELS_X2 * (9 * 8 * 3 + 9 * 3 * 8)  # block 0's Mult rows and residual columns of 5 .. 7
+        block_1 = LR_PIXELS_X2 * (1 * 8 * 8 + 9 * 8 * 6 + 9 * 6 * 8)  # 1x1, Mult 8 -> 6, residual 6 -> 8
+        assert net.mult_adds().item() == kept - tanh_part - block_1
+
+
 def test_architecture_rejects_inconsistent_channel_lists():
     block = {"pointwise": [0], "mult": {"relu": [1, 0]}, "residual": [2]}
     with pytest.raises(ValidationError, match=r"blocks\[0\].mult.relu must be sorted, distinct"):
@@ -274,9 +301,9 @@ def test_projection_holds_a_thin_block_open_instead_of_jumping_past_the_band():
 
 
 def test_projection_with_a_mult_minimum_lands_in_band_and_keeps_every_mult_map_at_it():
-    """With min_mult_channels 8 a common shift closes a block as soon as its Mult map falls under 8, a step
-    wider than the band (the Mult gates are the weakest here, so they go first). The held pass keeps open
-    blocks at 8 Mult channels and prunes the rest instead: within 5 % (holding one Mult gate: 11 % over)."""
+    """With min_mult_channels 8 a common shift closes a block as soon as an activation part falls under 8, a
+    step wider than the band (the Mult gates are the weakest here, so they go first). The held pass keeps open
+    blocks at 8 channels of one part and prunes the rest instead: within 5 % (holding one Mult gate: 11 % over)."""
     net = Supernet(SupernetConfig(num_blocks=4, width=32, min_mult_channels=8), scale=2)
     _randomise_gates(net, seed=4, open_fraction=1.1)  # every gate in (0.6, 1.6) ...
     generator = torch.Generator().manual_seed(0)
@@ -287,7 +314,9 @@ def test_projection_with_a_mult_minimum_lands_in_band_and_keeps_every_mult_map_a
     final = project_to_budget(net, lambda m: m.mult_adds(), target, 0.05)
     assert abs(final / target - 1) <= 0.05
     arch = extract_architecture(net)
-    assert all(len(block.mult_channels()) >= 8 for block in arch.blocks if not block.is_empty())
+    for block in (block for block in arch.blocks if not block.is_empty()):
+        linear, tanh = set(block.mult["relu"]) | set(block.mult["prelu"]), block.mult["tanh"]
+        assert all(len(part) >= 8 for part in (linear, tanh) if part)  # each part conv at least 8 wide
     assert count_complexity(extract_subnet(net), 2).mult_adds == round(final)
 
 

@@ -10,6 +10,8 @@ and its counted Mult-Adds equal :meth:`Supernet.mult_adds`'s forward value.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -56,9 +58,27 @@ def _block_parts(block: SearchableBlock) -> list[nn.Parameter | None]:
     return parts + ([block.psi_pointwise] if block.conv_pointwise is not None else [])
 
 
-def _narrow(block: SearchableBlock, width: int, minimum: int) -> bool:
-    """Whether the block's Mult map keeps some channels but fewer than ``minimum``."""
-    return block.psi_mult is not None and 0 < len(_channels(block.psi_mult, width)) < minimum
+def _activation_parts(block: SearchableBlock, activations: Sequence[str]) -> list[list[int]]:
+    """Columns of the block's Mult gates that make each activation part of the deploy form, the (P)ReLU part
+    then tanh (:func:`edgesr.deploy.fgnas_form.activation_parts`): one conv each. One shared column (the
+    activations not searched) is one part."""
+    assert block.psi_mult is not None
+    if block.psi_mult.dim() == 1 or block.psi_mult.shape[1] == 1:
+        return [[0]]
+    linear = [column for column, name in enumerate(activations) if name in ("relu", "prelu")]
+    tanh = [column for column, name in enumerate(activations) if name == "tanh"]
+    return [part for part in (linear, tanh) if part]
+
+
+def _close_narrow_parts(block: SearchableBlock, width: int, minimum: int, activations: Sequence[str]) -> None:
+    """Close every activation part of the block's Mult map that keeps some but fewer than ``minimum`` channels."""
+    psi = block.psi_mult
+    assert psi is not None
+    alive = _alive(psi, width)
+    gates = psi if psi.dim() == 2 else psi[:, None]
+    for part in _activation_parts(block, activations):
+        if 0 < int(alive[:, part].any(dim=1).sum()) < minimum:
+            gates[:, part] = gates[:, part].clamp(max=DEAD_PSI)
 
 
 @torch.no_grad()
@@ -66,21 +86,26 @@ def clean_gates(supernet: Supernet) -> None:
     """Close or reopen gates (in place) so that every open channel contributes to the output.
 
     - The head keeps at least one channel (otherwise the input is ignored).
+    - In a block whose 1x1, Mult and residual maps are all searched, an activation part of the Mult map (the
+      channels of one conv of the deploy form: the (P)ReLU part or the tanh part) that keeps fewer than
+      ``min_mult_channels`` channels is closed (:class:`edgesr.search.settings.SupernetConfig`).
     - A block is alive in all of its 1x1, Mult and residual maps or in none: if one is empty and all
       three are searched, the block is closed; if some are not searched (constant gates cannot be
       closed), the strongest gate of each empty searched map is reopened instead.
-    - A block whose Mult map keeps fewer than ``min_mult_channels`` channels is closed when all three
-      maps are searched (:class:`edgesr.search.settings.SupernetConfig`).
     """
-    width, minimum = supernet.cfg.width, supernet.cfg.min_mult_channels
+    cfg = supernet.cfg
+    width, minimum = cfg.width, cfg.min_mult_channels
     if supernet.psi_head is not None and not _channels(supernet.psi_head, width):
         _revive_strongest(supernet.psi_head)
     for block in supernet.blocks():
         parts = _block_parts(block)
         searched = [psi for psi in parts if psi is not None]
+        closable = len(searched) == len(parts)
+        if closable and minimum > 1:
+            _close_narrow_parts(block, width, minimum, cfg.activations)
         # An unsearched map keeps every channel, so only searched ones can be empty.
         empty = [psi for psi in searched if not _channels(psi, width)]
-        if len(searched) == len(parts) and (empty or _narrow(block, width, minimum)):
+        if closable and empty:
             for psi in searched:
                 psi.clamp_(max=DEAD_PSI)
         else:
@@ -98,19 +123,36 @@ def _strongest_channels(psi: torch.Tensor, count: int) -> torch.Tensor:
     return mask.view(psi.shape)
 
 
+def _strongest_part_channels(block: SearchableBlock, count: int, activations: Sequence[str]) -> torch.Tensor:
+    """A mask of ``psi_mult``'s shape, True at the strongest gate of the ``count`` strongest channels of the one
+    activation part whose ``count``-th strongest channel is the strongest (the part a common shift of every psi
+    keeps at ``count`` channels longest)."""
+    assert block.psi_mult is not None
+    psi = block.psi_mult.detach()
+    gates = psi if psi.dim() == 2 else psi[:, None]
+    parts = _activation_parts(block, activations)
+    rank = min(count, gates.shape[0]) - 1
+    best = max(parts, key=lambda part: float(torch.sort(gates[:, part].amax(dim=1), descending=True).values[rank]))
+    mask = torch.zeros_like(gates, dtype=torch.bool)
+    mask[:, best] = _strongest_channels(gates[:, best], count).view(gates.shape[0], len(best))
+    return mask.view(psi.shape)
+
+
 def strongest_gates_of_open_blocks(supernet: Supernet) -> list[torch.Tensor]:
     """Per searched ``psi`` (in :meth:`Supernet.gate_parameters` order), a mask that is True at the
-    largest gate of each searched map of every block open now, and in the Mult map at the largest gate of
-    each of its ``min_mult_channels`` strongest channels: holding those open keeps every such block open,
-    whatever else is pruned."""
+    largest gate of each searched map of every block open now, and in the Mult map at the strongest gate of
+    the ``min_mult_channels`` strongest channels of one activation part: holding those open keeps every
+    such block open, whatever else is pruned."""
     masks = {id(psi): torch.zeros_like(psi, dtype=torch.bool) for psi in supernet.gate_parameters()}
-    width = supernet.cfg.width
+    cfg = supernet.cfg
     for block in supernet.blocks():
         searched = [psi for psi in _block_parts(block) if psi is not None]
-        if searched and all(_channels(psi, width) for psi in searched):
+        if searched and all(_channels(psi, cfg.width) for psi in searched):
             for psi in searched:
-                count = supernet.cfg.min_mult_channels if psi is block.psi_mult else 1
-                masks[id(psi)] = _strongest_channels(psi.detach(), count)
+                if psi is block.psi_mult:
+                    masks[id(psi)] = _strongest_part_channels(block, cfg.min_mult_channels, cfg.activations)
+                else:
+                    masks[id(psi)] = _strongest_channels(psi.detach(), 1)
     return [masks[id(psi)] for psi in supernet.gate_parameters()]
 
 

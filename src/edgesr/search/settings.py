@@ -61,11 +61,13 @@ class SupernetConfig(StrictModel):
     min_mult_channels: int = Field(
         1,
         ge=1,
-        description="a block whose Mult map keeps some but fewer channels than this is closed when the gates are "
-        "cleaned (extraction and the budget projection, which holds an open block at this many); 1 = the paper. "
-        "Int8 OpenVINO runs a 3x3 conv 32 -> c in about 4 ms for every c up to 8 on the 2-core CPU "
-        "(benchmarks/deploy_breakdown.py), so a block of 1 to 3 Mult channels cost the default S about 9 ms for "
-        "0.4 G; a block that cannot close (1x1 or residual channels not searched) is left as it is",
+        description="an activation part of a block's Mult map (the (P)ReLU part or the tanh part: one conv each in "
+        "the deploy form) that keeps some but fewer channels than this is closed when the gates are cleaned "
+        "(extraction and the budget projection, which holds an open block at this many channels of one part), and a "
+        "block left without a part is closed; 1 = the paper. Int8 OpenVINO runs a 3x3 conv 32 -> c in about 4 ms for "
+        "every c up to 8 on the 2-core CPU (benchmarks/deploy_breakdown.py), so a block of 1 to 3 Mult channels cost "
+        "the default S about 9 ms for 0.4 G; a block that cannot close (1x1 or residual channels not searched) is left "
+        "as it is",
     )
     count_gradient: CountGradient = Field(
         "sum",
