@@ -34,9 +34,10 @@ def float_module_nodes(proto: onnx.ModelProto, modules: Sequence[str]) -> list[s
     OpenVINO still fuses with the ``Add`` (a sum post-op).
     """
     nodes = [node for module in modules for node in module_nodes(proto, module)]
-    outputs = {name for node in proto.graph.node if node.name in set(nodes) for name in node.output}
+    kept = set(nodes)
+    outputs = {name for node in proto.graph.node if node.name in kept for name in node.output}
     sums = [node.name for node in proto.graph.node if node.op_type == "Add" and outputs & set(node.input)]
-    return nodes + [node for node in sums if node not in nodes]
+    return nodes + [node for node in sums if node not in kept]
 
 
 def ignored_nodes(proto: onnx.ModelProto, layers: list[str], model_name: str) -> list[str]:
