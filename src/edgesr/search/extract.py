@@ -25,6 +25,7 @@ __all__ = [
     "clean_gates",
     "extract_architecture",
     "extract_subnet",
+    "linear_columns",
     "strongest_gates_of_open_blocks",
     "transfer_weights",
 ]
@@ -58,6 +59,11 @@ def _block_parts(block: SearchableBlock) -> list[nn.Parameter | None]:
     return parts + ([block.psi_pointwise] if block.conv_pointwise is not None else [])
 
 
+def linear_columns(activations: Sequence[str]) -> list[int]:
+    """The Mult gate columns of the (P)ReLU part: relu and prelu, one PReLU conv in the deploy form."""
+    return [column for column, name in enumerate(activations) if name in ("relu", "prelu")]
+
+
 def _activation_parts(block: SearchableBlock, activations: Sequence[str]) -> list[list[int]]:
     """Columns of the block's Mult gates that make each activation part of the deploy form, the (P)ReLU part
     then tanh (:func:`edgesr.deploy.fgnas_form.activation_parts`): one conv each. One shared column (the
@@ -65,9 +71,8 @@ def _activation_parts(block: SearchableBlock, activations: Sequence[str]) -> lis
     assert block.psi_mult is not None
     if block.psi_mult.dim() == 1 or block.psi_mult.shape[1] == 1:
         return [[0]]
-    linear = [column for column, name in enumerate(activations) if name in ("relu", "prelu")]
     tanh = [column for column, name in enumerate(activations) if name == "tanh"]
-    return [part for part in (linear, tanh) if part]
+    return [part for part in (linear_columns(activations), tanh) if part]
 
 
 def _close_narrow_parts(block: SearchableBlock, width: int, minimum: int, activations: Sequence[str]) -> None:

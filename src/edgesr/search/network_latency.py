@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 from edgesr.deploy.network_bench import NetworkPrecision, network_runner
 from edgesr.files import write_json
-from edgesr.search.extract import DEAD_PSI, extract_subnet
+from edgesr.search.extract import DEAD_PSI, extract_subnet, linear_columns
 from edgesr.search.gates import GATE_THRESHOLD, count_alive
 from edgesr.search.latency_cache import cache_file, machine_fingerprint, read_cached
 from edgesr.search.latency_grid import LatencyTable, channel_grid
@@ -76,10 +76,6 @@ _FORMAT = 5  # 2: one Mult conv per activation part (deploy form); 3: the conv t
 _SEARCH_ONLY_FIELDS = {"gate_init", "count_gradient", "min_mult_channels"}
 
 
-def _linear_part(names: list[str]) -> list[int]:
-    return [i for i, name in enumerate(names) if name in ("relu", "prelu")]
-
-
 def _branch_parts(mult: Tensor, names: list[str], mode: CountGradient) -> tuple[Tensor, Tensor]:
     """Per Mult channel: does it keep a (P)ReLU part, does it keep tanh (1 / 0, straight-through).
 
@@ -88,7 +84,7 @@ def _branch_parts(mult: Tensor, names: list[str], mode: CountGradient) -> tuple[
     """
     if mult.shape[1] != len(names):  # one gate per channel for every branch
         mult = mult.expand(-1, len(names))
-    linear = _linear_part(names)
+    linear = linear_columns(names)
     has_linear = count_alive(mult[:, linear], mode) if linear else torch.zeros_like(mult[:, 0])
     has_tanh = mult[:, names.index("tanh")] if "tanh" in names else torch.zeros_like(mult[:, 0])
     return has_linear, has_tanh
