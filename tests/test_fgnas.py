@@ -265,6 +265,35 @@ def test_the_hinge_penalty_pushes_only_while_the_cost_is_over_the_target(penalty
     assert (pushed > 0) == (penalty == "linear" or open_all)
 
 
+def _penalty_gradients(net: Supernet, cost_balance: str) -> list[torch.Tensor]:
+    full = net.mult_adds().item()
+    budget = MultAddsBudget(target_g=full / 2e9, lambda_init=0.1, ramp_fraction=0.0, cost_balance=cost_balance)
+    net.zero_grad()
+    total = SearchObjective(budget, lambda m: m.mult_adds(), full, 100)(net, torch.tensor(0.25), 0)
+    total.backward()
+    return [p.grad.clone() for p in net.gate_parameters()]
+
+
+def test_the_per_map_cost_balance_prices_every_map_alike_and_keeps_the_cost():
+    """per_map: each psi tensor's penalty gradient is scaled by kappa / (its mean magnitude), so every map's
+    mean magnitude is kappa (the mean over all gates) and the order of the gates inside a map is kept;
+    eq3 leaves a Mult branch gate and a 1x1 gate at their own, different, prices. The value is the same."""
+    net = Supernet(SupernetConfig(num_blocks=2, width=8, count_gradient="shared"), scale=2)
+    _randomise_gates(net, seed=3, open_fraction=0.8)
+    eq3, per_map = _penalty_gradients(net, "eq3"), _penalty_gradients(net, "per_map")
+    means = [float(g.abs()[g != 0].mean()) for g in eq3]
+    assert max(means) / min(means) > 2  # Eq. 3 prices the maps differently
+    kappa = float(torch.cat([g.abs()[g != 0] for g in eq3]).mean())
+    for plain, balanced, mean in zip(eq3, per_map, means, strict=True):
+        torch.testing.assert_close(balanced, plain * (kappa / mean))
+        assert float(balanced.abs()[balanced != 0].mean()) == pytest.approx(kappa, rel=1e-5)
+    values = []
+    for balance in ("eq3", "per_map"):
+        budget = MultAddsBudget(target_g=1.0, lambda_init=0.1, ramp_fraction=0.0, cost_balance=balance)
+        values.append(SearchObjective(budget, lambda m: m.mult_adds(), 2e9, 100)(net, torch.tensor(0.25), 0).item())
+    assert values[0] == values[1]
+
+
 @pytest.mark.parametrize("target_g", [3.5, 7.0, 12.0])
 def test_projection_lands_within_five_percent_and_keeps_the_learned_order(target_g):
     net = Supernet(SupernetConfig(num_blocks=4, width=32, bicubic_skip=True), scale=2)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import openvino as ov
 import pytest
 import torch
 from skimage import data
@@ -27,7 +28,14 @@ from edgesr.metrics import psnr_y
 from edgesr.models.bicubic import Bicubic, BicubicPhases
 from edgesr.quant.calibration import calibration_patches
 from edgesr.quant.checks import output_errors
-from edgesr.quant.layers import float_module_nodes, ignored_nodes, module_nodes, openvino_ignored_scope
+from edgesr.quant.exact_skip import dense_weights, grid_taps, int8_exact_weights
+from edgesr.quant.layers import (
+    float_module_nodes,
+    ignored_nodes,
+    module_nodes,
+    openvino_ignored_scope,
+    openvino_skip_nodes,
+)
 from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
 from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_accuracy_control
 from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
@@ -164,17 +172,24 @@ class SkipNet(nn.Module):
         return self.shuffle(self.body(x)) + self.bicubic(x)
 
 
-def _flat_skip_errors(net: nn.Module, folder: Path, float_nodes: Callable[[onnx.ModelProto], list[str]]) -> list[float]:
+def _flat_skip_errors(
+    net: nn.Module,
+    folder: Path,
+    float_nodes: Callable[[onnx.ModelProto], list[str]],
+    exact_convs: Callable[[onnx.ModelProto], list[str]] = lambda proto: [],
+) -> list[float]:
     """Mean |int8 - fp32| (levels) of ``net`` on seven flat images, quantized by NNCF with ``float_nodes`` of its
-    ONNX graph kept in float, calibrated on a photo's crops and synthetic patches."""
+    ONNX graph kept in float and ``exact_convs`` made int8-exact skips, calibrated on a photo's crops and
+    synthetic patches."""
     torch.manual_seed(0)
     onnx_path = export_onnx(net.eval(), folder / "model.onnx")
     ir = export_openvino(onnx_path, folder)["fp32"]
     hr = data.astronaut()[:256, :256]
     calibration = calibration_patches([("a", imresize(hr, 1 / SCALE), hr)], SCALE, 64, 16, seed=0)
-    scope = openvino_ignored_scope(float_nodes(onnx.load(onnx_path)))
-    fp32_runner = openvino_runner(ir, 2)
-    int8_runner = openvino_runner(quantize_openvino(ir, calibration, folder / "int8" / "openvino.xml", scope), 2)
+    proto = onnx.load(onnx_path)
+    scope = openvino_ignored_scope(float_nodes(proto))
+    int8 = quantize_openvino(ir, calibration, folder / "int8" / "openvino.xml", scope, exact_convs(proto))
+    fp32_runner, int8_runner = openvino_runner(ir, 2), openvino_runner(int8, 2)
     flats = [np.full((24, 24, 3), level, np.uint8) for level in (0, 16, 64, 128, 192, 235, 255)]
     return [
         output_errors(upscale_tiled(int8_runner, f, SCALE, 64, 4), upscale_tiled(fp32_runner, f, SCALE, 64, 4), 0)[
@@ -228,6 +243,56 @@ def test_the_add_of_a_float_skip_stays_float(tmp_path):
     kept = _flat_skip_errors(PhaseSkipNet(), tmp_path / "float_add", partial(float_module_nodes, modules=["bicubic"]))
     assert max(rounded) > 0.5 and max(kept) <= 1.0
     assert sum(kept) < sum(rounded) / 2
+
+
+def _int8_conv_taps(xml: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 weights, per-channel scale) of the conv ``name`` in an NNCF int8 IR (weights * scale = its taps)."""
+    ops = {op.get_friendly_name(): op for op in ov.Core().read_model(xml).get_ordered_ops()}
+    dequantize = ops[name].input_value(1).get_node()  # Multiply(Convert(int8 constant), scale)
+    ints = dequantize.input_value(0).get_node().input_value(0).get_node().get_data()
+    return ints, dequantize.input_value(1).get_node().get_data().reshape(-1)
+
+
+def test_an_int8_exact_skip_runs_in_int8_on_its_grid_taps_and_keeps_flat_levels(tmp_path):
+    """Issue 13: OpenVINO runs the deploy form's one-conv bicubic skip in int8. NNCF gives a conv that reads the
+    model input 7-bit weights (scale = max|w| / 63.5, integers clamped to [-64, 63]); written as k / K with the
+    largest tap at 63.5 / K, the int8 taps are exactly the grid taps k, so every phase sums to 1 and flat
+    images keep their level as with the skip in float; only the skip's Add is left in float."""
+    proto = onnx.load(export_onnx(PhaseSkipNet().eval(), tmp_path / "model.onnx"))
+    floats, exact = openvino_skip_nodes(proto, ["bicubic"])
+    ops = {node.name: node.op_type for node in proto.graph.node}
+    assert [ops[node] for node in floats] == ["Add"] and [ops[node] for node in exact] == ["Conv"]
+
+    torch.manual_seed(1)
+    net = PhaseSkipNet()
+    errors = _flat_skip_errors(net, tmp_path / "exact", lambda p: floats, lambda p: exact)
+    # the same flat errors as with the skip in float: what is left comes from the int8 body conv
+    assert errors == _flat_skip_errors(net, tmp_path / "float", partial(float_module_nodes, modules=["bicubic"]))
+    assert max(errors) < 0.1
+    ints, scale = _int8_conv_taps(tmp_path / "exact" / "int8" / "openvino.xml", exact[0])
+    dense = dense_weights(BicubicPhases(3, SCALE).weight.numpy().reshape(3, SCALE**2, 1, 5, 5))
+    for channel in range(dense.shape[0]):
+        grid, total = grid_taps(dense[channel])
+        np.testing.assert_array_equal(ints[channel], grid)
+        assert scale[channel] * total == pytest.approx(1.0, abs=1e-6)
+        assert np.abs(grid / total - dense[channel]).max() <= 1 / total
+    report = openvino_precisions(tmp_path / "exact" / "int8" / "openvino.xml", module_paths(proto))
+    assert not [layer for layer in report.as_dict()["float_layers"] if "Convolution" in layer]
+    # the skip's exact bicubic taps quantized by NNCF as they are: rounded to its 7-bit grid, flats move
+    plain = _flat_skip_errors(net, tmp_path / "plain", lambda p: floats)
+    assert sum(plain) > sum(errors) + 0.2
+
+
+def test_grid_taps_keep_an_interpolation_kernel_and_refuse_a_learned_one():
+    phases = BicubicPhases(3, 3).weight.numpy()[:, 0]  # x3: one phase is the identity
+    for kernel in phases:
+        grid, total = grid_taps(kernel)
+        assert grid.sum() == total and np.abs(grid).max() == 63 and np.all(grid[kernel == 0] == 0)
+    written = int8_exact_weights(phases[:, None])  # the largest tap at 63.5 / K, the others k / K
+    totals = (63 / phases.max(axis=(1, 2))).round()
+    np.testing.assert_allclose(written.reshape(len(phases), -1).max(axis=1), 63.5 / totals, rtol=1e-6)
+    with pytest.raises(ValueError, match="summing to 1.*quantize.float_modules"):
+        int8_exact_weights(np.full((2, 1, 3, 3), 0.2, np.float32))
 
 
 def test_calibration_without_saturated_content_is_caught_and_the_fix_passes(tmp_path):

@@ -15,12 +15,23 @@ import onnx
 from edgesr.deploy.export import module_paths
 from edgesr.errors import UsageError
 
-__all__ = ["float_module_nodes", "ignored_nodes", "module_nodes", "openvino_ignored_scope"]
+__all__ = ["float_module_nodes", "ignored_nodes", "module_nodes", "openvino_ignored_scope", "openvino_skip_nodes"]
 
 
 def module_nodes(proto: onnx.ModelProto, module: str) -> list[str]:
     """ONNX node names of ``module`` and its submodules (``bicubic`` covers ``bicubic.pixel_shuffle``)."""
     return [node for node, path in module_paths(proto).items() if path == module or path.startswith(f"{module}.")]
+
+
+def _sums_of(proto: onnx.ModelProto, nodes: Sequence[str]) -> list[str]:
+    """Each ``Add`` outside ``nodes`` that sums one of their outputs into the network (the skip's ``out + skip(x)``)."""
+    kept = set(nodes)
+    outputs = {name for node in proto.graph.node if node.name in kept for name in node.output}
+    return [
+        node.name
+        for node in proto.graph.node
+        if node.op_type == "Add" and outputs & set(node.input) and node.name not in kept
+    ]
 
 
 def float_module_nodes(proto: onnx.ModelProto, modules: Sequence[str]) -> list[str]:
@@ -34,10 +45,29 @@ def float_module_nodes(proto: onnx.ModelProto, modules: Sequence[str]) -> list[s
     OpenVINO still fuses with the ``Add`` (a sum post-op).
     """
     nodes = [node for module in modules for node in module_nodes(proto, module)]
-    kept = set(nodes)
-    outputs = {name for node in proto.graph.node if node.name in kept for name in node.output}
-    sums = [node.name for node in proto.graph.node if node.op_type == "Add" and outputs & set(node.input)]
-    return nodes + [node for node in sums if node not in kept]
+    return nodes + _sums_of(proto, nodes)
+
+
+def openvino_skip_nodes(proto: onnx.ModelProto, modules: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(float nodes, exact int8 convs)`` of ``quantize.float_modules`` for OpenVINO.
+
+    A module computed by one conv (the deploy form's :class:`edgesr.models.bicubic.BicubicPhases`, after its
+    padding) runs in int8 on taps NNCF keeps exactly (:func:`edgesr.quant.exact_skip.make_skip_exact`); only
+    its ``Add`` stays in float, so its output is not rounded to 8 bits. Any other module (the two-pass
+    :class:`edgesr.models.bicubic.Bicubic`) stays in float with its ``Add``, as :func:`float_module_nodes`.
+    """
+    convs = {node.name for node in proto.graph.node if node.op_type == "Conv"}
+    floats: list[str] = []
+    exact: list[str] = []
+    for module in modules:
+        nodes = module_nodes(proto, module)
+        own = [node for node in nodes if node in convs]
+        if len(own) == 1:
+            exact += own
+            floats += _sums_of(proto, nodes)
+        else:
+            floats += float_module_nodes(proto, [module])
+    return floats, exact
 
 
 def ignored_nodes(proto: onnx.ModelProto, layers: list[str], model_name: str) -> list[str]:

@@ -19,18 +19,19 @@ the range of the activations that carry signal is what ruins int8 SR.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import nncf
 import numpy as np
 import openvino as ov
-from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
 from edgesr.data.images import as_image, as_input
 from edgesr.deploy.export import save_openvino
 from edgesr.metrics import mean_psnr, psnr_y
+from edgesr.quant.exact_skip import make_skip_exact
 
 __all__ = ["quantize_openvino", "quantize_openvino_with_accuracy_control"]
 
@@ -45,14 +46,32 @@ def _settings(calibration: list[np.ndarray]) -> dict:
 
 
 def _advanced() -> AdvancedQuantizationParameters:
-    return AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
+    # FIRST_LAYER is NNCF's CPU default, pinned: the int8-exact skip's taps are written for its 7-bit grid.
+    return AdvancedQuantizationParameters(
+        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX, overflow_fix=OverflowFix.FIRST_LAYER
+    )
+
+
+def _read(fp32_xml: Path, exact_convs: Collection[str]) -> ov.Model:
+    """The IR with the convs ``exact_convs`` made int8-exact skips (:mod:`edgesr.quant.exact_skip`)."""
+    model = ov.Core().read_model(fp32_xml)
+    if exact_convs:
+        make_skip_exact(model, exact_convs)
+    return model
 
 
 def quantize_openvino(
-    fp32_xml: Path, calibration: list[np.ndarray], out_xml: Path, ignored_scope: nncf.IgnoredScope | None = None
+    fp32_xml: Path,
+    calibration: list[np.ndarray],
+    out_xml: Path,
+    ignored_scope: nncf.IgnoredScope | None = None,
+    exact_convs: Collection[str] = (),
 ) -> Path:
-    """NNCF PTQ of ``fp32_xml`` on every calibration patch; writes the int8 IR to ``out_xml``."""
-    model = ov.Core().read_model(fp32_xml)
+    """NNCF PTQ of ``fp32_xml`` on every calibration patch; writes the int8 IR to ``out_xml``.
+
+    ``exact_convs``: fixed interpolation convs run in int8 on exactly kept taps (:mod:`edgesr.quant.exact_skip`).
+    """
+    model = _read(fp32_xml, exact_convs)
     quantized = nncf.quantize(
         model,
         nncf.Dataset(calibration),
@@ -71,16 +90,18 @@ def quantize_openvino_with_accuracy_control(
     max_drop: float,
     out_xml: Path,
     ignored_scope: nncf.IgnoredScope | None = None,
+    exact_convs: Collection[str] = (),
 ) -> Path:
     """``nncf.quantize_with_accuracy_control``: full int8 first, then the layers that cost most PSNR-Y on
-    ``validation`` (name, LR, HR) pairs go back to float until the drop is at most ``max_drop`` dB."""
+    ``validation`` (name, LR, HR) pairs go back to float until the drop is at most ``max_drop`` dB
+    (``exact_convs`` as :func:`quantize_openvino`)."""
 
     def validate(compiled: ov.CompiledModel, items: Iterable[tuple[str, np.ndarray, np.ndarray]]):
         request = compiled.create_infer_request()
         scores = [psnr_y(as_image(request.infer({0: as_input(lr)})[0]), hr, scale) for _, lr, hr in items]
         return mean_psnr(scores), scores
 
-    model = ov.Core().read_model(fp32_xml)
+    model = _read(fp32_xml, exact_convs)
     quantized = nncf.quantize_with_accuracy_control(
         model,
         nncf.Dataset(calibration),

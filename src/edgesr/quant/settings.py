@@ -48,8 +48,9 @@ class QuantizeConfig(StrictModel):
     )
     float_modules: list[str] = Field(
         default_factory=list,
-        description="module paths kept in float in every model that has them, with the Add that sums their output "
-        "(quant.layers.float_module_nodes): fixed (not learned) interpolation skips",
+        description="fixed (not learned) interpolation skips, by module path, in every model that has them: ONNX "
+        "Runtime keeps them in float with the Add that sums their output (quant.layers.float_module_nodes); OpenVINO "
+        "runs a one-conv skip in int8 on exactly kept taps with only its Add in float (quant.exact_skip)",
     )
     onnxruntime_symmetric: list[str] = Field(
         default_factory=list,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +28,7 @@ __all__ = [
     "FinishedSearch",
     "SearchObjective",
     "alive_channels",
+    "balanced_per_map",
     "budget_target",
     "finish_search",
     "next_goal",
@@ -100,6 +102,8 @@ class SearchObjective(nn.Module):
         ratio = cost / target
         pressure = torch.relu(ratio - 1.0) if budget.penalty == "hinge" else ratio
         penalty = (self.log_lambda.exp() * pressure).to(loss.dtype)
+        if budget.cost_balance == "per_map":
+            penalty = balanced_per_map(model, penalty)
         with torch.no_grad():  # dual ascent on cost <= target, after this iteration used the current lambda
             self.log_lambda.add_(budget.lambda_rate * (float(cost) / target - 1.0)).clamp_(*_LOG_LAMBDA_RANGE)
         return loss + penalty
@@ -121,6 +125,34 @@ class SearchObjective(nn.Module):
         if isinstance(self.budget, FixedLambda):
             return self.budget.value
         return float(self.log_lambda.exp())
+
+
+def balanced_per_map(model: Supernet, penalty: Tensor) -> Tensor:
+    """``penalty`` with each gated map's gradient rescaled to the mean gate's (``cost_balance: per_map``).
+
+    Every ``psi`` tensor gates one map (the head, a block's 1x1, Mult or residual channels, the
+    after-body conv). Its gradient of ``penalty`` (Eq. 3 through Eq. 4 and the straight-through gates)
+    is multiplied by ``kappa / c_m``: ``c_m`` is the mean magnitude of its nonzero entries and ``kappa``
+    that mean over the nonzero entries of every map. The value, and so lambda's dual ascent, is
+    ``penalty``'s; only the relative price of the maps changes.
+    """
+    psis = model.gate_parameters()
+    if not penalty.requires_grad or not psis:
+        return penalty
+    grads = torch.autograd.grad(penalty, psis, allow_unused=True)
+    grads_by_map = [torch.zeros_like(psi) if grad is None else grad for psi, grad in zip(psis, grads, strict=True)]
+    magnitudes = [grad.abs()[grad != 0] for grad in grads_by_map]
+    pooled = torch.cat(magnitudes)
+    if pooled.numel() == 0:
+        return penalty.detach()
+    kappa = pooled.mean()
+    surrogate = sum(
+        (psi * grad * (kappa / magnitude.mean())).sum()
+        for psi, grad, magnitude in zip(psis, grads_by_map, magnitudes, strict=True)
+        if magnitude.numel()
+    )
+    surrogate = cast(Tensor, surrogate)
+    return penalty.detach() + surrogate - surrogate.detach()
 
 
 @torch.no_grad()

@@ -114,6 +114,14 @@ class _TargetBudget(StrictModel):
     penalty: Literal["linear", "hinge"] = Field(
         "linear", description="linear: lambda * cost / target; hinge: lambda * max(cost / target - 1, 0) (issue 13)"
     )
+    cost_balance: Literal["eq3", "per_map"] = Field(
+        "eq3",
+        description="eq3: each gate receives the penalty's own gradient, so a channel is priced by what it costs in "
+        "Eq. 3; per_map: each gated map's (each psi tensor's) penalty gradient is rescaled so that its mean magnitude "
+        "equals the mean over all gates, so a channel of every map is priced the same and, under Adam's per-gate "
+        "step, the balance of loss and penalty ranks channels by their loss gradient alone (issue 13: the cost of a "
+        "1x1 channel and of a Mult channel differ by up to 9x); the cost, its target and lambda are unchanged",
+    )
 
 
 class MultAddsBudget(_TargetBudget):

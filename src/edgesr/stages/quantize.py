@@ -4,8 +4,10 @@ Calibration (:mod:`edgesr.quant.calibration`): ``quantize.calibration_patches`` 
 the input domain: training crops (paper 003 Sec. 4.3 quantizes on training data), the same crops
 re-exposed bright and dark, and synthetic flat, edge, ramp and checkerboard patches in extreme colours.
 Full int8, first and last layers included, unless ``quantize.ignored_layers`` names layers to keep in
-float; ``quantize.float_modules`` keeps the fixed bicubic skip of the models that have one in float, with the
-``Add`` that sums it into the output (:func:`edgesr.quant.layers.float_module_nodes`).
+float; ``quantize.float_modules`` names the fixed bicubic skip of the models that have one: ONNX Runtime keeps it
+in float with the ``Add`` that sums it into the output (:func:`edgesr.quant.layers.float_module_nodes`), OpenVINO
+runs a one-conv skip in int8 on taps NNCF keeps exactly and only its ``Add`` in float
+(:func:`edgesr.quant.layers.openvino_skip_nodes`, :mod:`edgesr.quant.exact_skip`).
 ONNX Runtime's activation ranges are asymmetric except for the models in ``quantize.onnxruntime_symmetric``
 (NNCF's are symmetric). ``mode: accuracy_control`` runs ``nncf.quantize_with_accuracy_control`` with
 ``max_drop`` dB PSNR-Y on the validation split (ONNX Runtime has no such mode and stays full int8).
@@ -40,7 +42,7 @@ from edgesr.errors import UserError
 from edgesr.files import write_json, write_text
 from edgesr.plots import save_int8_drop
 from edgesr.quant.calibration import calibration_patches
-from edgesr.quant.layers import float_module_nodes, ignored_nodes, openvino_ignored_scope
+from edgesr.quant.layers import float_module_nodes, ignored_nodes, openvino_ignored_scope, openvino_skip_nodes
 from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
 from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_accuracy_control
 from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
@@ -55,23 +57,27 @@ def _quantize(
     params: Params,
     fp32: Path,
     out: Path,
-    onnx_nodes: list[str],
+    proto: onnx.ModelProto,
+    layers: list[str],
     calibration: list,
     val_pairs: Pairs,
     runtime: str,
     symmetric: bool,
 ) -> Path:
-    """Write the int8 model of ``fp32`` for ``runtime`` to ``out``, ``onnx_nodes`` kept in float
-    (ONNX Runtime: activations ``symmetric`` or asymmetric; NNCF's are always symmetric)."""
+    """Write the int8 model of ``fp32`` for ``runtime`` to ``out``: the ONNX nodes ``layers`` in float, and
+    ``quantize.float_modules`` as that runtime keeps them (ONNX Runtime: in float with their ``Add``, activations
+    ``symmetric`` or asymmetric; OpenVINO: a one-conv skip in int8 on exact taps, its ``Add`` in float)."""
     cfg = params.quantize
     if runtime == "onnxruntime":
-        return quantize_onnxruntime(fp32, calibration, out, onnx_nodes, symmetric)
-    scope = openvino_ignored_scope(onnx_nodes)
+        floats = layers + float_module_nodes(proto, cfg.float_modules)
+        return quantize_onnxruntime(fp32, calibration, out, floats, symmetric)
+    skip_floats, exact = openvino_skip_nodes(proto, cfg.float_modules)
+    scope = openvino_ignored_scope(layers + skip_floats)
     if cfg.mode == "accuracy_control":
         return quantize_openvino_with_accuracy_control(
-            fp32, calibration, val_pairs, params.scale, cfg.max_drop, out, scope
+            fp32, calibration, val_pairs, params.scale, cfg.max_drop, out, scope, exact
         )
-    return quantize_openvino(fp32, calibration, out, scope)
+    return quantize_openvino(fp32, calibration, out, scope, exact)
 
 
 class DefaultModelNotDeployableError(UserError, ValueError):
@@ -92,8 +98,7 @@ def quantize_one(
     deploy_root, threads = root / params.paths.deploy, params.deploy.threads
     proto = onnx.load(deployed_file(deploy_root, name, "onnxruntime", "fp32"))
     modules = module_paths(proto)
-    onnx_nodes = ignored_nodes(proto, params.quantize.ignored_layers.get(name, []), name)
-    onnx_nodes += float_module_nodes(proto, params.quantize.float_modules)
+    layers = ignored_nodes(proto, params.quantize.ignored_layers.get(name, []), name)
     make_runner = {"openvino": openvino_runner, "onnxruntime": onnxruntime_runner}
     inspect = {"openvino": openvino_precisions, "onnxruntime": onnxruntime_precisions}
     checks = model_dir(deploy_root, "int8", name) / CHECKS_FILE
@@ -103,7 +108,7 @@ def quantize_one(
         fp32 = deployed_file(deploy_root, name, runtime, "fp32")
         out = model_dir(deploy_root, "int8", name) / fp32.name
         symmetric = runtime == "openvino" or name in params.quantize.onnxruntime_symmetric
-        int8 = _quantize(params, fp32, out, onnx_nodes, calibration, val_pairs, runtime, symmetric)
+        int8 = _quantize(params, fp32, out, proto, layers, calibration, val_pairs, runtime, symmetric)
         results[runtime] = verify_int8(
             make_runner[runtime](fp32, threads),
             make_runner[runtime](int8, threads),
