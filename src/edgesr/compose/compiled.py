@@ -17,7 +17,7 @@ from torch import Tensor
 
 from edgesr.compose.classifier import PatchClassifier
 from edgesr.compose.grid import PatchGrid
-from edgesr.deploy.runtimes import openvino_config
+from edgesr.deploy.runtimes import infer_copy, openvino_config
 
 __all__ = ["MIN_SIDE", "OpenVINOClassifier"]
 
@@ -41,7 +41,7 @@ class OpenVINOClassifier:
         self._request = ov.Core().compile_model(model, "CPU", config=openvino_config(threads)).create_infer_request()
 
     def _features(self, images: Tensor) -> Tensor:
-        return torch.from_numpy(self._request.infer({0: images.numpy()})[0].copy())
+        return torch.from_numpy(infer_copy(self._request, images.numpy()))
 
     def mult_adds(self, grid: PatchGrid) -> int:
         return self.classifier.mult_adds(grid)

@@ -12,6 +12,7 @@ dropped), so a compiled runtime sees one shape and memory stays bounded by the c
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import openvino as ov
 import torch
 from torch import nn
 
-from edgesr.deploy.runtimes import onnxruntime_session, openvino_config
+from edgesr.deploy.runtimes import infer_copy, onnxruntime_session, openvino_config
 
 __all__ = ["BatchRunner", "chunked", "onnxruntime_batch_runner", "openvino_batch_runner", "torch_batch_runner"]
 
@@ -78,4 +79,4 @@ def openvino_batch_runner(path: Path, threads: int, chunk: int, patch: int) -> B
     model = core.read_model(path)
     model.reshape({0: [chunk, 3, patch, patch]})
     request = core.compile_model(model, "CPU", config=openvino_config(threads)).create_infer_request()
-    return chunked(lambda patches: request.infer({0: patches})[0].copy(), chunk)
+    return chunked(partial(infer_copy, request), chunk)

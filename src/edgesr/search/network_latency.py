@@ -69,9 +69,10 @@ __all__ = [
 
 FEATURES = ("activation_channels", "add_channels", "part_convs", "constant")
 TERMS = ("conv_table_ms", *FEATURES)  # what the coefficients multiply
-_FORMAT = 6  # 2: one Mult conv per activation part (deploy form); 3: the conv table's scale is fitted;
+_FORMAT = 7  # 2: one Mult conv per activation part (deploy form); 3: the conv table's scale is fitted;
 # 4: fitted in relative error on subnets that include closed blocks; 5: the bicubic skip's Add in float too;
-# 6: the bicubic skip in int8 on exact taps (quant.exact_skip)
+# 6: the bicubic skip in int8 on exact taps (quant.exact_skip); 7: whole networks timed without OpenVINO's
+# input and extra output copies (deploy.runtimes.openvino_runner)
 # Change how the search moves or which subnet it keeps, not the deployed graphs the model prices: the fit
 # subnets are drawn with min_mult_channels 1 whatever the search's setting (measured_subnets).
 _SEARCH_ONLY_FIELDS = {"gate_init", "count_gradient", "min_mult_channels"}

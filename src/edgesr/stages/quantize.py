@@ -50,7 +50,7 @@ from edgesr.quant.report import markdown, plot_rows
 from edgesr.quant.verify import Pairs, Upscale, verify_int8
 from edgesr.tracking import stage_run
 
-__all__ = ["DefaultModelNotDeployableError", "run"]
+__all__ = ["DefaultModelNotDeployableError", "run", "stage_calibration"]
 
 
 def _quantize(
@@ -170,6 +170,20 @@ def _log(tracker, name: str, runtime: str, result: dict, sets: list[str]) -> Non
     tracker.set_tags({f"int8_deployable.{name}.{runtime}": "yes" if result["deployable"] else "no"})
 
 
+def stage_calibration(params: Params, prepared: Path) -> list:
+    """The calibration patches the stage quantizes every model on (see the module docstring)."""
+    cfg = params.quantize
+    return calibration_patches(
+        load_pairs(prepared, "train", params.scale),
+        params.scale,
+        cfg.calibration_patches,
+        cfg.calibration_patch,
+        cfg.seed,
+        cfg.exposed_fraction,
+        cfg.synthetic_fraction,
+    )
+
+
 def run(params: Params, root: Path = Path(".")) -> dict[str, dict]:
     """Quantize and verify every ``deploy.models`` entry with each runtime of ``quantize.runtimes``.
 
@@ -181,15 +195,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, dict]:
     sets = {s: load_pairs(prepared, s, params.scale) for s in (available_benchmarks(prepared) or ["val"])}
     sets |= _photo_sets(params, root)
     val_pairs = sets.get("val") or load_pairs(prepared, "val", params.scale)
-    calibration = calibration_patches(
-        load_pairs(prepared, "train", params.scale),
-        params.scale,
-        cfg.calibration_patches,
-        cfg.calibration_patch,
-        cfg.seed,
-        cfg.exposed_fraction,
-        cfg.synthetic_fraction,
-    )
+    calibration = stage_calibration(params, prepared)
     upscale = partial(upscale_tiled, scale=params.scale, tile=deploy.tile, overlap=deploy.overlap, border=deploy.border)
     stress = stress_images()
     metrics_dir, plots_dir = root / params.paths.metrics, root / params.paths.plots / "quantize"
