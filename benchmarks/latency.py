@@ -3,9 +3,11 @@
     .venv/bin/python benchmarks/latency.py --threads 2 --repeats 10
 
 Run after `dvc repro quantize`. For each ``deploy.models`` entry and a 1280/s x 720/s input (640x360 at
-x2, a 720p output): median latency of ``--repeats`` runs on ``--threads`` threads, the ratio to PyTorch
-eager measured in the same run, and the achieved GMAC/s against a measured int8 peak of this CPU (a
-large dense int8 convolution in OpenVINO, quantized by the same NNCF path). Also the peak memory (RSS)
+x2, a 720p output): median latency over ``--repeats`` round-robin rounds on ``--threads`` threads (every
+model and runtime, and the peak conv, runs once per round, so a slow phase of a shared machine hits them
+alike: timed one model after another, XLSR int8 once read 24.6 ms, 17.9 ms when timed beside S), the ratio
+to PyTorch eager measured in the same rounds, and the achieved GMAC/s against a measured int8 peak of this
+CPU (a large dense int8 convolution in OpenVINO, quantized by the same NNCF path). Also the peak memory (RSS)
 of ``edgesr upscale`` making a 12 MP (4000x3000) output, in a child process, and the largest
 difference between tiled and whole-image fp32 output on a real image. Waits ``--settle`` seconds idle
 first: on a 2-core VM, models timed right after `dvc repro` ran up to 1.4x slow (issue 13). Writes
@@ -21,11 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from edgesr.artifacts import deployable_checkpoint
 from edgesr.complexity import count_complexity
@@ -34,12 +36,12 @@ from edgesr.data.images import load_rgb8, save_png
 from edgesr.data.prepare import available_benchmarks, load_pairs
 from edgesr.deploy.export import export_onnx, export_openvino
 from edgesr.deploy.runners import deployed_runner
-from edgesr.deploy.runtimes import openvino_runner
+from edgesr.deploy.runtimes import Runner, openvino_runner
 from edgesr.deploy.tiling import upscale_tiled
 from edgesr.files import write_json
-from edgesr.latency import runner_median_ms
 from edgesr.plots import save_latency_bars
 from edgesr.quant.openvino_ptq import quantize_openvino
+from edgesr.search.network_latency import time_round_robin
 from edgesr.train.restore import trained_model
 
 VARIANTS = [
@@ -53,29 +55,34 @@ REFERENCE = "torch/fp32"
 PEAK_CONV = (256, (90, 160))  # channels, LR size: a 3x3 conv of 8.5 G MACs
 
 
-def int8_peak(threads: int, repeats: int, warmup: int) -> dict[str, float]:
-    """GMAC/s of one large dense 3x3 convolution in OpenVINO, fp32 and NNCF int8."""
+def int8_peak_runners(threads: int, folder: Path) -> tuple[int, dict[str, Runner]]:
+    """MACs of one large dense 3x3 convolution and its OpenVINO fp32 and NNCF int8 runners, each on its own input."""
     channels, (height, width) = PEAK_CONV
     conv = torch.nn.Conv2d(channels, channels, 3, padding=1).eval()
     conv.num_in_ch = channels  # the export example input follows the uniform model surface attribute
-    macs = channels * channels * 9 * height * width
     x = np.random.default_rng(0).random((1, channels, height, width), dtype=np.float32)
-    with tempfile.TemporaryDirectory() as folder:
-        ir = export_openvino(export_onnx(conv, Path(folder) / "conv.onnx"), Path(folder))["fp32"]
-        int8 = quantize_openvino(ir, [x], Path(folder) / "int8" / "conv.xml")
-        result = {}
-        for name, path in (("fp32", ir), ("int8", int8)):
-            ms = runner_median_ms(openvino_runner(path, threads), x, repeats, warmup)
-            result[f"{name}_ms"], result[f"{name}_gmac_per_s"] = ms, macs / 1e9 / (ms / 1e3)
-    return {"macs": macs, "input": [1, channels, height, width], **result}
+    ir = export_openvino(export_onnx(conv, folder / "conv.onnx"), folder)["fp32"]
+    int8 = quantize_openvino(ir, [x], folder / "int8" / "conv.xml")
+    runners = {name: openvino_runner(path, threads) for name, path in (("fp32", ir), ("int8", int8))}
+    return channels * channels * 9 * height * width, {name: partial(_on, runner, x) for name, runner in runners.items()}
+
+
+def _on(runner: Runner, x: np.ndarray, _: np.ndarray) -> np.ndarray:
+    """``runner`` on its own input ``x`` whatever it is given (the peak conv in the models' timing rounds)."""
+    return runner(x)
 
 
 def upscale_memory(params_path: Path, scale: int, output_hw: tuple[int, int]) -> dict[str, float]:
-    """Peak RSS of a child process running ``edgesr upscale`` (defaults: OpenVINO int8, tiled) to ``output_hw``."""
+    """Peak RSS of a child process running ``edgesr upscale`` (defaults: OpenVINO int8, tiled) to ``output_hw``.
+
+    The peak is the child's own address space's (``VmHWM``): ``ru_maxrss`` keeps the high-water mark of the
+    memory the child was forked with, so it read the benchmark's own 4.7 GB of loaded models as the upscale's.
+    """
     height, width = output_hw[0] // scale, output_hw[1] // scale
     probe = (
-        "import resource, sys\nfrom edgesr.cli import main\nrc = main(sys.argv[1:])\n"
-        "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(rc)"
+        "import sys\nfrom edgesr.cli import main\nrc = main(sys.argv[1:])\n"
+        "print('peak_rss_kb', next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))\n"
+        "sys.exit(rc)"
     )
     with tempfile.TemporaryDirectory() as folder:
         # a real photo repeated to the size: content matters little for time and not for memory
@@ -128,29 +135,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=10, help="round-robin rounds (each runner once per round)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latency.json"))
-    parser.add_argument("--settle", type=float, default=45.0, help="idle seconds before timing")
+    parser.add_argument("--settle", type=float, default=45.0, help="idle seconds before the timing rounds")
     args = parser.parse_args()
 
     params = load_params(args.params)
-    time.sleep(args.settle)
     params = params.model_copy(update={"deploy": params.deploy.model_copy(update={"threads": args.threads})})
     output_hw = (720, 1280)
     input_hw = (output_hw[0] // params.scale, output_hw[1] // params.scale)
     x = np.random.default_rng(0).random((1, 3, *input_hw), dtype=np.float32)
-    peak = int8_peak(args.threads, args.repeats, args.warmup)
+    with tempfile.TemporaryDirectory() as folder:
+        peak_macs, runners = int8_peak_runners(args.threads, Path(folder))
+        macs = {}
+        for name in params.deploy.models:
+            model = trained_model(deployable_checkpoint(params, name), params.scale)
+            macs[name] = count_complexity(model, params.scale, output_hw).mult_adds
+            for runtime, precision in VARIANTS:
+                runners[f"{name} {runtime}/{precision}"] = deployed_runner(
+                    params, name, runtime, precision, checked=False
+                )
+        # every runner once per round, so drift on a shared machine hits every model and runtime alike
+        timed = time_round_robin(list(runners.values()), x, args.repeats, args.warmup, "timing", args.settle)
+        medians = dict(zip(runners, timed, strict=True))
+    peak = {"macs": peak_macs, "input": [1, PEAK_CONV[0], *PEAK_CONV[1]]}
+    for precision in ("fp32", "int8"):
+        ms = medians[precision]
+        peak[f"{precision}_ms"], peak[f"{precision}_gmac_per_s"] = ms, peak_macs / 1e9 / (ms / 1e3)
     rows = {}
-    for name in tqdm(params.deploy.models, desc="models"):
-        macs = count_complexity(
-            trained_model(deployable_checkpoint(params, name), params.scale), params.scale, output_hw
-        )
-        row: dict[str, object] = {"mult_adds": macs.mult_adds}
+    for name in params.deploy.models:
+        row: dict[str, object] = {"mult_adds": macs[name]}
         for runtime, precision in VARIANTS:
-            runner = deployed_runner(params, name, runtime, precision, checked=False)
-            ms = runner_median_ms(runner, x, args.repeats, args.warmup)
-            row[f"{runtime}/{precision}"] = {"median_ms": ms, "gmac_per_s": macs.mult_adds / 1e9 / (ms / 1e3)}
+            ms = medians[f"{name} {runtime}/{precision}"]
+            row[f"{runtime}/{precision}"] = {"median_ms": ms, "gmac_per_s": macs[name] / 1e9 / (ms / 1e3)}
         for value in row.values():
             if isinstance(value, dict):
                 value["speedup_vs_torch"] = row[REFERENCE]["median_ms"] / value["median_ms"]
