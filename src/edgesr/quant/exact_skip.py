@@ -1,8 +1,9 @@
 """A fixed interpolation skip (the bicubic phases) run by OpenVINO in int8 without rounding its taps (issue 13).
 
 The bicubic skip of the deploy form (:class:`edgesr.models.bicubic.BicubicPhases`, a 5x5 conv per phase) kept
-in float cost the default S subnet 2.6 ms of its 24 ms at 26 GMAC/s; in int8 it costs about 0.6 ms (S: 24.1 ->
-22.1 ms side by side). Two things stand in the way, and this module removes both before NNCF sees the model:
+in float cost the default S subnet 2.6 ms of its 24 ms at 26 GMAC/s; in int8 it is profiled at 1.15 ms
+(``benchmarks/int8_skip.py``: S 28.44 -> 26.30 ms side by side). Two things stand in the way, and this module
+removes both before NNCF sees the model:
 
 - OpenVINO runs a ``GroupConvolution`` with one input channel per group in f32 even with int8 inputs and
   weights, so the skip becomes a dense conv ``C s^2 x C x 5 x 5``, zero across colours
@@ -17,8 +18,9 @@ in float cost the default S subnet 2.6 ms of its 24 ms at 26 GMAC/s; in int8 it 
   quantizer on [0, 1] at 256 levels (``v / 255`` held exactly) a flat image keeps its level.
 
 The skip's taps move by at most ``1 / (2K)`` (about 0.006): 0.01 dB of Set5 PSNR-Y on the default S in fp32;
-its int8 drop against the exact fp32 model is 0.025 / 0.012 dB on Set5 / Set14 (0.022 / 0.010 with the skip in
-float). The fp32 models keep the exact taps; only the model handed to NNCF changes.
+its int8 drop against the exact fp32 model is 0.027 / 0.014 dB on Set5 / Set14 (0.022 / 0.010 with the skip in
+float). The fp32 models keep the exact taps; only the model handed to NNCF changes. The input's quantizer holds
+``v / 255`` exactly when the calibration reaches black and white, as the stage's synthetic patches do.
 """
 
 from __future__ import annotations
