@@ -72,6 +72,7 @@ def _quantize(
         floats = layers + float_module_nodes(proto, cfg.float_modules)
         return quantize_onnxruntime(fp32, calibration, out, floats, symmetric)
     skip_floats, exact = openvino_skip_nodes(proto, cfg.float_modules)
+    exact = [conv for conv in exact if conv not in layers]  # a skip named in ignored_layers stays float, exact taps
     scope = openvino_ignored_scope(layers + skip_floats)
     if cfg.mode == "accuracy_control":
         return quantize_openvino_with_accuracy_control(
