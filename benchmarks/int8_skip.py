@@ -60,6 +60,7 @@ def main() -> None:
     upscale = partial(upscale_tiled, scale=params.scale, tile=deploy.tile, overlap=deploy.overlap, border=deploy.border)
     results: dict[str, dict] = {}
     runners = {}
+    reference = openvino_runner(fp32, args.threads)
     with tempfile.TemporaryDirectory(prefix="edgesr-int8-skip-") as folder:
         for tag, (floats, exact) in variants.items():
             int8 = quantize_openvino(
@@ -67,7 +68,7 @@ def main() -> None:
             )
             runners[tag] = openvino_runner(int8, args.threads)
             check = verify_int8(
-                openvino_runner(fp32, args.threads),
+                reference,
                 runners[tag],
                 sets,
                 stress_images(),
