@@ -531,6 +531,46 @@ def test_deploy_form_has_one_conv_per_activation_without_masks_and_shuffles_once
             assert type(activation).__name__ in expected[name]
 
 
+@pytest.mark.parametrize("pointwise", [True, False])
+def test_deploy_form_appends_narrow_residual_writes_and_adds_wide_ones(pointwise):
+    """A block writing at most a quarter of the channel space appends its channels to the trunk (later
+    readers repeat the columns of those channels), a wider one adds a whole-space write; same function."""
+    torch.manual_seed(4)
+    net = Supernet(SupernetConfig(num_blocks=4, width=16, bicubic_skip=True, pointwise=pointwise), 2)
+    _randomise_gates(net, seed=4, open_fraction=0.5)
+    with torch.no_grad():  # every block open; blocks 0 and 2 write 2 and 3 trunk channels, 1 and 3 most of them
+        for block in net.body:
+            for psi in (block.psi_pointwise, block.psi_mult):
+                if psi is not None:
+                    psi.fill_(1.0)
+        for block, kept in zip(net.body, (range(2), range(16), range(13, 16), range(1, 16)), strict=True):
+            block.psi_residual.fill_(0.0)
+            block.psi_residual[list(kept)] = 1.0
+    subnet = extract_subnet(net)
+    deployed = deploy_form(subnet)
+    width = deployed.conv_first.out_channels
+    writes = [len(subnet.arch.blocks[i].residual) for i in subnet.block_indices]
+    assert (
+        [block.concatenate for block in deployed.body]
+        == [4 * w <= width for w in writes]
+        == [
+            True,
+            False,
+            True,
+            False,
+        ]
+    )
+    # the trunk: the space, + 2 appended, + 3 appended; an added write covers all of it
+    trunks = [width, width + writes[0], width + writes[0], width + writes[0] + writes[2]]
+    assert [b.conv_residual.out_channels for b in deployed.body] == [writes[0], trunks[1], writes[2], trunks[3]]
+    first = [b.conv_pointwise if pointwise else b.part_convs[0] for b in deployed.body]
+    assert [conv.in_channels for conv in first] == trunks
+    assert deployed.conv_after_body is not None and deployed.conv_after_body.in_channels == trunks[3]
+    x = torch.rand(1, 3, 15, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(deployed(x), subnet(x), atol=1e-5, rtol=0)
+
+
 def test_bicubic_phases_are_the_bicubic_skip_before_its_pixel_shuffle():
     x = torch.rand(2, 3, 9, 14)
     for scale in (2, 3, 4):

@@ -49,7 +49,11 @@ def _conv_shapes(deployed: DeployedFGNAS) -> dict[str, tuple[int, int]]:
     return shapes
 
 
-@pytest.mark.parametrize(("seed", "fraction", "cfg"), [(0, 0.5, {}), (1, 0.3, {}), (2, 0.7, {"pointwise": False})])
+@pytest.mark.parametrize(
+    ("seed", "fraction", "cfg"),
+    # seed 1 and 4 mix appended (narrow) and added residual writes, 4 with Mult convs reading the trunk
+    [(0, 0.5, {}), (1, 0.3, {}), (2, 0.7, {"pointwise": False}), (4, 0.25, {"pointwise": False})],
+)
 def test_deployed_convs_and_features_are_the_deploy_form_that_export_writes(seed, fraction, cfg):
     supernet, deployed = _random_subnet(seed, fraction, **cfg)
     with torch.no_grad():
@@ -66,8 +70,16 @@ def test_deployed_convs_and_features_are_the_deploy_form_that_export_writes(seed
     assert predicted == _conv_shapes(deployed)
     assert features["activation_channels"] == sum(b.conv_residual.in_channels for b in deployed.body)
     width = deployed.conv_first.out_channels
+    trunk, adds, appended = width, 0, 0
+    for block in deployed.body:  # a narrow write is appended (the trunk grows), a wide one added
+        if block.concatenate:
+            appended += trunk + block.conv_residual.out_channels
+            trunk += block.conv_residual.out_channels
+        else:
+            adds += trunk
     skip_add = width if deployed.conv_after_body is not None else 0
-    assert features["add_channels"] == width * len(deployed.body) + skip_add
+    assert features["add_channels"] == adds + skip_add
+    assert features["concat_channels"] == appended
     assert features["part_convs"] == sum(len(b.part_convs) for b in deployed.body)
     assert {deployed_kind(c) for c in counted} <= set(network_kinds(supernet.cfg, 2, 8))
 
@@ -89,7 +101,7 @@ def _linear_table(cfg: SupernetConfig) -> LatencyTable:
 
 def test_fit_recovers_the_conv_scale_and_the_non_conv_coefficients_and_the_estimate_has_gate_gradients():
     cfg = SupernetConfig(num_blocks=3, width=8)
-    table, truth = _linear_table(cfg), (0.4, 0.05, 0.02, 0.3, 4.0)
+    table, truth = _linear_table(cfg), (0.4, 0.05, 0.02, 0.01, 0.3, 4.0)
     samples = []
     for seed in range(12):
         torch.manual_seed(seed)
@@ -113,7 +125,7 @@ def test_the_fit_minimises_relative_error_so_thin_subnets_count_as_much_as_large
     from scipy.optimize import nnls
 
     cfg = SupernetConfig(num_blocks=3, width=8)
-    table, truth = _linear_table(cfg), np.array([0.4, 0.05, 0.02, 0.3, 4.0])
+    table, truth = _linear_table(cfg), np.array([0.4, 0.05, 0.02, 0.01, 0.3, 4.0])
     nets = []
     for seed in range(16):
         torch.manual_seed(seed)
@@ -131,7 +143,7 @@ def test_the_fit_minimises_relative_error_so_thin_subnets_count_as_much_as_large
     unweighted, _ = nnls(design, measured)
     assert min(fitted) >= 0
     best = float(np.sum(relative_errors(fitted) ** 2))
-    for other in (truth, np.array(fitted) * 1.01, np.array(fitted) + [0, 0, 0, 0, 0.1]):
+    for other in (truth, np.array(fitted) * 1.01, np.array(fitted) + [0, 0, 0, 0, 0, 0.1]):
         assert best <= float(np.sum(relative_errors(other) ** 2)) + 1e-9
     assert best < float(np.sum(relative_errors(unweighted) ** 2)) - 1e-3
 

@@ -11,12 +11,14 @@ latency, on the runtime and precision the model ships in):
   (:func:`edgesr.search.latency_table.build_latency_table`, ``int8`` on OpenVINO: fake-quantized input
   and weights, 8-bit output). The deploy form keeps one channel space of width
   ``W = |trunk ∪ after-body|`` (Eq. 4's union), so the head writes ``W`` channels, a block's 1x1 reads
-  ``W``, its Mult map is two convs, the rows with a (P)ReLU part and the rows with tanh (a channel with
-  both is a row of each), its residual conv reads both parts concatenated and writes ``W``,
-  ``conv_after_body`` maps ``W -> W`` and ``conv_last`` reads ``W``;
-* **everything else** as ``c . f``: ``f`` = (activation channels, residual-add channels, activation-part
-  convolutions, 1) per network. The constant holds the fixed part (input and output layout, the bicubic
-  skip, the single DepthToSpace).
+  the trunk, its Mult map is two convs, the rows with a (P)ReLU part and the rows with tanh (a channel
+  with both is a row of each), its residual conv reads both parts concatenated and writes ``W`` (or only
+  its ``R`` channels, appended to the trunk, when ``4 R <= W``: :func:`edgesr.deploy.fgnas_form.concatenates`,
+  so later readers read ``W`` plus the appended channels), ``conv_after_body`` maps the trunk to ``W``
+  and ``conv_last`` reads ``W``;
+* **everything else** as ``c . f``: ``f`` = (activation channels, residual-add channels, channels written
+  by the trunk concatenations, activation-part convolutions, 1) per network. The constant holds the fixed
+  part (input and output layout, the bicubic skip, the single DepthToSpace).
 
 ``T = a . convs + c . f`` with ``a, c >= 0`` fitted by non-negative least squares, in relative error, to
 the measured whole-network time of ``fit_subnets`` random subnets (half of them with pruned blocks). The
@@ -45,6 +47,7 @@ from scipy.optimize import nnls
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from edgesr.deploy.fgnas_form import concatenates
 from edgesr.deploy.network_bench import NetworkPrecision, network_runner
 from edgesr.files import write_json
 from edgesr.search.extract import DEAD_PSI, extract_subnet, linear_columns
@@ -67,12 +70,13 @@ __all__ = [
     "random_architecture",
 ]
 
-FEATURES = ("activation_channels", "add_channels", "part_convs", "constant")
+FEATURES = ("activation_channels", "add_channels", "concat_channels", "part_convs", "constant")
 TERMS = ("conv_table_ms", *FEATURES)  # what the coefficients multiply
-_FORMAT = 7  # 2: one Mult conv per activation part (deploy form); 3: the conv table's scale is fitted;
+_FORMAT = 8  # 2: one Mult conv per activation part (deploy form); 3: the conv table's scale is fitted;
 # 4: fitted in relative error on subnets that include closed blocks; 5: the bicubic skip's Add in float too;
 # 6: the bicubic skip in int8 on exact taps (quant.exact_skip); 7: whole networks timed without OpenVINO's
-# input and extra output copies (deploy.runtimes.openvino_runner)
+# input and extra output copies (deploy.runtimes.openvino_runner); 8: narrow residual writes appended to the
+# trunk (deploy.fgnas_form.concatenates), priced by the new concat_channels feature
 # Change how the search moves or which subnet it keeps, not the deployed graphs the model prices: the fit
 # subnets are drawn with min_mult_channels 1 whatever the search's setting (measured_subnets).
 _SEARCH_ONLY_FIELDS = {"gate_init", "count_gradient", "min_mult_channels"}
@@ -111,8 +115,8 @@ class DeployedNetwork:
     """The deploy form of a supernet's current architecture, counts differentiable in the gates.
 
     ``convs``: every conv in its deployed shape. A pruned block (no residual channel) and an after-body
-    conv with no channel are absent (0 channels). ``features``: :data:`FEATURES`, the activation and add
-    channels (differentiable), the activation-part convs and 1.
+    conv with no channel are absent (0 channels). ``features``: :data:`FEATURES`, the activation, add and
+    concatenated channels (differentiable), the activation-part convs and 1.
     """
 
     convs: list[CountedConv]
@@ -128,11 +132,12 @@ def deployed_network(supernet: Supernet, gates: SupernetGates | None = None) -> 
     width = count_alive(torch.stack(maps, dim=-1), mode).sum()  # W: trunk ∪ after-body, the one channel space
     one = torch.ones((), device=width.device)
     convs = [CountedConv("head", 3, 3.0 * one, width)]
-    activations = adds = torch.zeros((), device=width.device)
+    activations = adds = appended = torch.zeros((), device=width.device)
+    trunk = width  # channels of the trunk tensor: the space, then every appended residual write
     parts = 0
     for index, block in enumerate(gates.blocks):
         alive = _alive(block.residual)
-        reads = width * alive
+        reads = trunk * alive
         mult_in = reads
         if block.pointwise is not None:
             convs.append(CountedConv(f"block{index}.pointwise", 1, reads, block.pointwise.sum() * alive))
@@ -141,16 +146,22 @@ def deployed_network(supernet: Supernet, gates: SupernetGates | None = None) -> 
         for part, channels in (("linear", has_linear), ("tanh", has_tanh)):
             convs.append(CountedConv(f"block{index}.mult_{part}", 3, mult_in, channels.sum() * alive))
         concatenated = (has_linear + has_tanh).sum() * alive
-        convs.append(CountedConv(f"block{index}.residual", 3, concatenated, reads))
+        writes = block.residual.sum() * alive
+        if concatenates(round(float(writes.detach())), round(float(width.detach()))):
+            convs.append(CountedConv(f"block{index}.residual", 3, concatenated, writes))
+            appended = appended + (trunk + writes) * alive  # cat(trunk, r) copies both
+            trunk = trunk + writes
+        else:
+            convs.append(CountedConv(f"block{index}.residual", 3, concatenated, reads))
+            adds = adds + reads
         activations = activations + concatenated
-        adds = adds + reads
         if float(alive.detach()) > 0:
             parts += int(float(has_linear.detach().sum()) > 0) + int(float(has_tanh.detach().sum()) > 0)
     after = _alive(gates.after_body)
-    convs.append(CountedConv("after_body", 3, width * after, width * after))
+    convs.append(CountedConv("after_body", 3, trunk * after, width * after))
     convs.append(CountedConv("last", 3, width, float(3 * supernet.scale**2) * one))
     adds = adds + width * after  # the global skip closes on conv_after_body's output
-    return DeployedNetwork(convs, torch.stack([activations, adds, one * parts, one]))
+    return DeployedNetwork(convs, torch.stack([activations, adds, appended, one * parts, one]))
 
 
 def network_kinds(
@@ -159,9 +170,11 @@ def network_kinds(
     """The conv kinds of the deploy form for the table: kind -> (kernel, in counts, out counts)."""
     grid = channel_grid(cfg.width, step)
     wide = channel_grid(2 * cfg.width, step)  # concatenated activations: up to two per Mult channel
-    kinds = {"head": (3, (3,), grid), "conv3x3": (3, grid, grid), "residual": (3, wide, grid)}
+    # a reader of the trunk: the space plus every block's appended write (at most a quarter of it each)
+    trunk = channel_grid(cfg.width + cfg.num_blocks * (cfg.width // 4), step)
+    kinds = {"head": (3, (3,), grid), "conv3x3": (3, trunk, grid), "residual": (3, wide, trunk)}
     if cfg.pointwise:
-        kinds["conv1x1"] = (1, grid, grid)
+        kinds["conv1x1"] = (1, trunk, grid)
     kinds["last"] = (3, grid, (3 * scale * scale,))
     return kinds
 
