@@ -533,7 +533,7 @@ def test_deploy_form_has_one_conv_per_activation_without_masks_and_shuffles_once
 
 @pytest.mark.parametrize("pointwise", [True, False])
 def test_deploy_form_appends_narrow_residual_writes_and_adds_wide_ones(pointwise):
-    """A block writing at most a quarter of the channel space appends its channels to the trunk (later
+    """A block writing at most a fifth of the channel space appends its channels to the trunk (later
     readers repeat the columns of those channels), a wider one adds a whole-space write; same function."""
     torch.manual_seed(4)
     net = Supernet(SupernetConfig(num_blocks=4, width=16, bicubic_skip=True, pointwise=pointwise), 2)
@@ -552,7 +552,7 @@ def test_deploy_form_appends_narrow_residual_writes_and_adds_wide_ones(pointwise
     writes = [len(subnet.arch.blocks[i].residual) for i in subnet.block_indices]
     assert (
         [block.concatenate for block in deployed.body]
-        == [4 * w <= width for w in writes]
+        == [5 * w <= width for w in writes]
         == [
             True,
             False,

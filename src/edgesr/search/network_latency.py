@@ -13,7 +13,7 @@ latency, on the runtime and precision the model ships in):
   ``W = |trunk ∪ after-body|`` (Eq. 4's union), so the head writes ``W`` channels, a block's 1x1 reads
   the trunk, its Mult map is two convs, the rows with a (P)ReLU part and the rows with tanh (a channel
   with both is a row of each), its residual conv reads both parts concatenated and writes ``W`` (or only
-  its ``R`` channels, appended to the trunk, when ``4 R <= W``: :func:`edgesr.deploy.fgnas_form.concatenates`,
+  its ``R`` channels, appended to the trunk, when ``5 R <= W``: :func:`edgesr.deploy.fgnas_form.concatenates`,
   so later readers read ``W`` plus the appended channels), ``conv_after_body`` maps the trunk to ``W``
   and ``conv_last`` reads ``W``;
 * **everything else** as ``c . f``: ``f`` = (activation channels, residual-add channels, channels written
@@ -170,8 +170,8 @@ def network_kinds(
     """The conv kinds of the deploy form for the table: kind -> (kernel, in counts, out counts)."""
     grid = channel_grid(cfg.width, step)
     wide = channel_grid(2 * cfg.width, step)  # concatenated activations: up to two per Mult channel
-    # a reader of the trunk: the space plus every block's appended write (at most a quarter of it each)
-    trunk = channel_grid(cfg.width + cfg.num_blocks * (cfg.width // 4), step)
+    # a reader of the trunk: the space plus every block's appended write (at most a fifth of it each)
+    trunk = channel_grid(cfg.width + cfg.num_blocks * (cfg.width // 5), step)
     kinds = {"head": (3, (3,), grid), "conv3x3": (3, trunk, grid), "residual": (3, wide, trunk)}
     if cfg.pointwise:
         kinds["conv1x1"] = (1, trunk, grid)
