@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
 export OPENVINO_TELEMETRY_ENABLED := 0
 
-.PHONY: install pipeline test flow lint lock ui clean
+.PHONY: install pipeline test flow lint lock ui prefect-server serve clean
 
 install: $(STAMP)
 
@@ -43,6 +43,12 @@ lint: install
 ui: install
 	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (the runs tables, not the GenAI view)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+prefect-server: install  # a real Prefect server, UI at http://127.0.0.1:4200, state in .prefect/ (telemetry off above)
+	$(BIN)/prefect server start
+
+serve: install  # the pipeline flow on schedule.cron of params.yaml against `make prefect-server` (CRON=... overrides)
+	PREFECT_API_URL=http://127.0.0.1:4200/api $(BIN)/python -m pipelines.serve $(if $(CRON),--cron "$(CRON)")
 
 lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(torch|edgesr)==' > requirements.lock.new && mv requirements.lock.new requirements.lock
