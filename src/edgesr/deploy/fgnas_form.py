@@ -57,6 +57,12 @@ def _pair(values: tuple[int, ...]) -> tuple[int, int]:
     return first, second
 
 
+def _conv_like(conv: nn.Conv2d, in_channels: int, out_channels: int) -> nn.Conv2d:
+    """A new conv with ``conv``'s kernel size, padding and device and ``in_channels -> out_channels``."""
+    padding = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
+    return nn.Conv2d(in_channels, out_channels, _pair(conv.kernel_size), padding=padding).to(conv.weight.device)
+
+
 def _sliced_conv(
     conv: nn.Conv2d,
     width: int | None = None,
@@ -75,12 +81,11 @@ def _sliced_conv(
     out_rows = torch.arange(len(kept)) if rows is None else torch.tensor(rows)
     in_columns = torch.arange(conv.in_channels) if columns is None else torch.tensor(columns)
     assert width is not None or (rows is None and columns is None), "placing rows or columns needs a width"
-    new = nn.Conv2d(
+    new = _conv_like(
+        conv,
         conv.in_channels if columns is None else int(width or 0),
         len(kept) if rows is None else int(width or 0),
-        _pair(conv.kernel_size),
-        padding=conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
-    ).to(conv.weight.device)
+    )
     assert new.bias is not None and conv.bias is not None, "FGNAS convs have biases"
     with torch.no_grad():
         new.weight.zero_()
@@ -96,13 +101,12 @@ def _read_layout(conv: nn.Conv2d, layout: list[int]) -> nn.Conv2d:
     summed (``W [x; r] = W (x + r)``). The identity layout returns ``conv`` itself."""
     if layout == list(range(conv.in_channels)):
         return conv
-    padding = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
-    new = nn.Conv2d(len(layout), conv.out_channels, _pair(conv.kernel_size), padding=padding)
+    new = _conv_like(conv, len(layout), conv.out_channels)
     assert new.bias is not None and conv.bias is not None, "FGNAS convs have biases"
     with torch.no_grad():
         new.weight.copy_(conv.weight[:, layout])
         new.bias.copy_(conv.bias)
-    return new.to(conv.weight.device)
+    return new
 
 
 def concatenates(writes: int, width: int) -> bool:
@@ -208,7 +212,7 @@ def _deployed_block(
         if concatenate
         else _sliced_conv(block.conv_residual, len(layout), rows=writes)
     )
-    conv_residual = nn.Conv2d(len(order), residual.out_channels, 3, padding=1).to(residual.weight.device)
+    conv_residual = _conv_like(residual, len(order), residual.out_channels)
     with torch.no_grad():
         conv_residual.weight.copy_(residual.weight[:, order] * scale.to(residual.weight)[None, :, None, None])
         assert conv_residual.bias is not None and residual.bias is not None

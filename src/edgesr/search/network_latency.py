@@ -134,6 +134,7 @@ def deployed_network(supernet: Supernet, gates: SupernetGates | None = None) -> 
     convs = [CountedConv("head", 3, 3.0 * one, width)]
     activations = adds = appended = torch.zeros((), device=width.device)
     trunk = width  # channels of the trunk tensor: the space, then every appended residual write
+    space = round(float(width.detach()))  # one host sync per read-out, not one per block
     parts = 0
     for index, block in enumerate(gates.blocks):
         alive = _alive(block.residual)
@@ -147,7 +148,7 @@ def deployed_network(supernet: Supernet, gates: SupernetGates | None = None) -> 
             convs.append(CountedConv(f"block{index}.mult_{part}", 3, mult_in, channels.sum() * alive))
         concatenated = (has_linear + has_tanh).sum() * alive
         writes = block.residual.sum() * alive
-        if concatenates(round(float(writes.detach())), round(float(width.detach()))):
+        if concatenates(round(float(writes.detach())), space):
             convs.append(CountedConv(f"block{index}.residual", 3, concatenated, writes))
             appended = appended + (trunk + writes) * alive  # cat(trunk, r) copies both
             trunk = trunk + writes
