@@ -9,10 +9,11 @@ import math
 import pytest
 import torch
 from pydantic import ValidationError
+from torch import nn
 
 from edgesr.complexity import count_complexity
 from edgesr.data.patches import PatchSampler
-from edgesr.deploy.fgnas_form import activation_parts, channel_branches, deploy_form
+from edgesr.deploy.fgnas_form import activation_parts, channel_branches, deploy_form, merges_pointwise
 from edgesr.models import FGNASArchitecture, FGNASConfig, build_model
 from edgesr.models.bicubic import Bicubic, BicubicPhases
 from edgesr.search.budget import SearchObjective, project_to_budget
@@ -563,12 +564,48 @@ def test_deploy_form_appends_narrow_residual_writes_and_adds_wide_ones(pointwise
     # the trunk: the space, + 2 appended, + 3 appended; an added write covers all of it
     trunks = [width, width + writes[0], width + writes[0], width + writes[0] + writes[2]]
     assert [b.conv_residual.out_channels for b in deployed.body] == [writes[0], trunks[1], writes[2], trunks[3]]
-    first = [b.conv_pointwise if pointwise else b.part_convs[0] for b in deployed.body]
+    first = [b.part_convs[0] if b.conv_pointwise is None else b.conv_pointwise for b in deployed.body]
     assert [conv.in_channels for conv in first] == trunks
     assert deployed.conv_after_body is not None and deployed.conv_after_body.in_channels == trunks[3]
     x = torch.rand(1, 3, 15, 11)
     with torch.no_grad():
         torch.testing.assert_close(deployed(x), subnet(x), atol=1e-5, rtol=0)
+
+
+def test_deploy_form_composes_the_1x1_into_the_mult_convs_exactly_where_that_costs_fewer_mult_adds():
+    """A wide 1x1 in front of a narrow Mult map becomes one 3x3 conv per part (exact at the border: the subnet
+    pads the 1x1's output with its bias); a narrow 1x1 in front of a wide Mult map (Fig. 4) stays."""
+    torch.manual_seed(5)
+    net = Supernet(SupernetConfig(num_blocks=2, width=16, bicubic_skip=True), 2)
+    with torch.no_grad():
+        for psi in net.gate_parameters():
+            psi.fill_(1.0)
+        net.body[0].psi_mult.fill_(0.0)  # block 0: 16 1x1 channels -> 4 Mult channels (tanh 2, relu + prelu 3)
+        net.body[0].psi_mult[:2, 2] = 1.0
+        net.body[0].psi_mult[1:4, :2] = 1.0
+        net.body[1].psi_pointwise[4:] = 0.0  # block 1: 4 1x1 channels -> 16 Mult channels, every branch
+        for block in net.body:  # biases large enough that a zero border ring would show
+            block.conv_pointwise.bias.normal_(0.0, 1.0)
+    subnet = extract_subnet(net).eval()
+    deployed = deploy_form(subnet)
+    merged, kept = deployed.body
+    assert merged.conv_pointwise is None and [c.in_channels for c in merged.part_convs] == [16, 16]
+    assert [c.out_channels for c in merged.part_convs] == [3, 2]  # the linear part, then tanh
+    assert not merges_pointwise(16, 4, 32) and merges_pointwise(16, 16, 5)
+    assert kept.conv_pointwise is not None and kept.conv_pointwise.out_channels == 4
+    assert kept.conv_pointwise.padding == (1, 1) and kept.part_convs[0].padding == (0, 0)
+    x = torch.rand(1, 3, 9, 13)
+    with torch.no_grad():
+        torch.testing.assert_close(deployed(x), subnet(x), atol=1e-5, rtol=0)
+        # the bias ring matters: zero-padding the 1x1's output instead moves the border pixels
+        block = subnet.blocks()[0]
+        zero_padded = nn.Conv2d(block.conv_mult.in_channels, block.conv_mult.out_channels, 3, padding=1)
+        zero_padded.load_state_dict(block.conv_mult.state_dict())
+        pointwise = nn.Conv2d(block.conv_pointwise.in_channels, block.conv_pointwise.out_channels, 1)
+        pointwise.load_state_dict(block.conv_pointwise.state_dict())
+        h = torch.rand(1, block.conv_pointwise.in_channels, 9, 13)
+        ring = (block.conv_mult(block.conv_pointwise(h)) - zero_padded(pointwise(h))).abs()
+        assert ring[..., 1:-1, 1:-1].max() < 1e-5 < ring[..., 0, :].max()
 
 
 def test_bicubic_phases_are_the_bicubic_skip_before_its_pixel_shuffle():

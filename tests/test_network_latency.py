@@ -27,10 +27,17 @@ from edgesr.search.settings import SupernetConfig
 from edgesr.search.supernet import Supernet
 
 
-def _random_subnet(seed: int, fraction: float, **cfg) -> tuple[Supernet, DeployedFGNAS]:
+def _random_subnet(
+    seed: int, fraction: float, mult_channels: int | None = None, **cfg
+) -> tuple[Supernet, DeployedFGNAS]:
+    """A random subnet; ``mult_channels=k`` closes every Mult gate past channel k (so wide 1x1 convs merge)."""
     torch.manual_seed(seed)
     supernet = Supernet(SupernetConfig(num_blocks=4, width=16, bicubic_skip=True, **cfg), 2)
     random_architecture(supernet, fraction, torch.Generator().manual_seed(seed))
+    if mult_channels is not None:
+        with torch.no_grad():
+            for block in supernet.body:
+                block.psi_mult[mult_channels:] = 0.0
     return supernet, deploy_form(extract_subnet(supernet))
 
 
@@ -51,11 +58,20 @@ def _conv_shapes(deployed: DeployedFGNAS) -> dict[str, tuple[int, int]]:
 
 @pytest.mark.parametrize(
     ("seed", "fraction", "cfg"),
-    # seed 1 and 4 mix appended (narrow) and added residual writes, 4 with Mult convs reading the trunk
-    [(0, 0.5, {}), (1, 0.3, {}), (2, 0.7, {"pointwise": False}), (4, 0.25, {"pointwise": False})],
+    # seed 1 and 4 mix appended (narrow) and added residual writes, 4 with Mult convs reading the trunk;
+    # seed 5 has blocks whose 1x1 is composed into the Mult convs and blocks that keep it
+    [
+        (0, 0.5, {}),
+        (1, 0.3, {}),
+        (2, 0.7, {"pointwise": False}),
+        (4, 0.25, {"pointwise": False}),
+        (5, 0.7, {"mult_channels": 2}),
+    ],
 )
 def test_deployed_convs_and_features_are_the_deploy_form_that_export_writes(seed, fraction, cfg):
     supernet, deployed = _random_subnet(seed, fraction, **cfg)
+    if "mult_channels" in cfg:
+        assert {block.conv_pointwise is None for block in deployed.body} == {True, False}
     with torch.no_grad():
         network = deployed_network(supernet)
     counted = network.convs

@@ -19,6 +19,12 @@ rounding (tested), as:
   against 32.37 ms (issue 13). A wide write grows every later reader: on a 4x32 net whose four blocks write
   R channels each, appending against adding ran 35.2 / 37.5 ms at R = 4, 38.0 / 37.6 at R = 8 and
   40.9 / 37.9 at R = 12, so writes above a fifth (the cpu-long subnets write 32-38 of 40) are added;
+- **the 1x1 conv composed into the Mult convs** when one 3x3 conv ``reads -> mult`` per part costs no
+  more Mult-Adds than the pair (:func:`merges_pointwise`; the subnet pads the 1x1's output with its bias,
+  so this is exact at the border too: :func:`edgesr.models.fgnas.pointwise_and_mult`). The default S
+  subnet's block reads 32 channels, keeps 32 1x1 channels and 8 Mult channels: 2304 against 3328
+  Mult-Adds per pixel, and side by side in OpenVINO int8 (640x360, 2 threads) 24.34 against 25.52 ms
+  (issue 13). Narrow 1x1 convs in front of wide Mult maps (Fig. 4's shape) stay two convs;
 - **one conv per activation** per block: the Mult channels with a (P)ReLU part are the rows of one conv
   (``conv_mult``'s rows) followed by one PReLU with per-channel slopes, the channels with tanh the rows of
   another followed by tanh, with no mask; a channel with both is a row of each. ``relu`` alone is a PReLU
@@ -39,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from edgesr.models.bicubic import BicubicPhases
-from edgesr.models.fgnas import FGNAS, FGNASBlock, channel_positions
+from edgesr.models.fgnas import FGNAS, BiasPadded1x1, FGNASBlock, channel_positions
 
 __all__ = [
     "DeployedFGNAS",
@@ -48,6 +54,7 @@ __all__ = [
     "channel_branches",
     "concatenates",
     "deploy_form",
+    "merges_pointwise",
 ]
 
 
@@ -58,8 +65,11 @@ def _pair(values: tuple[int, ...]) -> tuple[int, int]:
 
 
 def _conv_like(conv: nn.Conv2d, in_channels: int, out_channels: int) -> nn.Conv2d:
-    """A new conv with ``conv``'s kernel size, padding and device and ``in_channels -> out_channels``."""
+    """A new conv with ``conv``'s kernel size, padding and device and ``in_channels -> out_channels``; a
+    :class:`BiasPadded1x1` becomes a plain 1x1 conv padded by one pixel (the same function)."""
     padding = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
+    if isinstance(conv, BiasPadded1x1):
+        padding = (1, 1)
     return nn.Conv2d(in_channels, out_channels, _pair(conv.kernel_size), padding=padding).to(conv.weight.device)
 
 
@@ -113,6 +123,29 @@ def concatenates(writes: int, width: int) -> bool:
     """Does a block whose residual writes ``writes`` channels of a ``width``-channel space append them to the
     trunk (``cat``) rather than add a whole-space write (module docstring)? At most a fifth of the space."""
     return 5 * writes <= width
+
+
+def merges_pointwise(reads: int, pointwise: int, mult: int) -> bool:
+    """Does a block's 1x1 conv (``reads -> pointwise``) compose into its Mult convs (``pointwise -> mult`` rows
+    over all parts), one 3x3 conv ``reads -> mult`` per part (module docstring)? When that costs no more
+    Mult-Adds per pixel: ``9 reads mult <= reads pointwise + 9 pointwise mult``."""
+    return 9 * reads * mult <= reads * pointwise + 9 * pointwise * mult
+
+
+def _composed(pointwise: nn.Conv2d, conv: nn.Conv2d) -> nn.Conv2d:
+    """``conv`` after the 1x1 ``pointwise`` as one conv on ``pointwise``'s input, padded as ``pointwise`` pads it.
+
+    ``conv`` reads ``pointwise``'s output unpadded and ``pointwise`` (a 1x1 conv of padding 1, from
+    :class:`BiasPadded1x1`) pads its input, so the ring ``conv`` sees is ``pointwise``'s bias: the composition is
+    exact at the border too (:func:`edgesr.models.fgnas.pointwise_and_mult`).
+    """
+    assert pointwise.padding == (1, 1) and conv.padding == (0, 0), "a bias-padded 1x1 and an unpadded conv"
+    new = nn.Conv2d(pointwise.in_channels, conv.out_channels, _pair(conv.kernel_size), padding=1)
+    assert new.bias is not None and conv.bias is not None and pointwise.bias is not None, "FGNAS convs have biases"
+    with torch.no_grad():
+        new.weight.copy_(torch.einsum("omhw,mi->oihw", conv.weight, pointwise.weight[:, :, 0, 0]))
+        new.bias.copy_(conv.bias + torch.einsum("omhw,m->o", conv.weight, pointwise.bias))
+    return new.to(conv.weight.device)
 
 
 def channel_branches(block: FGNASBlock, mult: list[int]) -> list[frozenset[str]]:
@@ -217,6 +250,8 @@ def _deployed_block(
         conv_residual.weight.copy_(residual.weight[:, order] * scale.to(residual.weight)[None, :, None, None])
         assert conv_residual.bias is not None and residual.bias is not None
         conv_residual.bias.copy_(residual.bias)
+    if conv_pointwise is not None and merges_pointwise(len(layout), conv_pointwise.out_channels, len(order)):
+        part_convs, conv_pointwise = [_composed(conv_pointwise, conv) for conv in part_convs], None
     return DeployedFGNASBlock(conv_pointwise, part_convs, part_activations, conv_residual, concatenate)
 
 

@@ -32,13 +32,41 @@ from edgesr.architectures import BlockArchitecture, FGNASArchitecture, FGNASConf
 from edgesr.models.bicubic import Bicubic
 from edgesr.models.registry import MODEL_REGISTRY
 
-__all__ = ["FGNAS", "FGNASBlock", "build_fgnas", "channel_positions"]
+__all__ = ["FGNAS", "BiasPadded1x1", "FGNASBlock", "build_fgnas", "channel_positions", "pointwise_and_mult"]
 
 
 def channel_positions(channels: list[int], within: list[int]) -> Tensor:
     """Positions of ``channels`` inside the sorted list ``within``."""
     where = {c: i for i, c in enumerate(within)}
     return torch.tensor([where[c] for c in channels], dtype=torch.long)
+
+
+class BiasPadded1x1(nn.Conv2d):
+    """A 1x1 conv whose output is padded by one pixel holding its bias: the function of a 1x1 conv with padding
+    1, computed so that the ring costs no Mult-Adds (the count stays Eq. 3's ``H W (in)(out)``)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        assert self.bias is not None
+        return F.pad(F.conv2d(x, self.weight), (1, 1, 1, 1)) + self.bias.view(1, -1, 1, 1)
+
+
+def pointwise_and_mult(reads: int, pointwise: int | None, mult: int) -> tuple[nn.Conv2d | None, nn.Conv2d]:
+    """A block's 1x1 conv (``reads -> pointwise``, None without one) and its 3x3 Mult conv (``-> mult``).
+
+    With a 1x1 conv there is no activation between the two, so they compose into one 3x3 conv. For that to
+    hold at the image border too, the 1x1's output is padded with its bias (:class:`BiasPadded1x1`) and the
+    Mult conv reads it unpadded, where zero padding would show the Mult conv zeros on the border ring (ECBSR's
+    SeqConv3x3 pads a 1x1 output with its bias for the same reason: Zhang et al., "Edge-oriented Convolution
+    Block for Real-time Super Resolution on Mobile Devices", ACM MM 2021). The deploy form merges the pair
+    when one 3x3 conv costs fewer Mult-Adds (:func:`edgesr.deploy.fgnas_form.merges_pointwise`). Without a
+    1x1 conv the Mult conv zero-pads its input.
+    """
+    if pointwise is None:
+        return None, nn.Conv2d(reads, mult, 3, padding=1)
+    return BiasPadded1x1(reads, pointwise), nn.Conv2d(pointwise, mult, 3)
 
 
 def _placement(channels: list[int], within: list[int]) -> Tensor:
@@ -73,12 +101,8 @@ class FGNASBlock(nn.Module):
         self.activations = list(arch.activations)
         self.register_buffer("read", channel_positions(before, trunk), persistent=False)
         self.reads_everything = before == trunk
-        reads = len(before)
-        self.conv_pointwise: nn.Conv2d | None = None
-        if block.pointwise is not None:
-            self.conv_pointwise = nn.Conv2d(reads, len(block.pointwise), 1)
-            reads = len(block.pointwise)
-        self.conv_mult = nn.Conv2d(reads, len(mult), 3, padding=1)
+        pointwise = None if block.pointwise is None else len(block.pointwise)
+        self.conv_pointwise, self.conv_mult = pointwise_and_mult(len(before), pointwise, len(mult))
         kept = {a: block.mult.get(a, []) for a in self.activations}
         self.prelu = nn.PReLU(len(mult), init=0.25) if kept.get("prelu") else None
         # A branch kept on every Mult channel needs no mask; a branch kept nowhere is skipped.

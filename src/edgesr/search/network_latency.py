@@ -11,10 +11,12 @@ latency, on the runtime and precision the model ships in):
   (:func:`edgesr.search.latency_table.build_latency_table`, ``int8`` on OpenVINO: fake-quantized input
   and weights, 8-bit output). The deploy form keeps one channel space of width
   ``W = |trunk ∪ after-body|`` (Eq. 4's union), so the head writes ``W`` channels, a block's 1x1 reads
-  the trunk, its Mult map is two convs, the rows with a (P)ReLU part and the rows with tanh (a channel
-  with both is a row of each), its residual conv reads both parts concatenated and writes ``W`` (or only
-  its ``R`` channels, appended to the trunk, when ``5 R <= W``: :func:`edgesr.deploy.fgnas_form.concatenates`,
-  so later readers read ``W`` plus the appended channels), ``conv_after_body`` maps the trunk to ``W``
+  the trunk (or is composed into the Mult convs, which then read the trunk, where that costs fewer
+  Mult-Adds: :func:`edgesr.deploy.fgnas_form.merges_pointwise`), its Mult map is two convs, the rows with
+  a (P)ReLU part and the rows with tanh (a channel with both is a row of each), its residual conv reads
+  both parts concatenated and writes ``W`` (or only its ``R`` channels, appended to the trunk, when
+  ``5 R <= W``: :func:`edgesr.deploy.fgnas_form.concatenates`, so later readers read ``W`` plus the
+  appended channels), ``conv_after_body`` maps the trunk to ``W``
   and ``conv_last`` reads ``W``;
 * **everything else** as ``c . f``: ``f`` = (activation channels, residual-add channels, channels written
   by the trunk concatenations, activation-part convolutions, 1) per network. The constant holds the fixed
@@ -47,7 +49,7 @@ from scipy.optimize import nnls
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from edgesr.deploy.fgnas_form import concatenates
+from edgesr.deploy.fgnas_form import concatenates, merges_pointwise
 from edgesr.deploy.network_bench import NetworkPrecision, network_runner
 from edgesr.files import write_json
 from edgesr.search.extract import DEAD_PSI, extract_subnet, linear_columns
@@ -72,11 +74,12 @@ __all__ = [
 
 FEATURES = ("activation_channels", "add_channels", "concat_channels", "part_convs", "constant")
 TERMS = ("conv_table_ms", *FEATURES)  # what the coefficients multiply
-_FORMAT = 8  # 2: one Mult conv per activation part (deploy form); 3: the conv table's scale is fitted;
+_FORMAT = 9  # 2: one Mult conv per activation part (deploy form); 3: the conv table's scale is fitted;
 # 4: fitted in relative error on subnets that include closed blocks; 5: the bicubic skip's Add in float too;
 # 6: the bicubic skip in int8 on exact taps (quant.exact_skip); 7: whole networks timed without OpenVINO's
 # input and extra output copies (deploy.runtimes.openvino_runner); 8: narrow residual writes appended to the
-# trunk (deploy.fgnas_form.concatenates), priced by the new concat_channels feature
+# trunk (deploy.fgnas_form.concatenates), priced by the new concat_channels feature; 9: a 1x1 conv composed
+# into the Mult convs where that costs fewer Mult-Adds (deploy.fgnas_form.merges_pointwise)
 # Change how the search moves or which subnet it keeps, not the deployed graphs the model prices: the fit
 # subnets are drawn with min_mult_channels 1 whatever the search's setting (measured_subnets).
 _SEARCH_ONLY_FIELDS = {"gate_init", "count_gradient", "min_mult_channels"}
@@ -139,14 +142,16 @@ def deployed_network(supernet: Supernet, gates: SupernetGates | None = None) -> 
     for index, block in enumerate(gates.blocks):
         alive = _alive(block.residual)
         reads = trunk * alive
+        has_linear, has_tanh = _branch_parts(block.mult, names, mode)
+        concatenated = (has_linear + has_tanh).sum() * alive
         mult_in = reads
         if block.pointwise is not None:
-            convs.append(CountedConv(f"block{index}.pointwise", 1, reads, block.pointwise.sum() * alive))
-            mult_in = block.pointwise.sum() * alive
-        has_linear, has_tanh = _branch_parts(block.mult, names, mode)
+            pointwise = block.pointwise.sum() * alive
+            if not merges_pointwise(*(round(float(n.detach())) for n in (reads, pointwise, concatenated))):
+                convs.append(CountedConv(f"block{index}.pointwise", 1, reads, pointwise))
+                mult_in = pointwise
         for part, channels in (("linear", has_linear), ("tanh", has_tanh)):
             convs.append(CountedConv(f"block{index}.mult_{part}", 3, mult_in, channels.sum() * alive))
-        concatenated = (has_linear + has_tanh).sum() * alive
         writes = block.residual.sum() * alive
         if concatenates(round(float(writes.detach())), space):
             convs.append(CountedConv(f"block{index}.residual", 3, concatenated, writes))

@@ -8,11 +8,13 @@
 Searchable block, input x (C channels)::
 
     h = g_pw * conv1x1(x)                                   (1x1 "squeeze", gated, M = 1)
-    m = conv3x3(h)                                          (the "Mult" feature map)
+    m = conv3x3(h)                                          (the "Mult" feature map; see below for padding)
     a = (g_relu * relu(m) + g_prelu * prelu(m) + g_tanh * tanh(m)) / 3
     x = x + g_res * conv3x3(a)                              (residual output channels gated)
 
-All three activations are 0 at 0 and the sum is scaled by 1/3 (Sec. 3.1). ``pointwise: false`` drops
+The 1x1's output is padded with its bias and the Mult conv reads it unpadded, so the pair composes
+exactly into one 3x3 conv (:func:`edgesr.models.fgnas.pointwise_and_mult`). All three activations are 0
+at 0 and the sum is scaled by 1/3 (Sec. 3.1). ``pointwise: false`` drops
 the 1x1 conv (EDSR's residual block, Table 5); ``activations: [relu]`` keeps a single activation.
 What is searched (Table 4) is chosen by ``search_channels`` (head, 1x1, residual and after-body
 gates) and ``search_activations`` (one gate per activation and Mult channel). With channel search but
@@ -39,6 +41,7 @@ from torch import Tensor, nn
 
 from edgesr.complexity import count_complexity
 from edgesr.models.bicubic import Bicubic
+from edgesr.models.fgnas import pointwise_and_mult
 from edgesr.search.gates import count_alive, st_gate
 from edgesr.search.settings import SupernetConfig
 
@@ -125,8 +128,7 @@ class SearchableBlock(nn.Module):
         super().__init__()
         width, num_acts = cfg.width, len(cfg.activations)
         self.activations = list(cfg.activations)
-        self.conv_pointwise = nn.Conv2d(width, width, 1) if cfg.pointwise else None
-        self.conv_mult = nn.Conv2d(width, width, 3, padding=1)
+        self.conv_pointwise, self.conv_mult = pointwise_and_mult(width, width if cfg.pointwise else None, width)
         self.prelu = nn.PReLU(width, init=0.25) if "prelu" in cfg.activations else None
         self.conv_residual = nn.Conv2d(width, width, 3, padding=1)
         channels = cfg.search_channels
