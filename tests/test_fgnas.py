@@ -419,11 +419,12 @@ def test_latency_budget_search_lands_in_the_band_with_a_table():
         (lambda ms: 1.2 * ms * (1 + ms / 1000), 0, False),  # the estimate trusted: the miss is reported
     ],
 )
-def test_a_latency_budget_is_judged_on_the_measured_subnet_and_reprojected(device, rounds, within):
+@pytest.mark.parametrize("deadline", [True, False])
+def test_a_latency_budget_is_judged_on_the_measured_subnet_and_reprojected(device, rounds, within, deadline):
     """The device runs the found subnet at ``device(estimate)`` ms: finish_search re-projects the searched
     gates to a corrected goal until the measured latency is in the band, at most ``verify_rounds`` times,
-    keeps an in-band candidate, else one under the target (a deadline), and reports its measurement; with
-    0 rounds the miss is reported."""
+    keeps an in-band candidate, else one under the band, and reports its measurement; with 0 rounds the miss
+    is reported. A deadline's band is 38 .. 40 ms, centred on 39; otherwise 38 .. 42."""
     from edgesr.search.budget import finish_search
     from edgesr.search.settings import LatencyBudget
 
@@ -440,7 +441,12 @@ def test_a_latency_budget_is_judged_on_the_measured_subnet_and_reprojected(devic
         measurements.append(device(float(estimate(m))))
         return measurements[-1]
 
-    budget = LatencyBudget(target_ms=40.0, tolerance=0.05, verify_rounds=rounds)
+    budget = LatencyBudget(target_ms=40.0, tolerance=0.05, verify_rounds=rounds, deadline=deadline)
+    centre, high = (39.0, 40.0) if deadline else (40.0, 42.0)
+
+    def in_band(ms: float) -> bool:
+        return 38.0 - 1e-9 <= ms <= high + 1e-9
+
     finished = finish_search(net, budget, estimate, measure)
     final, ok, measured = finished.cost, finished.within_budget, finished.measured_ms
     tried = len(finished.rounds)
@@ -448,15 +454,15 @@ def test_a_latency_budget_is_judged_on_the_measured_subnet_and_reprojected(devic
     assert {r["measured_ms"] for r in finished.rounds} == set(measurements)  # every round is reported
     assert all(r["fastest_ms"] == r["measured_ms"] for r in finished.rounds)  # this device has no noise
     measurements = [r["measured_ms"] for r in finished.rounds]
-    assert finished.rounds[0]["goal"] == 40.0 and all(r["goal"] > 0 for r in finished.rounds)
-    in_band = [ms for ms in measurements if abs(ms / 40.0 - 1) <= 0.05]
-    under = [ms for ms in measurements if ms <= 40.0]
-    # kept: the nearest in the band, else the nearest under the deadline, else the nearest
-    assert measured == min(in_band or under or measurements, key=lambda ms: abs(ms - 40.0))
-    assert ok is within and ok == (abs(measured / 40.0 - 1) <= 0.05)
+    assert finished.rounds[0]["goal"] == pytest.approx(centre) and all(r["goal"] > 0 for r in finished.rounds)
+    inside = [ms for ms in measurements if in_band(ms)]
+    under = [ms for ms in measurements if ms < 38.0]
+    # kept: the nearest the centre in the band, else under it (a deadline met), else of all
+    assert measured == min(inside or under or measurements, key=lambda ms: abs(ms - centre))
+    assert ok is within and ok == in_band(measured)
     assert final == pytest.approx(float(estimate(net))) and device(final) == pytest.approx(measured)
     if rounds:
-        assert len(measurements) >= 2 and abs(measurements[0] / 40.0 - 1) > 0.05  # the estimate alone missed
+        assert len(measurements) >= 2 and not in_band(measurements[0])  # the estimate alone missed
 
 
 def test_a_candidate_timed_slow_once_is_timed_again_and_counts_at_its_fastest():
@@ -482,7 +488,16 @@ def test_a_candidate_timed_slow_once_is_timed_again_and_counts_at_its_fastest():
     first = finished.rounds[0]
     assert first["measured_ms"] > 1.25 * first["estimate"] and first["fastest_ms"] == pytest.approx(first["estimate"])
     assert finished.within_budget and finished.measured_ms == pytest.approx(finished.cost)
-    assert abs(finished.measured_ms / 40.0 - 1) <= 0.05 and len(finished.rounds) > 1
+    assert 38.0 <= finished.measured_ms <= 40.0 and len(finished.rounds) > 1  # a deadline's band
+
+
+def test_a_deadline_band_lies_under_its_target():
+    from edgesr.search.budget import target_band
+    from edgesr.search.settings import LatencyBudget
+
+    centre, half = target_band(LatencyBudget(target_ms=33.0, tolerance=0.05))
+    assert (centre * (1 - half), centre, centre * (1 + half)) == pytest.approx((31.35, 32.175, 33.0))
+    assert target_band(LatencyBudget(target_ms=33.0, tolerance=0.05, deadline=False)) == (33.0, 0.05)
 
 
 def test_next_goal_is_a_secant_through_the_two_nearest_measurements():

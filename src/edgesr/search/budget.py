@@ -33,6 +33,7 @@ __all__ = [
     "finish_search",
     "next_goal",
     "project_to_budget",
+    "target_band",
 ]
 
 #: cost(supernet) -> differentiable resource estimate (Mult-Adds, or ms) of its hard-gated architecture.
@@ -43,6 +44,15 @@ _LOG_LAMBDA_RANGE = (math.log(1e-6), math.log(1e4))
 
 def _target(budget: MultAddsBudget | LatencyBudget) -> float:
     return budget.target_g * 1e9 if isinstance(budget, MultAddsBudget) else budget.target_ms
+
+
+def target_band(budget: MultAddsBudget | LatencyBudget) -> tuple[float, float]:
+    """(centre, relative half-width) of the band the final cost or measured latency must land in:
+    ``target (1 +- tolerance)``, or for a latency deadline ``target (1 - tolerance) .. target``, whose centre
+    is ``target (1 - tolerance / 2)``."""
+    if isinstance(budget, LatencyBudget) and budget.deadline:
+        return budget.target_ms * (1.0 - budget.tolerance / 2), budget.tolerance / (2 - budget.tolerance)
+    return _target(budget), budget.tolerance
 
 
 def budget_target(budget: BudgetConfig) -> float | None:
@@ -237,27 +247,28 @@ def finish_search(
     the band the search's gates are projected again to a corrected goal (:func:`next_goal`), at most
     ``budget.verify_rounds`` times. Every candidate is timed at least twice and counts at its fastest
     timing (:func:`_timed_twice`); the rounds stop at one in the band on both. The band is judged on the
-    measured latency of the candidate kept: the target is a frame deadline, so an in-band candidate comes
-    first, then one under the target, each the nearest to it (:func:`_preference`).
+    measured latency of the candidate kept (:func:`target_band`: under the target for a deadline): an
+    in-band candidate comes first, then one under the band, each the nearest to its centre
+    (:func:`_preference`).
     """
     if not isinstance(budget, MultAddsBudget | LatencyBudget):
         clean_gates(supernet)
         return FinishedSearch(float(cost(supernet)), True)
-    target = _target(budget)
+    target, tolerance = target_band(budget)  # the band's centre and half-width
     searched = _gates(supernet)  # each projection starts from the search's gates (a projection cleans them)
-    final = project_to_budget(supernet, cost, target, budget.tolerance)
+    final = project_to_budget(supernet, cost, target, tolerance)
     if measure is None or not isinstance(budget, LatencyBudget):
-        return FinishedSearch(final, abs(final / target - 1.0) <= budget.tolerance)
+        return FinishedSearch(final, abs(final / target - 1.0) <= tolerance)
 
     def miss(candidate: _Candidate) -> float:
         return abs(candidate.measured / target - 1.0)
 
     def in_band_twice(candidate: _Candidate) -> bool:
         """In the band at its fastest of two timings: a candidate in it on one timing is timed again."""
-        if miss(candidate) <= budget.tolerance and len(candidate.measurements) == 1:
+        if miss(candidate) <= tolerance and len(candidate.measurements) == 1:
             _load_gates(supernet, candidate.gates)
             candidate.measurements.append(measure(supernet))
-        return miss(candidate) <= budget.tolerance
+        return miss(candidate) <= tolerance
 
     tried = [_Candidate(target, final, _gates(supernet), [measure(supernet)])]
     for _ in range(budget.verify_rounds):
@@ -265,15 +276,15 @@ def finish_search(
             break
         goal = next_goal([(c.goal, c.measured) for c in tried], target)
         _load_gates(supernet, searched)
-        final = project_to_budget(supernet, cost, goal, budget.tolerance)
+        final = project_to_budget(supernet, cost, goal, tolerance)
         tried.append(_Candidate(goal, final, _gates(supernet), [measure(supernet)]))
     rounds = [{"goal": c.goal, "estimate": c.cost, "measured_ms": c.measurements[0]} for c in tried]
     distinct = _timed_twice(supernet, tried, measure)
     for row, candidate in zip(rounds, tried, strict=True):
         row["fastest_ms"] = next(d for d in distinct if d.same_architecture(candidate)).measured
-    best = min(distinct, key=lambda candidate: _preference(candidate.measured, target, budget.tolerance))
+    best = min(distinct, key=lambda candidate: _preference(candidate.measured, target, tolerance))
     _load_gates(supernet, best.gates)
-    return FinishedSearch(best.cost, miss(best) <= budget.tolerance, best.measured, tuple(rounds))
+    return FinishedSearch(best.cost, miss(best) <= tolerance, best.measured, tuple(rounds))
 
 
 def _timed_twice(supernet: Supernet, tried: list[_Candidate], measure: Callable[[Supernet], float]) -> list[_Candidate]:
@@ -298,11 +309,11 @@ def _timed_twice(supernet: Supernet, tried: list[_Candidate], measure: Callable[
     return distinct
 
 
-def _preference(measured: float, target: float, tolerance: float) -> tuple[bool, bool, float]:
-    """Sort key of a measured candidate for a latency target: in the band first, then under the target
-    (a deadline met), then nearest to it."""
-    miss = abs(measured / target - 1.0)
-    return miss > tolerance, measured > target, miss
+def _preference(measured: float, centre: float, tolerance: float) -> tuple[bool, bool, float]:
+    """Sort key of a measured candidate for the band ``centre (1 +- tolerance)``: in the band first, then
+    under it (a deadline met), then nearest to its centre."""
+    miss = abs(measured / centre - 1.0)
+    return miss > tolerance, measured > centre * (1.0 + tolerance), miss
 
 
 def next_goal(tried: list[tuple[float, float]], target: float) -> float:

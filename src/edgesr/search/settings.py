@@ -154,6 +154,11 @@ class LatencyBudget(_TargetBudget):
         description="the found subnet is measured whole; while outside the band, re-project to a goal corrected "
         "by the measurements (a secant step), at most this many times, keeping the nearest (0: trust the estimate)",
     )
+    deadline: bool = Field(
+        True,
+        description="the target is a frame deadline: the band is target x (1 - tolerance) .. target, so the measured "
+        "latency kept is at most the target (false: target x (1 +- tolerance))",
+    )
 
 
 BudgetConfig = Annotated[NoBudget | FixedLambda | MultAddsBudget | LatencyBudget, Field(discriminator="type")]

@@ -148,9 +148,12 @@ def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
             return found
         if not found.within_budget and isinstance(budget, MultAddsBudget | LatencyBudget):  # only targets miss
             what, final = ("cost", found.cost) if found.measured_ms is None else ("measured latency", found.measured_ms)
+            band = f"+-{budget.tolerance:.0%}"
+            if isinstance(budget, LatencyBudget) and budget.deadline:
+                band = f"(a deadline: its band is -{budget.tolerance:.0%} .. 0)"
             print(
-                f"search@{size}: the final {what} {final:.4g} is outside target {found.target:.4g} "
-                f"+-{budget.tolerance:.0%}; search longer (search.train.iterations), raise lambda_rate or verify_rounds"
+                f"search@{size}: the final {what} {final:.4g} is outside target {found.target:.4g} {band}; "
+                "search longer (search.train.iterations), raise lambda_rate or verify_rounds"
             )
         write_text(out_dir / ARCHITECTURE_FILE, found.architecture.model_dump_json(indent=1) + "\n")
         atomic_write(out_dir / SUPERNET_FILE, lambda t: torch.save(supernet.state_dict(), t))
