@@ -23,7 +23,8 @@ rounding (tested), as:
   more Mult-Adds than the pair (:func:`merges_pointwise`; the subnet pads the 1x1's output with its bias,
   so this is exact at the border too: :func:`edgesr.models.fgnas.pointwise_and_mult`). The default S
   subnet's block reads 32 channels, keeps 32 1x1 channels and 8 Mult channels: 2304 against 3328
-  Mult-Adds per pixel, and side by side in OpenVINO int8 (640x360, 2 threads) 24.34 against 25.52 ms
+  Mult-Adds per pixel; side by side in OpenVINO int8 (640x360, 2 threads) the retrained S ran 19.72 ms
+  against the previous S's 20.76, and the cpu-long S architecture 196 against 218 ms with the pair kept
   (issue 13). Narrow 1x1 convs in front of wide Mult maps (Fig. 4's shape) stay two convs;
 - **one conv per activation** per block: the Mult channels with a (P)ReLU part are the rows of one conv
   (``conv_mult``'s rows) followed by one PReLU with per-channel slopes, the channels with tanh the rows of

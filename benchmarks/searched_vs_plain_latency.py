@@ -1,0 +1,80 @@
+"""A searched FGNAS architecture against the plain residual network of the same Mult-Adds, where they run (issue 13).
+
+Item 4 compares the cpu-long searched S subnet (45 G at 720p) with a plain residual net of the same cost
+(8 blocks of width 36, 44.1 G) on PSNR; this times both as they ship: the FGNAS architecture in its deploy
+form (:mod:`edgesr.deploy.fgnas_form`) and the plain net, each exported, quantized to int8 by NNCF as the
+quantize stage does (:func:`edgesr.deploy.network_bench.network_runner`) and timed in OpenVINO on a
+640x360 input in round-robin rounds, after ``--settle`` seconds idle. Latency depends on shapes, not weights,
+so both run with their initial weights (the calibration ranges change the int8 scales, not the kernels).
+
+    python benchmarks/searched_vs_plain_latency.py [--architecture benchmarks/results/cpu-long/architecture.json]
+        [--width 36] [--blocks 8] [--rounds 40] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgesr.architectures import FGNASArchitecture, PlainResNetConfig
+from edgesr.complexity import count_complexity
+from edgesr.deploy.network_bench import network_runner
+from edgesr.files import write_json
+from edgesr.models.fgnas import FGNAS
+from edgesr.models.plain_resnet import build_plain_resnet
+from edgesr.search.network_latency import time_round_robin
+
+LR_HW = (360, 640)  # the LR frame of a 1280x720 output at x2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--architecture", type=Path, default=Path("benchmarks/results/cpu-long/architecture.json"))
+    parser.add_argument("--width", type=int, default=36, help="the plain net's width")
+    parser.add_argument("--blocks", type=int, default=8, help="the plain net's blocks")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--settle", type=float, default=45.0, help="idle seconds before timing (see latency.py)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu-long/searched_vs_plain_latency.json"))
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    architecture = FGNASArchitecture.model_validate(json.loads(args.architecture.read_text()))
+    models = {
+        "searched": FGNAS(architecture, upscale=2, bicubic_skip=True).eval(),
+        "plain": build_plain_resnet(PlainResNetConfig(width=args.width, num_blocks=args.blocks), 2).eval(),
+    }
+    runners = [
+        network_runner(model, LR_HW, precision="int8", threads=args.threads, float_modules=["bicubic"])
+        for model in models.values()
+    ]
+    time.sleep(args.settle)
+    x = np.random.default_rng(0).random((1, 3, *LR_HW), dtype=np.float32)
+    medians = time_round_robin(runners, x, args.rounds, 3, "searched vs plain")
+    results = {}
+    for (name, model), ms in zip(models.items(), medians, strict=True):
+        mult_adds = count_complexity(model, 2).mult_adds
+        results[name] = {"mult_adds_g": mult_adds / 1e9, "openvino_int8_ms": ms, "gmac_per_s": mult_adds / ms / 1e6}
+        print(f"{name:9s} {mult_adds / 1e9:6.2f} G  {ms:7.2f} ms  {mult_adds / ms / 1e6:6.1f} GMAC/s")
+    summary = {
+        "architecture": str(args.architecture),
+        "plain": {"width": args.width, "num_blocks": args.blocks, "skip": "bilinear"},
+        "input_hw": list(LR_HW),
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "cpu": platform.processor() or platform.machine(),
+        "models": results,
+        "searched_over_plain_ms": results["searched"]["openvino_int8_ms"] / results["plain"]["openvino_int8_ms"],
+    }
+    write_json(args.out, summary)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
