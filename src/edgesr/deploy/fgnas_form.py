@@ -46,7 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from edgesr.models.bicubic import BicubicPhases
-from edgesr.models.fgnas import FGNAS, BiasPadded1x1, FGNASBlock, channel_positions
+from edgesr.models.fgnas import FGNAS, FGNASBlock, channel_positions
 
 __all__ = [
     "DeployedFGNAS",
@@ -66,11 +66,9 @@ def _pair(values: tuple[int, ...]) -> tuple[int, int]:
 
 
 def _conv_like(conv: nn.Conv2d, in_channels: int, out_channels: int) -> nn.Conv2d:
-    """A new conv with ``conv``'s kernel size, padding and device and ``in_channels -> out_channels``; a
-    :class:`BiasPadded1x1` becomes a plain 1x1 conv padded by one pixel (the same function)."""
+    """A new plain conv with ``conv``'s kernel size, padding and device and ``in_channels -> out_channels`` (a
+    :class:`edgesr.models.fgnas.BiasPadded1x1` becomes the 1x1 conv of padding 1 it computes)."""
     padding = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
-    if isinstance(conv, BiasPadded1x1):
-        padding = (1, 1)
     return nn.Conv2d(in_channels, out_channels, _pair(conv.kernel_size), padding=padding).to(conv.weight.device)
 
 
@@ -137,8 +135,8 @@ def _composed(pointwise: nn.Conv2d, conv: nn.Conv2d) -> nn.Conv2d:
     """``conv`` after the 1x1 ``pointwise`` as one conv on ``pointwise``'s input, padded as ``pointwise`` pads it.
 
     ``conv`` reads ``pointwise``'s output unpadded and ``pointwise`` (a 1x1 conv of padding 1, from
-    :class:`BiasPadded1x1`) pads its input, so the ring ``conv`` sees is ``pointwise``'s bias: the composition is
-    exact at the border too (:func:`edgesr.models.fgnas.pointwise_and_mult`).
+    :class:`edgesr.models.fgnas.BiasPadded1x1`) pads its input, so the ring ``conv`` sees is ``pointwise``'s
+    bias: the composition is exact at the border too (:func:`edgesr.models.fgnas.pointwise_and_mult`).
     """
     assert pointwise.padding == (1, 1) and conv.padding == (0, 0), "a bias-padded 1x1 and an unpadded conv"
     new = nn.Conv2d(pointwise.in_channels, conv.out_channels, _pair(conv.kernel_size), padding=1)

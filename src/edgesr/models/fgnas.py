@@ -42,11 +42,11 @@ def channel_positions(channels: list[int], within: list[int]) -> Tensor:
 
 
 class BiasPadded1x1(nn.Conv2d):
-    """A 1x1 conv whose output is padded by one pixel holding its bias: the function of a 1x1 conv with padding
-    1, computed so that the ring costs no Mult-Adds (the count stays Eq. 3's ``H W (in)(out)``)."""
+    """A 1x1 conv of padding 1, whose output ring holds its bias: computed as the unpadded conv with that ring
+    added, so the ring costs no Mult-Adds (the count stays Eq. 3's ``H W (in)(out)``)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(in_channels, out_channels, 1)
+        super().__init__(in_channels, out_channels, 1, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
         assert self.bias is not None

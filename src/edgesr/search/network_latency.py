@@ -147,7 +147,8 @@ def deployed_network(supernet: Supernet, gates: SupernetGates | None = None) -> 
         mult_in = reads
         if block.pointwise is not None:
             pointwise = block.pointwise.sum() * alive
-            if not merges_pointwise(*(round(float(n.detach())) for n in (reads, pointwise, concatenated))):
+            counts = torch.stack((reads, pointwise, concatenated)).detach().round().int().tolist()  # one host sync
+            if not merges_pointwise(*counts):
                 convs.append(CountedConv(f"block{index}.pointwise", 1, reads, pointwise))
                 mult_in = pointwise
         for part, channels in (("linear", has_linear), ("tanh", has_tanh)):
