@@ -13,9 +13,16 @@ from torch import nn
 
 from edgesr.complexity import count_complexity
 from edgesr.data.patches import PatchSampler
-from edgesr.deploy.fgnas_form import activation_parts, channel_branches, deploy_form, merges_pointwise
+from edgesr.deploy.fgnas_form import (
+    activation_parts,
+    channel_branches,
+    deploy_form,
+    merges_head,
+    merges_pointwise,
+)
 from edgesr.models import FGNASArchitecture, FGNASConfig, build_model
 from edgesr.models.bicubic import Bicubic, BicubicPhases
+from edgesr.models.fgnas import extended_head
 from edgesr.search.budget import SearchObjective, project_to_budget
 from edgesr.search.extract import clean_gates, extract_architecture, extract_subnet
 from edgesr.search.gates import count_alive, st_gate
@@ -25,6 +32,7 @@ from edgesr.train.trainer import train
 from tests.ddp_worker import Interrupted, interrupt_at, tiny_config, tiny_data
 
 LR_PIXELS_X2 = 360 * 640  # the LR frame of a 1280x720 output at x2
+RING_X2 = 362 * 642 - LR_PIXELS_X2  # the head and the first block's 1x1 run one pixel beyond it (extended_head)
 
 
 def _randomise_gates(net: Supernet, seed: int, open_fraction: float = 0.6) -> None:
@@ -78,8 +86,9 @@ def test_shared_count_gradient_prices_a_mult_branch_at_a_third_of_its_channel():
 def test_full_supernet_regularizer_equals_table_1_closed_form_and_the_counter():
     net = Supernet(SupernetConfig(), scale=2)  # Table 1: 16 blocks of width 64, 12 outputs
     per_block = (1 + 9 + 9) * 64 * 64  # 1x1, Mult 3x3, residual 3x3
-    expected = LR_PIXELS_X2 * (9 * 3 * 64 + 16 * per_block + 9 * 64 * 64 + 9 * 64 * 12)
-    assert net.mult_adds().item() == expected == 297_374_515_200  # paper Table 4 (1): 292.3 G
+    ring = RING_X2 * (9 * 3 * 64 + 1 * 64 * 64)  # the head and block 0's 1x1 on the one-pixel ring
+    expected = LR_PIXELS_X2 * (9 * 3 * 64 + 16 * per_block + 9 * 64 * 64 + 9 * 64 * 12) + ring
+    assert net.mult_adds().item() == expected == 297_374_515_200 + 11_671_296  # paper Table 4 (1): 292.3 G
     assert count_complexity(net, 2).mult_adds == expected
 
 
@@ -102,7 +111,7 @@ def test_regularizer_counts_trunk_as_union_of_head_and_residuals():
         9 * 4 * 1,  # after body: trunk {0,1,2,3} -> 1
         9 * 3 * 12,  # last: {0,1,2} -> 12
     ]  # fmt: skip
-    assert net.mult_adds().item() == LR_PIXELS_X2 * sum(terms)
+    assert net.mult_adds().item() == LR_PIXELS_X2 * sum(terms) + RING_X2 * (9 * 3 * 2 + 1 * 2 * 1)
 
 
 # dR/dgamma_head: head out (9*3), each block's 1x1 input (1*4), after-body input (9*4), last input (9*12).
@@ -118,7 +127,8 @@ def test_regularizer_gradient_of_a_head_gate_sums_every_conv_that_counts_it(mode
     net.mult_adds().backward()
     sigmoid = torch.sigmoid(torch.tensor(cfg.gate_init))
     slope = float(sigmoid * (1 - sigmoid))
-    assert net.psi_head.grad.tolist() == pytest.approx([LR_PIXELS_X2 * per_pixel * slope] * 4, rel=1e-6)
+    ring = RING_X2 * (9 * 3 + 1 * 4)  # the head's output and block 0's 1x1 input (the head alone writes it)
+    assert net.psi_head.grad.tolist() == pytest.approx([(LR_PIXELS_X2 * per_pixel + ring) * slope] * 4, rel=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -162,7 +172,7 @@ def test_cleaning_closes_blocks_whose_work_reaches_nothing():
     clean_gates(net)
     arch = extract_architecture(net)
     assert arch.blocks[0].is_empty() and arch.blocks[0].pointwise == [] and not arch.blocks[0].mult_channels()
-    assert net.mult_adds().item() == before - LR_PIXELS_X2 * (1 * 4 * 4 + 9 * 4 * 4)
+    assert net.mult_adds().item() == before - (LR_PIXELS_X2 + RING_X2) * 1 * 4 * 4 - LR_PIXELS_X2 * 9 * 4 * 4
 
 
 @pytest.mark.parametrize("activations_searched", [True, False])
@@ -179,7 +189,8 @@ def test_cleaning_closes_blocks_with_fewer_mult_channels_than_the_minimum(activa
         clean_gates(net)
         arch = extract_architecture(net)
         assert arch.blocks[0].is_empty() == closed and arch.blocks[1].mult_channels() == [0, 1, 2, 3]
-        block_cost = LR_PIXELS_X2 * (1 * 8 * 8 + 9 * 8 * 3 + 9 * 3 * 8)  # 1x1, Mult 8 -> 3, residual 3 -> 8
+        # the 1x1 (on the extended head: RING_X2), Mult 8 -> 3, residual 3 -> 8
+        block_cost = (LR_PIXELS_X2 + RING_X2) * 1 * 8 * 8 + LR_PIXELS_X2 * (9 * 8 * 3 + 9 * 3 * 8)
         assert net.mult_adds().item() == kept - (block_cost if closed else 0)
 
 
@@ -382,7 +393,7 @@ def test_search_resumes_exactly_with_its_lambda(tmp_path):
 
 def test_latency_budget_search_lands_in_the_band_with_a_table():
     """The latency path of the search with a synthetic table ms = K^2 cin cout / 1e6 (bilinear is exact
-    on a product), so the estimate is R / (H W 1e6) and a projected architecture lands within 5%."""
+    on a product), so the estimate is Eq. 3's per-pixel sum / 1e6 and a projected architecture lands within 5%."""
     from edgesr.search.latency_grid import LatencyTable, LayerGrid, channel_grid
 
     cfg = SupernetConfig(num_blocks=4, width=32)
@@ -402,7 +413,8 @@ def test_latency_budget_search_lands_in_the_band_with_a_table():
     net = Supernet(cfg, scale=2)
     _randomise_gates(net, seed=3, open_fraction=0.7)
     estimate = table.estimate_ms(net.counted_convs())
-    assert estimate.item() == pytest.approx(net.mult_adds().item() / (LR_PIXELS_X2 * 1e6), rel=1e-6)
+    per_pixel = sum(float(c.kernel**2 * c.alive_in * c.alive_out) for c in net.counted_convs())
+    assert estimate.item() == pytest.approx(per_pixel / 1e6, rel=1e-6)
     estimate.backward()  # the straight-through gradients flow through the table
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.gate_parameters())
     target_ms = 0.3 * estimate.item()
@@ -580,7 +592,7 @@ def test_deploy_form_appends_narrow_residual_writes_and_adds_wide_ones(pointwise
     trunks = [width, width + writes[0], width + writes[0], width + writes[0] + writes[2]]
     assert [b.conv_residual.out_channels for b in deployed.body] == [writes[0], trunks[1], writes[2], trunks[3]]
     first = [b.part_convs[0] if b.conv_pointwise is None else b.conv_pointwise for b in deployed.body]
-    assert [conv.in_channels for conv in first] == trunks
+    assert [conv.in_channels for conv in first] == [3, *trunks[1:]]  # the first block reads the RGB input
     assert deployed.conv_after_body is not None and deployed.conv_after_body.in_channels == trunks[3]
     x = torch.rand(1, 3, 15, 11)
     with torch.no_grad():
@@ -588,22 +600,23 @@ def test_deploy_form_appends_narrow_residual_writes_and_adds_wide_ones(pointwise
 
 
 def test_deploy_form_composes_the_1x1_into_the_mult_convs_exactly_where_that_costs_fewer_mult_adds():
-    """A wide 1x1 in front of a narrow Mult map becomes one 3x3 conv per part (exact at the border: the subnet
-    pads the 1x1's output with its bias); a narrow 1x1 in front of a wide Mult map (Fig. 4) stays."""
+    """After the first block: a wide 1x1 in front of a narrow Mult map becomes one 3x3 conv per part (exact at the
+    border: the subnet pads the 1x1's output with its bias); a narrow 1x1 in front of a wide Mult map (Fig. 4)
+    stays."""
     torch.manual_seed(5)
-    net = Supernet(SupernetConfig(num_blocks=2, width=16, bicubic_skip=True), 2)
+    net = Supernet(SupernetConfig(num_blocks=3, width=16, bicubic_skip=True), 2)
     with torch.no_grad():
         for psi in net.gate_parameters():
             psi.fill_(1.0)
-        net.body[0].psi_mult.fill_(0.0)  # block 0: 16 1x1 channels -> 4 Mult channels (tanh 2, relu + prelu 3)
-        net.body[0].psi_mult[:2, 2] = 1.0
-        net.body[0].psi_mult[1:4, :2] = 1.0
-        net.body[1].psi_pointwise[4:] = 0.0  # block 1: 4 1x1 channels -> 16 Mult channels, every branch
+        net.body[1].psi_mult.fill_(0.0)  # block 1: 16 1x1 channels -> 4 Mult channels (tanh 2, relu + prelu 3)
+        net.body[1].psi_mult[:2, 2] = 1.0
+        net.body[1].psi_mult[1:4, :2] = 1.0
+        net.body[2].psi_pointwise[4:] = 0.0  # block 2: 4 1x1 channels -> 16 Mult channels, every branch
         for block in net.body:  # biases large enough that a zero border ring would show
             block.conv_pointwise.bias.normal_(0.0, 1.0)
     subnet = extract_subnet(net).eval()
     deployed = deploy_form(subnet)
-    merged, kept = deployed.body
+    _, merged, kept = deployed.body
     assert merged.conv_pointwise is None and [c.in_channels for c in merged.part_convs] == [16, 16]
     assert [c.out_channels for c in merged.part_convs] == [3, 2]  # the linear part, then tanh
     assert not merges_pointwise(16, 4, 32) and merges_pointwise(16, 16, 5)
@@ -613,7 +626,7 @@ def test_deploy_form_composes_the_1x1_into_the_mult_convs_exactly_where_that_cos
     with torch.no_grad():
         torch.testing.assert_close(deployed(x), subnet(x), atol=1e-5, rtol=0)
         # the bias ring matters: zero-padding the 1x1's output instead moves the border pixels
-        block = subnet.blocks()[0]
+        block = subnet.blocks()[1]
         zero_padded = nn.Conv2d(block.conv_mult.in_channels, block.conv_mult.out_channels, 3, padding=1)
         zero_padded.load_state_dict(block.conv_mult.state_dict())
         pointwise = nn.Conv2d(block.conv_pointwise.in_channels, block.conv_pointwise.out_channels, 1)
@@ -621,6 +634,45 @@ def test_deploy_form_composes_the_1x1_into_the_mult_convs_exactly_where_that_cos
         h = torch.rand(1, block.conv_pointwise.in_channels, 9, 13)
         ring = (block.conv_mult(block.conv_pointwise(h)) - zero_padded(pointwise(h))).abs()
         assert ring[..., 1:-1, 1:-1].max() < 1e-5 < ring[..., 0, :].max()
+
+
+@pytest.mark.parametrize(
+    ("pointwise", "pointwise_channels", "composed"), [(True, 16, "mult"), (True, 2, "pointwise"), (False, 0, "mult")]
+)
+def test_deploy_form_composes_the_first_block_with_the_head_onto_the_rgb_input(pointwise, pointwise_channels, composed):
+    """The head is linear and the first block reads it run one pixel beyond the image, so head -> 1x1 -> Mult
+    is one 5x5 conv per part on the RGB input (``75 m`` Mult-Adds per pixel), exact at the border; a 1x1 of
+    ``p`` channels in front of a wide Mult map is cheaper as a 3x3 conv 3 -> p on the input (``27 p + 9 p m``)."""
+    torch.manual_seed(6)
+    net = Supernet(SupernetConfig(num_blocks=2, width=16, bicubic_skip=True, pointwise=pointwise), 2)
+    with torch.no_grad():
+        for psi in net.gate_parameters():
+            psi.fill_(1.0)
+        net.psi_head[12:] = 0.0  # the head keeps 12 of 16 channels
+        if pointwise:
+            net.body[0].psi_pointwise[pointwise_channels:] = 0.0
+        for param in (net.conv_first.bias, net.body[0].conv_mult.bias):  # biases that would show at the border
+            param.normal_(0.0, 1.0)
+    subnet = extract_subnet(net).eval()
+    deployed = deploy_form(subnet)
+    first = deployed.body[0]
+    assert first.reads_image and not deployed.body[1].reads_image
+    assert merges_head(None, 1) and merges_head(16, 32) and not merges_head(2, 32)
+    if composed == "mult":  # 16 Mult rows: 75 * 32 < 9 * 16 * 32 (no 1x1) or 27 * 16 + 9 * 16 * 32
+        assert first.conv_pointwise is None
+        assert [(c.in_channels, c.kernel_size, c.padding) for c in first.part_convs] == [(3, (5, 5), (2, 2))] * 2
+    else:
+        assert first.conv_pointwise is not None
+        assert (first.conv_pointwise.in_channels, first.conv_pointwise.out_channels) == (3, 2)
+        assert first.conv_pointwise.kernel_size == (3, 3) and first.conv_pointwise.padding == (2, 2)
+        assert [(c.in_channels, c.padding) for c in first.part_convs] == [(2, (0, 0))] * 2
+    x = torch.rand(1, 3, 9, 13)
+    with torch.no_grad():
+        torch.testing.assert_close(deployed(x), subnet(x), atol=1e-5, rtol=0)
+        # the extended head matters: the first block reading the zero-padded head instead moves the border
+        head, extended = extended_head(subnet.conv_first, x)
+        assert torch.equal(head, subnet.conv_first(x)) and extended.shape[-2:] == (11, 15)
+        assert extended[..., 0, :].abs().max() > 0.1  # the ring is not zero
 
 
 def test_bicubic_phases_are_the_bicubic_skip_before_its_pixel_shuffle():

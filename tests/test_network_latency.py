@@ -41,25 +41,30 @@ def _random_subnet(
     return supernet, deploy_form(extract_subnet(supernet))
 
 
-def _conv_shapes(deployed: DeployedFGNAS) -> dict[str, tuple[int, int]]:
-    """(in, out) per deployed conv, a block's Mult part convs as ``mult_linear`` / ``mult_tanh``."""
-    shapes = {"head": (3, deployed.conv_first.out_channels), "last": (deployed.conv_last.in_channels, 12)}
+def _conv_shapes(deployed: DeployedFGNAS) -> dict[str, tuple[int, int, int]]:
+    """(kernel, in, out) per deployed conv, a block's Mult part convs as ``mult_linear`` / ``mult_tanh``."""
+
+    def shape(conv: torch.nn.Conv2d) -> tuple[int, int, int]:
+        return conv.kernel_size[0], conv.in_channels, conv.out_channels
+
+    shapes = {"head": shape(deployed.conv_first), "last": shape(deployed.conv_last)}
     for index, block in enumerate(deployed.body):
         if block.conv_pointwise is not None:
-            shapes[f"pointwise{index}"] = (block.conv_pointwise.in_channels, block.conv_pointwise.out_channels)
+            shapes[f"pointwise{index}"] = shape(block.conv_pointwise)
         for conv, activation in zip(block.part_convs, block.part_activations, strict=True):
             part = "tanh" if isinstance(activation, torch.nn.Tanh) else "linear"
-            shapes[f"mult_{part}{index}"] = (conv.in_channels, conv.out_channels)
-        shapes[f"residual{index}"] = (block.conv_residual.in_channels, block.conv_residual.out_channels)
+            shapes[f"mult_{part}{index}"] = shape(conv)
+        shapes[f"residual{index}"] = shape(block.conv_residual)
     if deployed.conv_after_body is not None:
-        shapes["after"] = (deployed.conv_after_body.in_channels, deployed.conv_after_body.out_channels)
+        shapes["after"] = shape(deployed.conv_after_body)
     return shapes
 
 
 @pytest.mark.parametrize(
     ("seed", "fraction", "cfg"),
     # seed 1 and 4 mix appended (narrow) and added residual writes, 4 with Mult convs reading the trunk;
-    # seed 5 has blocks whose 1x1 is composed into the Mult convs and blocks that keep it
+    # seed 5 has blocks whose 1x1 is composed into the Mult convs and blocks that keep it; the first block is
+    # composed with the head: into 5x5 Mult convs on the RGB input in seeds 2, 4 and 5, its 1x1 into a 3x3 in 0 and 1
     [
         (0, 0.5, {}),
         (1, 0.3, {}),
@@ -72,6 +77,10 @@ def test_deployed_convs_and_features_are_the_deploy_form_that_export_writes(seed
     supernet, deployed = _random_subnet(seed, fraction, **cfg)
     if "mult_channels" in cfg:
         assert {block.conv_pointwise is None for block in deployed.body} == {True, False}
+    first = deployed.body[0]  # composed with the head: 5x5 Mult convs (narrow Mult maps), or its 1x1 as a 3x3
+    assert first.reads_image and (first.conv_pointwise is None) == (
+        "mult_channels" in cfg or not supernet.cfg.pointwise
+    )
     with torch.no_grad():
         network = deployed_network(supernet)
     counted = network.convs
@@ -82,7 +91,7 @@ def test_deployed_convs_and_features_are_the_deploy_form_that_export_writes(seed
     for conv in alive:
         block, _, part = conv.name.partition(".")
         key = names.get(conv.name) or f"{part}{_block_position(supernet, block)}"
-        predicted[key] = (round(float(conv.alive_in)), round(float(conv.alive_out)))
+        predicted[key] = (conv.kernel, round(float(conv.alive_in)), round(float(conv.alive_out)))
     assert predicted == _conv_shapes(deployed)
     assert features["activation_channels"] == sum(b.conv_residual.in_channels for b in deployed.body)
     width = deployed.conv_first.out_channels

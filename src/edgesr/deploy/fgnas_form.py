@@ -26,6 +26,12 @@ rounding (tested), as:
   Mult-Adds per pixel; side by side in OpenVINO int8 (640x360, 2 threads) the retrained S ran 19.72 ms
   against the previous S's 20.76, and the cpu-long S architecture 196 against 218 ms with the pair kept
   (issue 13). Narrow 1x1 convs in front of wide Mult maps (Fig. 4's shape) stay two convs;
+- **the first block composed with the head onto the RGB input**: the head has no activation, so head -> 1x1 ->
+  Mult is linear, and the first block reads the head run one pixel beyond the image
+  (:func:`edgesr.models.fgnas.extended_head`), so the chain is exactly one 5x5 conv ``3 -> m`` per part on
+  the zero-padded input, ``75 m`` Mult-Adds per pixel against ``9 r m`` (:func:`merges_head`; a narrow 1x1
+  in front of a wide Mult map is instead composed with the head into one 3x3 conv ``3 -> p``). The head
+  itself still runs for the trunk. Side by side in OpenVINO int8 (640x360, 2 threads): see the README;
 - **one conv per activation** per block: the Mult channels with a (P)ReLU part are the rows of one conv
   (``conv_mult``'s rows) followed by one PReLU with per-channel slopes, the channels with tanh the rows of
   another followed by tanh, with no mask; a channel with both is a row of each. ``relu`` alone is a PReLU
@@ -42,7 +48,10 @@ rounding (tested), as:
 
 from __future__ import annotations
 
+import copy
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from edgesr.models.bicubic import BicubicPhases
@@ -55,6 +64,7 @@ __all__ = [
     "channel_branches",
     "concatenates",
     "deploy_form",
+    "merges_head",
     "merges_pointwise",
 ]
 
@@ -131,20 +141,42 @@ def merges_pointwise(reads: int, pointwise: int, mult: int) -> bool:
     return 9 * reads * mult <= reads * pointwise + 9 * pointwise * mult
 
 
-def _composed(pointwise: nn.Conv2d, conv: nn.Conv2d) -> nn.Conv2d:
-    """``conv`` after the 1x1 ``pointwise`` as one conv on ``pointwise``'s input, padded as ``pointwise`` pads it.
+def merges_head(pointwise: int | None, mult: int) -> bool:
+    """Does the first block's chain head -> 1x1 -> Mult run as one 5x5 conv per part on the RGB input (``75 mult``
+    Mult-Adds per pixel) rather than as a 3x3 conv ``3 -> pointwise`` on it followed by the Mult convs
+    (``27 pointwise + 9 pointwise mult``)? Always without a 1x1 (module docstring)."""
+    return pointwise is None or 75 * mult <= 27 * pointwise + 9 * pointwise * mult
 
-    ``conv`` reads ``pointwise``'s output unpadded and ``pointwise`` (a 1x1 conv of padding 1, from
-    :class:`edgesr.models.fgnas.BiasPadded1x1`) pads its input, so the ring ``conv`` sees is ``pointwise``'s
-    bias: the composition is exact at the border too (:func:`edgesr.models.fgnas.pointwise_and_mult`).
+
+def _composed(first: nn.Conv2d, second: nn.Conv2d) -> nn.Conv2d:
+    """``second`` after ``first`` as one conv on ``first``'s input, padded as ``first`` pads it.
+
+    ``second`` reads ``first``'s output unpadded, so every value it reads holds ``first``'s bias and the chain is
+    one conv of kernel ``k1 + k2 - 1``: the full convolution of the kernels summed over the middle channels
+    (``conv_transpose2d`` of ``second``'s weight by ``first``'s), bias ``b2 + sum W2 b1``. Exact at the border
+    too: a bias-padded 1x1 (:class:`edgesr.models.fgnas.BiasPadded1x1`, a 1x1 of padding 1) or the head run one
+    pixel beyond the image (:func:`edgesr.models.fgnas.extended_head`, padding 2) is what ``second`` reads there.
     """
-    assert pointwise.padding == (1, 1) and conv.padding == (0, 0), "a bias-padded 1x1 and an unpadded conv"
-    new = nn.Conv2d(pointwise.in_channels, conv.out_channels, _pair(conv.kernel_size), padding=1)
-    assert new.bias is not None and conv.bias is not None and pointwise.bias is not None, "FGNAS convs have biases"
+    assert second.padding == (0, 0), "the second conv reads the first's output unpadded"
+    kernel = first.kernel_size[0] + second.kernel_size[0] - 1
+    new = nn.Conv2d(first.in_channels, second.out_channels, kernel, padding=_pair(first.padding))
+    assert new.bias is not None and second.bias is not None and first.bias is not None, "FGNAS convs have biases"
     with torch.no_grad():
-        new.weight.copy_(torch.einsum("omhw,mi->oihw", conv.weight, pointwise.weight[:, :, 0, 0]))
-        new.bias.copy_(conv.bias + torch.einsum("omhw,m->o", conv.weight, pointwise.bias))
-    return new.to(conv.weight.device)
+        new.weight.copy_(F.conv_transpose2d(second.weight, first.weight))
+        new.bias.copy_(second.bias + torch.einsum("omhw,m->o", second.weight, first.bias))
+    return new.to(second.weight.device)
+
+
+def _from_image(
+    head: nn.Conv2d, pointwise: nn.Conv2d | None, parts: list[nn.Conv2d]
+) -> tuple[nn.Conv2d | None, list[nn.Conv2d]]:
+    """The first block's convs composed with the head (``head``: padding 2, one pixel beyond the image) so that
+    they read the RGB input: the Mult parts as 5x5 convs, or the 1x1 as a 3x3 conv (:func:`merges_head`)."""
+    if pointwise is None:
+        return None, [_composed(head, part) for part in parts]
+    if merges_head(pointwise.out_channels, sum(part.out_channels for part in parts)):
+        return None, [_composed(head, _composed(pointwise, part)) for part in parts]
+    return _composed(head, pointwise), parts
 
 
 def channel_branches(block: FGNASBlock, mult: list[int]) -> list[frozenset[str]]:
@@ -185,8 +217,9 @@ def _linear_part(block: FGNASBlock, kept: list[frozenset[str]], positions: list[
 
 
 class DeployedFGNASBlock(nn.Module):
-    """trunk + conv_residual(concat over parts p of act_p(conv_p(h))), h = conv_pointwise(trunk) or trunk; or, for
-    a narrow write, ``cat(trunk, conv_residual(...))`` (:func:`concatenates`)."""
+    """trunk + conv_residual(concat over parts p of act_p(conv_p(h))), h = conv_pointwise(s) or s, s the trunk
+    or, for the first block, the RGB input (``reads_image``); or, for a narrow write,
+    ``cat(trunk, conv_residual(...))`` (:func:`concatenates`)."""
 
     def __init__(
         self,
@@ -195,6 +228,7 @@ class DeployedFGNASBlock(nn.Module):
         part_activations: list[nn.Module],
         conv_residual: nn.Conv2d,
         concatenate: bool = False,
+        reads_image: bool = False,
     ) -> None:
         super().__init__()
         self.conv_pointwise = conv_pointwise
@@ -202,9 +236,11 @@ class DeployedFGNASBlock(nn.Module):
         self.part_activations = nn.ModuleList(part_activations)
         self.conv_residual = conv_residual
         self.concatenate = concatenate  # append conv_residual's channels to the trunk instead of adding them
+        self.reads_image = reads_image  # its convs are composed with the head (module docstring)
 
-    def forward(self, trunk: Tensor) -> Tensor:
-        h = trunk if self.conv_pointwise is None else self.conv_pointwise(trunk)
+    def forward(self, trunk: Tensor, image: Tensor) -> Tensor:
+        source = image if self.reads_image else trunk
+        h = source if self.conv_pointwise is None else self.conv_pointwise(source)
         parts = [activation(conv(h)) for conv, activation in zip(self.part_convs, self.part_activations, strict=True)]
         features = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         residual = self.conv_residual(features)
@@ -212,10 +248,19 @@ class DeployedFGNASBlock(nn.Module):
 
 
 def _deployed_block(
-    block: FGNASBlock, mult: list[int], reads: list[int], writes: list[int], layout: list[int], width: int, n: int
+    block: FGNASBlock,
+    mult: list[int],
+    reads: list[int],
+    writes: list[int],
+    layout: list[int],
+    width: int,
+    n: int,
+    head: nn.Conv2d | None,
 ) -> DeployedFGNASBlock:
     """:class:`DeployedFGNASBlock` of ``block`` in a ``width``-channel space whose trunk holds the space
-    channels ``layout`` (the space, then the channels earlier blocks appended; ``n``: Eq. 4's branch count)."""
+    channels ``layout`` (the space, then the channels earlier blocks appended; ``n``: Eq. 4's branch count);
+    ``head``: for the first block, the head conv in the space run one pixel beyond the image, which its convs
+    are composed with (:func:`_from_image`)."""
     conv_pointwise = None
     if block.conv_pointwise is not None:
         conv_pointwise = _read_layout(_sliced_conv(block.conv_pointwise, width, columns=reads), layout)
@@ -249,9 +294,13 @@ def _deployed_block(
         conv_residual.weight.copy_(residual.weight[:, order] * scale.to(residual.weight)[None, :, None, None])
         assert conv_residual.bias is not None and residual.bias is not None
         conv_residual.bias.copy_(residual.bias)
-    if conv_pointwise is not None and merges_pointwise(len(layout), conv_pointwise.out_channels, len(order)):
+    if head is not None:
+        conv_pointwise, part_convs = _from_image(head, conv_pointwise, part_convs)
+    elif conv_pointwise is not None and merges_pointwise(len(layout), conv_pointwise.out_channels, len(order)):
         part_convs, conv_pointwise = [_composed(conv_pointwise, conv) for conv in part_convs], None
-    return DeployedFGNASBlock(conv_pointwise, part_convs, part_activations, conv_residual, concatenate)
+    return DeployedFGNASBlock(
+        conv_pointwise, part_convs, part_activations, conv_residual, concatenate, reads_image=head is not None
+    )
 
 
 class DeployedFGNAS(nn.Module):
@@ -279,7 +328,7 @@ class DeployedFGNAS(nn.Module):
         head = self.conv_first(x)
         trunk = head
         for block in self.body:
-            trunk = block(trunk)
+            trunk = block(trunk, x)
         skip = head if self.conv_after_body is None else head + self.conv_after_body(trunk)
         phases = self.conv_last(skip)
         if self.bicubic is not None:
@@ -301,6 +350,9 @@ def deploy_form(subnet: FGNAS) -> DeployedFGNAS:
     def at(channels: list[int]) -> list[int]:
         return channel_positions(channels, space).tolist()
 
+    conv_first = _sliced_conv(subnet.conv_first, width, rows=at(arch.head))
+    extended_head = copy.deepcopy(conv_first)  # the head one pixel beyond the image, as the first block reads it
+    extended_head.padding = (2, 2)
     layout, body = list(range(width)), []
     for block, index in zip(subnet.blocks(), subnet.block_indices, strict=True):
         writes = at(arch.blocks[index].residual)
@@ -313,6 +365,7 @@ def deploy_form(subnet: FGNAS) -> DeployedFGNAS:
                 layout,
                 width,
                 len(arch.activations),
+                extended_head if index == 0 else None,
             )
         )
         layout = layout + writes if body[-1].concatenate else layout
@@ -323,7 +376,7 @@ def deploy_form(subnet: FGNAS) -> DeployedFGNAS:
         )
         after_body = _read_layout(space_conv, layout)
     deployed = DeployedFGNAS(
-        conv_first=_sliced_conv(subnet.conv_first, width, rows=at(arch.head)),
+        conv_first=conv_first,
         body=body,
         conv_after_body=after_body,
         conv_last=_sliced_conv(subnet.conv_last, width, columns=at(arch.skip_channels())),

@@ -12,7 +12,9 @@ latency, on the runtime and precision the model ships in):
   and weights, 8-bit output). The deploy form keeps one channel space of width
   ``W = |trunk ∪ after-body|`` (Eq. 4's union), so the head writes ``W`` channels, a block's 1x1 reads
   the trunk (or is composed into the Mult convs, which then read the trunk, where that costs fewer
-  Mult-Adds: :func:`edgesr.deploy.fgnas_form.merges_pointwise`), its Mult map is two convs, the rows with
+  Mult-Adds: :func:`edgesr.deploy.fgnas_form.merges_pointwise`; the first block's convs are composed with the
+  head onto the RGB input, 5x5 Mult convs or a 3x3 1x1: :func:`edgesr.deploy.fgnas_form.merges_head`), its
+  Mult map is two convs, the rows with
   a (P)ReLU part and the rows with tanh (a channel with both is a row of each), its residual conv reads
   both parts concatenated and writes ``W`` (or only its ``R`` channels, appended to the trunk, when
   ``5 R <= W``: :func:`edgesr.deploy.fgnas_form.concatenates`, so later readers read ``W`` plus the
@@ -49,7 +51,7 @@ from scipy.optimize import nnls
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from edgesr.deploy.fgnas_form import concatenates, merges_pointwise
+from edgesr.deploy.fgnas_form import concatenates, merges_head, merges_pointwise
 from edgesr.deploy.network_bench import NetworkPrecision, network_runner
 from edgesr.files import write_json
 from edgesr.search.extract import DEAD_PSI, extract_subnet, linear_columns
@@ -74,12 +76,13 @@ __all__ = [
 
 FEATURES = ("activation_channels", "add_channels", "concat_channels", "part_convs", "constant")
 TERMS = ("conv_table_ms", *FEATURES)  # what the coefficients multiply
-_FORMAT = 9  # 2: one Mult conv per activation part (deploy form); 3: the conv table's scale is fitted;
+_FORMAT = 10  # 2: one Mult conv per activation part (deploy form); 3: the conv table's scale is fitted;
 # 4: fitted in relative error on subnets that include closed blocks; 5: the bicubic skip's Add in float too;
 # 6: the bicubic skip in int8 on exact taps (quant.exact_skip); 7: whole networks timed without OpenVINO's
 # input and extra output copies (deploy.runtimes.openvino_runner); 8: narrow residual writes appended to the
 # trunk (deploy.fgnas_form.concatenates), priced by the new concat_channels feature; 9: a 1x1 conv composed
-# into the Mult convs where that costs fewer Mult-Adds (deploy.fgnas_form.merges_pointwise)
+# into the Mult convs where that costs fewer Mult-Adds (deploy.fgnas_form.merges_pointwise); 10: the first block's
+# convs composed with the head onto the RGB input (deploy.fgnas_form.merges_head), priced by the image5x5 kind
 # Change how the search moves or which subnet it keeps, not the deployed graphs the model prices: the fit
 # subnets are drawn with min_mult_channels 1 whatever the search's setting (measured_subnets).
 _SEARCH_ONLY_FIELDS = {"gate_init", "count_gradient", "min_mult_channels"}
@@ -105,9 +108,14 @@ def _alive(channels: Tensor) -> Tensor:
 
 
 def deployed_kind(conv: CountedConv) -> str:
-    """The table kind of a conv of :class:`DeployedNetwork`: head, last, residual, conv1x1 or conv3x3."""
+    """The table kind of a conv of :class:`DeployedNetwork`: head, last, residual, conv1x1, conv3x3, or image5x5 for
+    the first block's Mult parts composed with the head (its 1x1 composed with the head is a head-like conv)."""
     if conv.name in ("head", "last"):
         return conv.name
+    if conv.name == "block0.pointwise":
+        return "head"
+    if conv.kernel == 5:
+        return "image5x5"
     if conv.name.endswith(".residual"):
         return "residual"
     return f"conv{conv.kernel}x{conv.kernel}"
@@ -144,15 +152,20 @@ def deployed_network(supernet: Supernet, gates: SupernetGates | None = None) -> 
         reads = trunk * alive
         has_linear, has_tanh = _branch_parts(block.mult, names, mode)
         concatenated = (has_linear + has_tanh).sum() * alive
-        mult_in = reads
+        mult_in, kernel = reads, 3
+        if index == 0:  # composed with the head onto the RGB input (edgesr.deploy.fgnas_form._from_image)
+            mult_in, kernel = 3.0 * one, 5
         if block.pointwise is not None:
             pointwise = block.pointwise.sum() * alive
             counts = torch.stack((reads, pointwise, concatenated)).detach().round().int().tolist()  # one host sync
-            if not merges_pointwise(*counts):
+            if index == 0 and not merges_head(*counts[1:]):
+                convs.append(CountedConv(f"block{index}.pointwise", 3, mult_in, pointwise))
+                mult_in, kernel = pointwise, 3
+            elif index > 0 and not merges_pointwise(*counts):
                 convs.append(CountedConv(f"block{index}.pointwise", 1, reads, pointwise))
                 mult_in = pointwise
         for part, channels in (("linear", has_linear), ("tanh", has_tanh)):
-            convs.append(CountedConv(f"block{index}.mult_{part}", 3, mult_in, channels.sum() * alive))
+            convs.append(CountedConv(f"block{index}.mult_{part}", kernel, mult_in, channels.sum() * alive))
         writes = block.residual.sum() * alive
         if concatenates(round(float(writes.detach())), space):
             convs.append(CountedConv(f"block{index}.residual", 3, concatenated, writes))
@@ -179,7 +192,12 @@ def network_kinds(
     wide = channel_grid(2 * cfg.width, step)  # concatenated activations: up to two per Mult channel
     # a reader of the trunk: the space plus every block's appended write (at most a fifth of it each)
     trunk = channel_grid(cfg.width + cfg.num_blocks * (cfg.width // 5), step)
-    kinds = {"head": (3, (3,), grid), "conv3x3": (3, trunk, grid), "residual": (3, wide, trunk)}
+    kinds = {
+        "head": (3, (3,), grid),
+        "image5x5": (5, (3,), grid),
+        "conv3x3": (3, trunk, grid),
+        "residual": (3, wide, trunk),
+    }
     if cfg.pointwise:
         kinds["conv1x1"] = (1, trunk, grid)
     kinds["last"] = (3, grid, (3 * scale * scale,))

@@ -13,7 +13,9 @@ Searchable block, input x (C channels)::
     x = x + g_res * conv3x3(a)                              (residual output channels gated)
 
 The 1x1's output is padded with its bias and the Mult conv reads it unpadded, so the pair composes
-exactly into one 3x3 conv (:func:`edgesr.models.fgnas.pointwise_and_mult`). All three activations are 0
+exactly into one 3x3 conv (:func:`edgesr.models.fgnas.pointwise_and_mult`). The first block reads the head
+computed one pixel beyond the image (:func:`edgesr.models.fgnas.extended_head`) unpadded, so the linear chain
+head -> 1x1 -> Mult composes exactly into one conv on the RGB input. All three activations are 0
 at 0 and the sum is scaled by 1/3 (Sec. 3.1). ``pointwise: false`` drops
 the 1x1 conv (EDSR's residual block, Table 5); ``activations: [relu]`` keeps a single activation.
 What is searched (Table 4) is chosen by ``search_channels`` (head, 1x1, residual and after-body
@@ -41,7 +43,7 @@ from torch import Tensor, nn
 
 from edgesr.complexity import count_complexity
 from edgesr.models.bicubic import Bicubic
-from edgesr.models.fgnas import pointwise_and_mult
+from edgesr.models.fgnas import extended_head, pointwise_and_mult
 from edgesr.search.gates import count_alive, st_gate
 from edgesr.search.settings import SupernetConfig
 
@@ -113,22 +115,26 @@ class SupernetGates:
 
 @dataclass(frozen=True)
 class CountedConv:
-    """One convolution of Eq. 3: kernel size and its (differentiable) alive input and output channels."""
+    """One convolution of Eq. 3: kernel size and its (differentiable) alive input and output channels;
+    ``extended``: it runs one pixel beyond the image (:func:`edgesr.models.fgnas.extended_head`)."""
 
     name: str
     kernel: int
     alive_in: Tensor
     alive_out: Tensor
+    extended: bool = False
 
 
 class SearchableBlock(nn.Module):
     """Sec. 3.1's searchable residual block (Fig. 1d); see the module docstring for the dataflow."""
 
-    def __init__(self, cfg: SupernetConfig) -> None:
+    def __init__(self, cfg: SupernetConfig, first: bool = False) -> None:
         super().__init__()
         width, num_acts = cfg.width, len(cfg.activations)
         self.activations = list(cfg.activations)
-        self.conv_pointwise, self.conv_mult = pointwise_and_mult(width, width if cfg.pointwise else None, width)
+        self.conv_pointwise, self.conv_mult = pointwise_and_mult(
+            width, width if cfg.pointwise else None, width, first=first
+        )
         self.prelu = nn.PReLU(width, init=0.25) if "prelu" in cfg.activations else None
         self.conv_residual = nn.Conv2d(width, width, 3, padding=1)
         channels = cfg.search_channels
@@ -147,8 +153,9 @@ class SearchableBlock(nn.Module):
         mult = st_gate(self.psi_mult) if self.psi_mult is not None else torch.ones(width, 1, device=device)
         return BlockGates(pointwise, mult, _gate(self.psi_residual, width, device))
 
-    def forward(self, x: Tensor) -> Tensor:
-        h = x
+    def forward(self, x: Tensor, extended: Tensor | None = None) -> Tensor:
+        """``extended``: ``x`` extended by one pixel (:func:`edgesr.models.fgnas.extended_head`), read by the first block."""
+        h = x if extended is None else extended
         if self.conv_pointwise is not None:
             h = _scaled(self.conv_pointwise(h), _gate_or_none(self.psi_pointwise))
         m = self.conv_mult(h)
@@ -166,7 +173,7 @@ class Supernet(nn.Module):
         super().__init__()
         self.cfg, self.scale, width = cfg, scale, cfg.width
         self.conv_first = nn.Conv2d(3, width, 3, padding=1)
-        self.body = nn.ModuleList(SearchableBlock(cfg) for _ in range(cfg.num_blocks))
+        self.body = nn.ModuleList(SearchableBlock(cfg, first=index == 0) for index in range(cfg.num_blocks))
         self.conv_after_body = nn.Conv2d(width, width, 3, padding=1)
         self.conv_last = nn.Conv2d(width, 3 * scale * scale, 3, padding=1)
         self.pixel_shuffle = nn.PixelShuffle(scale)
@@ -175,9 +182,10 @@ class Supernet(nn.Module):
         self.psi_after_body = _gate_parameter((width,), cfg.gate_init) if cfg.search_channels else None
 
     def forward(self, x: Tensor) -> Tensor:
-        head = _scaled(self.conv_first(x), _gate_or_none(self.psi_head))
-        trunk = head
-        for block in self.body:
+        head_gate = _gate_or_none(self.psi_head)
+        head, extended = (_scaled(h, head_gate) for h in extended_head(self.conv_first, x))
+        trunk = self.blocks()[0](head, extended)
+        for block in self.blocks()[1:]:
             trunk = block(trunk)
         after = _scaled(self.conv_after_body(trunk), _gate_or_none(self.psi_after_body))
         out = self.pixel_shuffle(self.conv_last(after + head))
@@ -211,13 +219,13 @@ class Supernet(nn.Module):
         """
         gates = gates if gates is not None else self.gates()
         mode = self.cfg.count_gradient
-        convs = [CountedConv("head", 3, _constant(3, gates.head), gates.head.sum())]
+        convs = [CountedConv("head", 3, _constant(3, gates.head), gates.head.sum(), extended=True)]
         trunk_maps = [gates.head]
         for index, block in enumerate(gates.blocks):
             trunk = count_alive(torch.stack(trunk_maps, dim=-1), mode).sum()
             mult_in = trunk
             if block.pointwise is not None:
-                convs.append(CountedConv(f"block{index}.pointwise", 1, trunk, block.pointwise.sum()))
+                convs.append(CountedConv(f"block{index}.pointwise", 1, trunk, block.pointwise.sum(), index == 0))
                 mult_in = block.pointwise.sum()
             mult_out = count_alive(block.mult, mode).sum()
             convs.append(CountedConv(f"block{index}.mult", 3, mult_in, mult_out))
@@ -232,15 +240,21 @@ class Supernet(nn.Module):
     def mult_adds(self, output_hw: tuple[int, int] = (720, 1280)) -> Tensor:
         """Eq. 3: ``R = sum_l K_l^2 H_l W_l (alive in)(alive out)`` for one ``output_hw`` output.
 
-        Every conv runs at the LR size ``ceil(H / s) x ceil(W / s)``, as :func:`edgesr.complexity.
-        count_complexity` counts it, plus the constant cost of the bicubic skip when there is one. The
-        forward value equals the counted Mult-Adds of the extracted subnet exactly.
+        Every conv runs at the LR size ``h x w = ceil(H / s) x ceil(W / s)``, as :func:`edgesr.complexity.
+        count_complexity` counts it, the head and the first block's 1x1 at ``(h + 2) x (w + 2)`` (they run one
+        pixel beyond the image: :func:`edgesr.models.fgnas.extended_head`), plus the constant cost of the
+        bicubic skip when there is one. The forward value equals the counted Mult-Adds of the extracted subnet
+        exactly.
         """
-        lr_pixels = math.ceil(output_hw[0] / self.scale) * math.ceil(output_hw[1] / self.scale)
+        lr_h, lr_w = math.ceil(output_hw[0] / self.scale), math.ceil(output_hw[1] / self.scale)
+        pixels = {False: lr_h * lr_w, True: (lr_h + 2) * (lr_w + 2)}
         # float64: float32 would round a count of several G Mult-Adds by tens of units.
         total = cast(
             Tensor,
-            sum(c.kernel**2 * lr_pixels * c.alive_in.double() * c.alive_out.double() for c in self.counted_convs()),
+            sum(
+                c.kernel**2 * pixels[c.extended] * c.alive_in.double() * c.alive_out.double()
+                for c in self.counted_convs()
+            ),
         )
         return total + bicubic_mult_adds(self.scale, output_hw) * (self.bicubic is not None)
 
