@@ -172,7 +172,8 @@ def test_cleaning_closes_blocks_whose_work_reaches_nothing():
     clean_gates(net)
     arch = extract_architecture(net)
     assert arch.blocks[0].is_empty() and arch.blocks[0].pointwise == [] and not arch.blocks[0].mult_channels()
-    assert net.mult_adds().item() == before - (LR_PIXELS_X2 + RING_X2) * 1 * 4 * 4 - LR_PIXELS_X2 * 9 * 4 * 4
+    # block 1 was already the first block that runs (its 1x1 on the extended head's ring) and stays it
+    assert net.mult_adds().item() == before - LR_PIXELS_X2 * (1 * 4 * 4 + 9 * 4 * 4)
 
 
 @pytest.mark.parametrize("activations_searched", [True, False])
@@ -189,8 +190,8 @@ def test_cleaning_closes_blocks_with_fewer_mult_channels_than_the_minimum(activa
         clean_gates(net)
         arch = extract_architecture(net)
         assert arch.blocks[0].is_empty() == closed and arch.blocks[1].mult_channels() == [0, 1, 2, 3]
-        # the 1x1 (on the extended head: RING_X2), Mult 8 -> 3, residual 3 -> 8
-        block_cost = (LR_PIXELS_X2 + RING_X2) * 1 * 8 * 8 + LR_PIXELS_X2 * (9 * 8 * 3 + 9 * 3 * 8)
+        # 1x1, Mult 8 -> 3, residual 3 -> 8; the 1x1's ring (block 0 ran first) moves to block 1's 1x1 of equal size
+        block_cost = LR_PIXELS_X2 * (1 * 8 * 8 + 9 * 8 * 3 + 9 * 3 * 8)
         assert net.mult_adds().item() == kept - (block_cost if closed else 0)
 
 
@@ -637,42 +638,52 @@ def test_deploy_form_composes_the_1x1_into_the_mult_convs_exactly_where_that_cos
 
 
 @pytest.mark.parametrize(
-    ("pointwise", "pointwise_channels", "composed"), [(True, 16, "mult"), (True, 2, "pointwise"), (False, 0, "mult")]
+    ("pointwise", "pointwise_channels", "composed", "first"),
+    [(True, 16, "mult", 0), (True, 2, "pointwise", 0), (False, 0, "mult", 0), (True, 16, "mult", 1)],
 )
-def test_deploy_form_composes_the_first_block_with_the_head_onto_the_rgb_input(pointwise, pointwise_channels, composed):
-    """The head is linear and the first block reads it run one pixel beyond the image, so head -> 1x1 -> Mult
-    is one 5x5 conv per part on the RGB input (``75 m`` Mult-Adds per pixel), exact at the border; a 1x1 of
-    ``p`` channels in front of a wide Mult map is cheaper as a 3x3 conv 3 -> p on the input (``27 p + 9 p m``)."""
+def test_deploy_form_composes_the_first_block_with_the_head_onto_the_rgb_input(
+    pointwise, pointwise_channels, composed, first
+):
+    """The head is linear and the first block that runs reads it run one pixel beyond the image, so head -> 1x1
+    -> Mult is one 5x5 conv per part on the RGB input (``75 m`` Mult-Adds per pixel), exact at the border; a 1x1
+    of ``p`` channels in front of a wide Mult map is cheaper as a 3x3 conv 3 -> p on the input
+    (``27 p + 9 p m``). With block 0 closed, block 1 is that block, in the supernet as in the subnet."""
     torch.manual_seed(6)
-    net = Supernet(SupernetConfig(num_blocks=2, width=16, bicubic_skip=True, pointwise=pointwise), 2)
+    net = Supernet(SupernetConfig(num_blocks=3, width=16, bicubic_skip=True, pointwise=pointwise), 2)
     with torch.no_grad():
         for psi in net.gate_parameters():
             psi.fill_(1.0)
         net.psi_head[12:] = 0.0  # the head keeps 12 of 16 channels
+        for block in net.blocks()[:first]:  # closed blocks before the first that runs
+            for psi in (block.psi_pointwise, block.psi_mult, block.psi_residual):
+                if psi is not None:
+                    psi.fill_(0.0)
         if pointwise:
-            net.body[0].psi_pointwise[pointwise_channels:] = 0.0
-        for param in (net.conv_first.bias, net.body[0].conv_mult.bias):  # biases that would show at the border
+            net.body[first].psi_pointwise[pointwise_channels:] = 0.0
+        for param in (net.conv_first.bias, net.body[first].conv_mult.bias):  # biases that would show at the border
             param.normal_(0.0, 1.0)
+    assert net.first_running_block() == first
     subnet = extract_subnet(net).eval()
     deployed = deploy_form(subnet)
-    first = deployed.body[0]
-    assert first.reads_image and not deployed.body[1].reads_image
+    assert subnet.block_indices[0] == first and [b.reads_image for b in deployed.body] == [True] + [False] * (2 - first)
     assert merges_head(None, 1) and merges_head(16, 32) and not merges_head(2, 32)
+    reader = deployed.body[0]
     if composed == "mult":  # 16 Mult rows: 75 * 32 < 9 * 16 * 32 (no 1x1) or 27 * 16 + 9 * 16 * 32
-        assert first.conv_pointwise is None
-        assert [(c.in_channels, c.kernel_size, c.padding) for c in first.part_convs] == [(3, (5, 5), (2, 2))] * 2
+        assert reader.conv_pointwise is None
+        assert [(c.in_channels, c.kernel_size, c.padding) for c in reader.part_convs] == [(3, (5, 5), (2, 2))] * 2
     else:
-        assert first.conv_pointwise is not None
-        assert (first.conv_pointwise.in_channels, first.conv_pointwise.out_channels) == (3, 2)
-        assert first.conv_pointwise.kernel_size == (3, 3) and first.conv_pointwise.padding == (2, 2)
-        assert [(c.in_channels, c.padding) for c in first.part_convs] == [(2, (0, 0))] * 2
+        assert reader.conv_pointwise is not None
+        assert (reader.conv_pointwise.in_channels, reader.conv_pointwise.out_channels) == (3, 2)
+        assert reader.conv_pointwise.kernel_size == (3, 3) and reader.conv_pointwise.padding == (2, 2)
+        assert [(c.in_channels, c.padding) for c in reader.part_convs] == [(2, (0, 0))] * 2
     x = torch.rand(1, 3, 9, 13)
     with torch.no_grad():
+        torch.testing.assert_close(subnet(x), net.eval()(x), atol=1e-5, rtol=0)
         torch.testing.assert_close(deployed(x), subnet(x), atol=1e-5, rtol=0)
-        # the extended head matters: the first block reading the zero-padded head instead moves the border
+        # the extended head matters: its ring is what the head conv gives there, not the zeros of padding
         head, extended = extended_head(subnet.conv_first, x)
         assert torch.equal(head, subnet.conv_first(x)) and extended.shape[-2:] == (11, 15)
-        assert extended[..., 0, :].abs().max() > 0.1  # the ring is not zero
+        assert extended[..., 0, :].abs().max() > 0.1
 
 
 def test_bicubic_phases_are_the_bicubic_skip_before_its_pixel_shuffle():

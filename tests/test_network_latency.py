@@ -28,9 +28,10 @@ from edgesr.search.supernet import Supernet
 
 
 def _random_subnet(
-    seed: int, fraction: float, mult_channels: int | None = None, **cfg
+    seed: int, fraction: float, mult_channels: int | None = None, closed: int = 0, **cfg
 ) -> tuple[Supernet, DeployedFGNAS]:
-    """A random subnet; ``mult_channels=k`` closes every Mult gate past channel k (so wide 1x1 convs merge)."""
+    """A random subnet; ``mult_channels=k`` closes every Mult gate past channel k (so wide 1x1 convs merge),
+    ``closed=k`` the first k blocks (so block k is the first that runs, composed with the head)."""
     torch.manual_seed(seed)
     supernet = Supernet(SupernetConfig(num_blocks=4, width=16, bicubic_skip=True, **cfg), 2)
     random_architecture(supernet, fraction, torch.Generator().manual_seed(seed))
@@ -38,6 +39,9 @@ def _random_subnet(
         with torch.no_grad():
             for block in supernet.body:
                 block.psi_mult[mult_channels:] = 0.0
+    with torch.no_grad():
+        for block in supernet.blocks()[:closed]:
+            block.psi_residual.fill_(0.0)
     return supernet, deploy_form(extract_subnet(supernet))
 
 
@@ -64,13 +68,15 @@ def _conv_shapes(deployed: DeployedFGNAS) -> dict[str, tuple[int, int, int]]:
     ("seed", "fraction", "cfg"),
     # seed 1 and 4 mix appended (narrow) and added residual writes, 4 with Mult convs reading the trunk;
     # seed 5 has blocks whose 1x1 is composed into the Mult convs and blocks that keep it; the first block is
-    # composed with the head: into 5x5 Mult convs on the RGB input in seeds 2, 4 and 5, its 1x1 into a 3x3 in 0 and 1
+    # composed with the head: into 5x5 Mult convs on the RGB input in seeds 2, 4 and 5, its 1x1 into a 3x3 in 0 and 1;
+    # in seed 6 blocks 0 and 1 are closed and block 2 is the first that runs
     [
         (0, 0.5, {}),
         (1, 0.3, {}),
         (2, 0.7, {"pointwise": False}),
         (4, 0.25, {"pointwise": False}),
         (5, 0.7, {"mult_channels": 2}),
+        (6, 0.7, {"closed": 2}),
     ],
 )
 def test_deployed_convs_and_features_are_the_deploy_form_that_export_writes(seed, fraction, cfg):
@@ -78,9 +84,9 @@ def test_deployed_convs_and_features_are_the_deploy_form_that_export_writes(seed
     if "mult_channels" in cfg:
         assert {block.conv_pointwise is None for block in deployed.body} == {True, False}
     first = deployed.body[0]  # composed with the head: 5x5 Mult convs (narrow Mult maps), or its 1x1 as a 3x3
-    assert first.reads_image and (first.conv_pointwise is None) == (
-        "mult_channels" in cfg or not supernet.cfg.pointwise
-    )
+    assert first.reads_image and supernet.first_running_block() == cfg.get("closed", 0)
+    if "closed" not in cfg:
+        assert (first.conv_pointwise is None) == ("mult_channels" in cfg or not supernet.cfg.pointwise)
     with torch.no_grad():
         network = deployed_network(supernet)
     counted = network.convs

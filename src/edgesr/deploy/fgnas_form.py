@@ -27,7 +27,8 @@ rounding (tested), as:
   against the previous S's 20.76, and the cpu-long S architecture 196 against 218 ms with the pair kept
   (issue 13). Narrow 1x1 convs in front of wide Mult maps (Fig. 4's shape) stay two convs;
 - **the first block composed with the head onto the RGB input**: the head has no activation, so head -> 1x1 ->
-  Mult is linear, and the first block reads the head run one pixel beyond the image
+  Mult is linear, and the first kept block (the trunk is the head alone until a block writes) reads the head run
+  one pixel beyond the image
   (:func:`edgesr.models.fgnas.extended_head`), so the chain is exactly one 5x5 conv ``3 -> m`` per part on
   the zero-padded input, ``75 m`` Mult-Adds per pixel against ``9 r m`` (:func:`merges_head`; a narrow 1x1
   in front of a wide Mult map is instead composed with the head into one 3x3 conv ``3 -> p``). The head
@@ -159,6 +160,7 @@ def _composed(first: nn.Conv2d, second: nn.Conv2d) -> nn.Conv2d:
     """
     assert second.padding == (0, 0), "the second conv reads the first's output unpadded"
     kernel = first.kernel_size[0] + second.kernel_size[0] - 1
+    assert not isinstance(first.padding, str), "a numeric padding"
     new = nn.Conv2d(first.in_channels, second.out_channels, kernel, padding=_pair(first.padding))
     assert new.bias is not None and second.bias is not None and first.bias is not None, "FGNAS convs have biases"
     with torch.no_grad():
@@ -167,11 +169,23 @@ def _composed(first: nn.Conv2d, second: nn.Conv2d) -> nn.Conv2d:
     return new.to(second.weight.device)
 
 
+def _unpadded(conv: nn.Conv2d) -> nn.Conv2d:
+    """``conv`` with padding 0 (a block's first conv as it reads the extended head)."""
+    new = copy.deepcopy(conv)
+    new.padding = (0, 0)
+    return new
+
+
 def _from_image(
     head: nn.Conv2d, pointwise: nn.Conv2d | None, parts: list[nn.Conv2d]
 ) -> tuple[nn.Conv2d | None, list[nn.Conv2d]]:
     """The first block's convs composed with the head (``head``: padding 2, one pixel beyond the image) so that
-    they read the RGB input: the Mult parts as 5x5 convs, or the 1x1 as a 3x3 conv (:func:`merges_head`)."""
+    they read the RGB input: the Mult parts as 5x5 convs, or the 1x1 as a 3x3 conv (:func:`merges_head`).
+    The block reads the extended head unpadded (:func:`edgesr.models.fgnas.read_conv`)."""
+    if pointwise is not None:
+        pointwise = _unpadded(pointwise)
+    else:
+        parts = [_unpadded(part) for part in parts]
     if pointwise is None:
         return None, [_composed(head, part) for part in parts]
     if merges_head(pointwise.out_channels, sum(part.out_channels for part in parts)):
@@ -353,7 +367,7 @@ def deploy_form(subnet: FGNAS) -> DeployedFGNAS:
     conv_first = _sliced_conv(subnet.conv_first, width, rows=at(arch.head))
     extended_head = copy.deepcopy(conv_first)  # the head one pixel beyond the image, as the first block reads it
     extended_head.padding = (2, 2)
-    layout, body = list(range(width)), []
+    layout, body = list(range(width)), list[DeployedFGNASBlock]()
     for block, index in zip(subnet.blocks(), subnet.block_indices, strict=True):
         writes = at(arch.blocks[index].residual)
         body.append(
@@ -365,7 +379,7 @@ def deploy_form(subnet: FGNAS) -> DeployedFGNAS:
                 layout,
                 width,
                 len(arch.activations),
-                extended_head if index == 0 else None,
+                extended_head if not body else None,
             )
         )
         layout = layout + writes if body[-1].concatenate else layout

@@ -40,6 +40,7 @@ __all__ = [
     "channel_positions",
     "extended_head",
     "pointwise_and_mult",
+    "read_conv",
 ]
 
 
@@ -65,17 +66,15 @@ def extended_head(conv_first: nn.Conv2d, x: Tensor) -> tuple[Tensor, Tensor]:
     """The head and the head computed one pixel beyond the image, ``(N, C, H + 2, W + 2)``: ``conv_first`` on
     the zero-padded input, so the ring holds what the head conv gives there (its Mult-Adds count the ring).
 
-    The head is linear (no activation after ``conv_first``), so the first block's convs, which read the
-    extended head unpadded (:func:`pointwise_and_mult`), compose with it into convs on the RGB input that
-    are exact at the border too (:func:`edgesr.deploy.fgnas_form.deploy_form`).
+    The head is linear (no activation after ``conv_first``) and the first block that runs reads it: its convs
+    read the extended head unpadded (:func:`read_conv`), so they compose with the head into convs on the RGB
+    input that are exact at the border too (:func:`edgesr.deploy.fgnas_form.deploy_form`).
     """
     extended = conv_first(F.pad(x, (1, 1, 1, 1)))
     return extended[..., 1:-1, 1:-1], extended
 
 
-def pointwise_and_mult(
-    reads: int, pointwise: int | None, mult: int, first: bool = False
-) -> tuple[nn.Conv2d | None, nn.Conv2d]:
+def pointwise_and_mult(reads: int, pointwise: int | None, mult: int) -> tuple[nn.Conv2d | None, nn.Conv2d]:
     """A block's 1x1 conv (``reads -> pointwise``, None without one) and its 3x3 Mult conv (``-> mult``).
 
     With a 1x1 conv there is no activation between the two, so they compose into one 3x3 conv. For that to
@@ -84,17 +83,20 @@ def pointwise_and_mult(
     SeqConv3x3 pads a 1x1 output with its bias for the same reason: Zhang et al., "Edge-oriented Convolution
     Block for Real-time Super Resolution on Mobile Devices", ACM MM 2021). The deploy form merges the pair
     when one 3x3 conv costs fewer Mult-Adds (:func:`edgesr.deploy.fgnas_form.merges_pointwise`). Without a
-    1x1 conv the Mult conv zero-pads its input.
-
-    ``first``: the block is the network's first, which reads the head extended by one pixel
-    (:func:`extended_head`), so both convs read their input unpadded and the chain head -> 1x1 -> Mult is
-    exact as one conv on the RGB input.
+    1x1 conv the Mult conv zero-pads its input. The first block that runs reads the extended head instead,
+    with both convs unpadded (:func:`read_conv`).
     """
-    if first:
-        return (None if pointwise is None else nn.Conv2d(reads, pointwise, 1)), nn.Conv2d(pointwise or reads, mult, 3)
     if pointwise is None:
         return None, nn.Conv2d(reads, mult, 3, padding=1)
     return BiasPadded1x1(reads, pointwise), nn.Conv2d(pointwise, mult, 3)
+
+
+def read_conv(conv: nn.Conv2d, h: Tensor, extended: bool) -> Tensor:
+    """A block's first conv (its 1x1, or its Mult conv without one) on its input ``h``: as built, zero- or
+    bias-padded (:func:`pointwise_and_mult`), on the trunk; unpadded on the head extended by one pixel
+    (``extended``: the first block that runs, :func:`extended_head`), so head -> 1x1 -> Mult is exactly one
+    conv on the RGB input."""
+    return F.conv2d(h, conv.weight, conv.bias) if extended else conv(h)
 
 
 def _placement(channels: list[int], within: list[int]) -> Tensor:
@@ -130,7 +132,7 @@ class FGNASBlock(nn.Module):
         self.register_buffer("read", channel_positions(before, trunk), persistent=False)
         self.reads_everything = before == trunk
         pointwise = None if block.pointwise is None else len(block.pointwise)
-        self.conv_pointwise, self.conv_mult = pointwise_and_mult(len(before), pointwise, len(mult), first=index == 0)
+        self.conv_pointwise, self.conv_mult = pointwise_and_mult(len(before), pointwise, len(mult))
         kept = {a: block.mult.get(a, []) for a in self.activations}
         self.prelu = nn.PReLU(len(mult), init=0.25) if kept.get("prelu") else None
         # A branch kept on every Mult channel needs no mask; a branch kept nowhere is skipped.
@@ -143,12 +145,13 @@ class FGNASBlock(nn.Module):
         _register_placement(self, "write", block.residual, trunk)
 
     def forward(self, trunk: Tensor, extended: Tensor | None = None) -> Tensor:
-        """``extended``: the trunk extended by one pixel (:func:`extended_head`), which the first block reads."""
+        """``extended``: the trunk (the head alone) extended by one pixel, which the first block reads
+        (:func:`extended_head`)."""
         source = trunk if extended is None else extended
         h = source if self.reads_everything else source.index_select(1, self.read)
         if self.conv_pointwise is not None:
-            h = self.conv_pointwise(h)
-        m = self.conv_mult(h)
+            h = read_conv(self.conv_pointwise, h, extended is not None)
+        m = self.conv_mult(h) if self.conv_pointwise is not None else read_conv(self.conv_mult, h, extended is not None)
         total: Tensor | None = None
         for name in self.branches:
             if name == "relu":
@@ -195,8 +198,8 @@ class FGNAS(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         head, extended = extended_head(self.conv_first, x)
         trunk = _place(head, self.head_to_trunk)
-        for block, index in zip(self.blocks(), self.block_indices, strict=True):
-            trunk = block(trunk, _place(extended, self.head_to_trunk) if index == 0 else None)
+        for position, block in enumerate(self.blocks()):
+            trunk = block(trunk, _place(extended, self.head_to_trunk) if position == 0 else None)
         skip = _place(head, self.head_to_last)
         if self.conv_after_body is not None:
             skip = skip + _place(self.conv_after_body(trunk), self.after_to_last)

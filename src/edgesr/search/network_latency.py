@@ -12,7 +12,7 @@ latency, on the runtime and precision the model ships in):
   and weights, 8-bit output). The deploy form keeps one channel space of width
   ``W = |trunk ∪ after-body|`` (Eq. 4's union), so the head writes ``W`` channels, a block's 1x1 reads
   the trunk (or is composed into the Mult convs, which then read the trunk, where that costs fewer
-  Mult-Adds: :func:`edgesr.deploy.fgnas_form.merges_pointwise`; the first block's convs are composed with the
+  Mult-Adds: :func:`edgesr.deploy.fgnas_form.merges_pointwise`; the first block that runs is composed with the
   head onto the RGB input, 5x5 Mult convs or a 3x3 1x1: :func:`edgesr.deploy.fgnas_form.merges_head`), its
   Mult map is two convs, the rows with
   a (P)ReLU part and the rows with tanh (a channel with both is a row of each), its residual conv reads
@@ -112,7 +112,7 @@ def deployed_kind(conv: CountedConv) -> str:
     the first block's Mult parts composed with the head (its 1x1 composed with the head is a head-like conv)."""
     if conv.name in ("head", "last"):
         return conv.name
-    if conv.name == "block0.pointwise":
+    if conv.name.endswith(".pointwise") and conv.kernel == 3:
         return "head"
     if conv.kernel == 5:
         return "image5x5"
@@ -146,22 +146,22 @@ def deployed_network(supernet: Supernet, gates: SupernetGates | None = None) -> 
     activations = adds = appended = torch.zeros((), device=width.device)
     trunk = width  # channels of the trunk tensor: the space, then every appended residual write
     space = round(float(width.detach()))  # one host sync per read-out, not one per block
-    parts = 0
+    parts, first = 0, supernet.first_running_block(gates)
     for index, block in enumerate(gates.blocks):
         alive = _alive(block.residual)
         reads = trunk * alive
         has_linear, has_tanh = _branch_parts(block.mult, names, mode)
         concatenated = (has_linear + has_tanh).sum() * alive
         mult_in, kernel = reads, 3
-        if index == 0:  # composed with the head onto the RGB input (edgesr.deploy.fgnas_form._from_image)
+        if index == first:  # composed with the head onto the RGB input (edgesr.deploy.fgnas_form._from_image)
             mult_in, kernel = 3.0 * one, 5
         if block.pointwise is not None:
             pointwise = block.pointwise.sum() * alive
             counts = torch.stack((reads, pointwise, concatenated)).detach().round().int().tolist()  # one host sync
-            if index == 0 and not merges_head(*counts[1:]):
+            if index == first and not merges_head(*counts[1:]):
                 convs.append(CountedConv(f"block{index}.pointwise", 3, mult_in, pointwise))
                 mult_in, kernel = pointwise, 3
-            elif index > 0 and not merges_pointwise(*counts):
+            elif index != first and not merges_pointwise(*counts):
                 convs.append(CountedConv(f"block{index}.pointwise", 1, reads, pointwise))
                 mult_in = pointwise
         for part, channels in (("linear", has_linear), ("tanh", has_tanh)):

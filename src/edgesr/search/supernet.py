@@ -13,9 +13,10 @@ Searchable block, input x (C channels)::
     x = x + g_res * conv3x3(a)                              (residual output channels gated)
 
 The 1x1's output is padded with its bias and the Mult conv reads it unpadded, so the pair composes
-exactly into one 3x3 conv (:func:`edgesr.models.fgnas.pointwise_and_mult`). The first block reads the head
-computed one pixel beyond the image (:func:`edgesr.models.fgnas.extended_head`) unpadded, so the linear chain
-head -> 1x1 -> Mult composes exactly into one conv on the RGB input. All three activations are 0
+exactly into one 3x3 conv (:func:`edgesr.models.fgnas.pointwise_and_mult`). The first block that runs (the
+first whose residual keeps a channel: the trunk is the head alone until then) reads the head computed one pixel
+beyond the image unpadded (:func:`edgesr.models.fgnas.extended_head`), so the linear chain head -> 1x1 -> Mult
+composes exactly into one conv on the RGB input, as in the extracted subnet. All three activations are 0
 at 0 and the sum is scaled by 1/3 (Sec. 3.1). ``pointwise: false`` drops
 the 1x1 conv (EDSR's residual block, Table 5); ``activations: [relu]`` keeps a single activation.
 What is searched (Table 4) is chosen by ``search_channels`` (head, 1x1, residual and after-body
@@ -43,7 +44,7 @@ from torch import Tensor, nn
 
 from edgesr.complexity import count_complexity
 from edgesr.models.bicubic import Bicubic
-from edgesr.models.fgnas import extended_head, pointwise_and_mult
+from edgesr.models.fgnas import extended_head, pointwise_and_mult, read_conv
 from edgesr.search.gates import count_alive, st_gate
 from edgesr.search.settings import SupernetConfig
 
@@ -128,13 +129,11 @@ class CountedConv:
 class SearchableBlock(nn.Module):
     """Sec. 3.1's searchable residual block (Fig. 1d); see the module docstring for the dataflow."""
 
-    def __init__(self, cfg: SupernetConfig, first: bool = False) -> None:
+    def __init__(self, cfg: SupernetConfig) -> None:
         super().__init__()
         width, num_acts = cfg.width, len(cfg.activations)
         self.activations = list(cfg.activations)
-        self.conv_pointwise, self.conv_mult = pointwise_and_mult(
-            width, width if cfg.pointwise else None, width, first=first
-        )
+        self.conv_pointwise, self.conv_mult = pointwise_and_mult(width, width if cfg.pointwise else None, width)
         self.prelu = nn.PReLU(width, init=0.25) if "prelu" in cfg.activations else None
         self.conv_residual = nn.Conv2d(width, width, 3, padding=1)
         channels = cfg.search_channels
@@ -154,11 +153,12 @@ class SearchableBlock(nn.Module):
         return BlockGates(pointwise, mult, _gate(self.psi_residual, width, device))
 
     def forward(self, x: Tensor, extended: Tensor | None = None) -> Tensor:
-        """``extended``: ``x`` extended by one pixel (:func:`edgesr.models.fgnas.extended_head`), read by the first block."""
+        """``extended``: ``x`` (the head alone) extended by one pixel, read by the first block that runs
+        (:func:`edgesr.models.fgnas.extended_head`)."""
         h = x if extended is None else extended
         if self.conv_pointwise is not None:
-            h = _scaled(self.conv_pointwise(h), _gate_or_none(self.psi_pointwise))
-        m = self.conv_mult(h)
+            h = _scaled(read_conv(self.conv_pointwise, h, extended is not None), _gate_or_none(self.psi_pointwise))
+        m = self.conv_mult(h) if self.conv_pointwise is not None else read_conv(self.conv_mult, h, extended is not None)
         mult_gates = _gate_or_none(self.psi_mult)
         if not self.search_activations and mult_gates is not None:  # one gate per Mult channel, before the branches
             m, mult_gates = _scaled(m, mult_gates[:, 0]), None
@@ -173,7 +173,7 @@ class Supernet(nn.Module):
         super().__init__()
         self.cfg, self.scale, width = cfg, scale, cfg.width
         self.conv_first = nn.Conv2d(3, width, 3, padding=1)
-        self.body = nn.ModuleList(SearchableBlock(cfg, first=index == 0) for index in range(cfg.num_blocks))
+        self.body = nn.ModuleList(SearchableBlock(cfg) for _ in range(cfg.num_blocks))
         self.conv_after_body = nn.Conv2d(width, width, 3, padding=1)
         self.conv_last = nn.Conv2d(width, 3 * scale * scale, 3, padding=1)
         self.pixel_shuffle = nn.PixelShuffle(scale)
@@ -184,9 +184,9 @@ class Supernet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         head_gate = _gate_or_none(self.psi_head)
         head, extended = (_scaled(h, head_gate) for h in extended_head(self.conv_first, x))
-        trunk = self.blocks()[0](head, extended)
-        for block in self.blocks()[1:]:
-            trunk = block(trunk)
+        trunk, first = head, self.first_running_block()
+        for index, block in enumerate(self.blocks()):
+            trunk = block(trunk, extended if index == first else None)
         after = _scaled(self.conv_after_body(trunk), _gate_or_none(self.psi_after_body))
         out = self.pixel_shuffle(self.conv_last(after + head))
         return out if self.bicubic is None else out + self.bicubic(x)
@@ -196,6 +196,16 @@ class Supernet(nn.Module):
         return cast(list[SearchableBlock], list(self.body))
 
     # ---- the architecture as data -------------------------------------------------------------------
+
+    def first_running_block(self, gates: SupernetGates | None = None) -> int | None:
+        """The index of the first block whose residual keeps a channel (the trunk is the head alone until it
+        writes), which reads the extended head; None when no block does. One host sync. On the meta device
+        (:func:`edgesr.complexity.count_complexity`) gates have no values: block 0, as in the whole supernet."""
+        gates = gates if gates is not None else self.gates()
+        if gates.head.is_meta:
+            return 0
+        writes = torch.stack([block.residual.detach().sum() > 0 for block in gates.blocks]).tolist()
+        return writes.index(True) if True in writes else None
 
     def gate_parameters(self) -> list[nn.Parameter]:
         """Every searched ``psi`` (empty when nothing is searched)."""
@@ -220,12 +230,12 @@ class Supernet(nn.Module):
         gates = gates if gates is not None else self.gates()
         mode = self.cfg.count_gradient
         convs = [CountedConv("head", 3, _constant(3, gates.head), gates.head.sum(), extended=True)]
-        trunk_maps = [gates.head]
+        trunk_maps, first = [gates.head], self.first_running_block(gates)
         for index, block in enumerate(gates.blocks):
             trunk = count_alive(torch.stack(trunk_maps, dim=-1), mode).sum()
             mult_in = trunk
             if block.pointwise is not None:
-                convs.append(CountedConv(f"block{index}.pointwise", 1, trunk, block.pointwise.sum(), index == 0))
+                convs.append(CountedConv(f"block{index}.pointwise", 1, trunk, block.pointwise.sum(), index == first))
                 mult_in = block.pointwise.sum()
             mult_out = count_alive(block.mult, mode).sum()
             convs.append(CountedConv(f"block{index}.mult", 3, mult_in, mult_out))
@@ -241,9 +251,9 @@ class Supernet(nn.Module):
         """Eq. 3: ``R = sum_l K_l^2 H_l W_l (alive in)(alive out)`` for one ``output_hw`` output.
 
         Every conv runs at the LR size ``h x w = ceil(H / s) x ceil(W / s)``, as :func:`edgesr.complexity.
-        count_complexity` counts it, the head and the first block's 1x1 at ``(h + 2) x (w + 2)`` (they run one
-        pixel beyond the image: :func:`edgesr.models.fgnas.extended_head`), plus the constant cost of the
-        bicubic skip when there is one. The forward value equals the counted Mult-Adds of the extracted subnet
+        count_complexity` counts it, the head and the 1x1 of the first block that runs at ``(h + 2) x (w + 2)``
+        (they run one pixel beyond the image: :func:`edgesr.models.fgnas.extended_head`), plus the constant cost
+        of the bicubic skip when there is one. The forward value equals the counted Mult-Adds of the extracted subnet
         exactly.
         """
         lr_h, lr_w = math.ceil(output_hw[0] / self.scale), math.ceil(output_hw[1] / self.scale)
