@@ -13,7 +13,7 @@ latency, on the runtime and precision the model ships in):
   ``W = |trunk ∪ after-body|`` (Eq. 4's union), so the head writes ``W`` channels, a block's 1x1 reads
   the trunk (or is composed into the Mult convs, which then read the trunk, where that costs fewer
   Mult-Adds: :func:`edgesr.deploy.fgnas_form.merges_pointwise`; the first block that runs is composed with the
-  head onto the RGB input, 5x5 Mult convs or a 3x3 1x1: :func:`edgesr.deploy.fgnas_form.merges_head`), its
+  head onto the RGB input: 5x5 Mult convs, or its 1x1 as a 3x3 conv, :func:`edgesr.deploy.fgnas_form.merges_head`), its
   Mult map is two convs, the rows with
   a (P)ReLU part and the rows with tanh (a channel with both is a row of each), its residual conv reads
   both parts concatenated and writes ``W`` (or only its ``R`` channels, appended to the trunk, when
