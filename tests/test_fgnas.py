@@ -515,8 +515,9 @@ def test_a_deadline_band_lies_under_its_target():
 
 def test_next_goal_is_a_secant_through_the_two_nearest_measurements():
     """One pair: the ratio step goal * target / measured. Two or more: the line through the two pairs measured
-    nearest the target, solved for it (exact when the device is linear in the goal, offset included); a
-    line that does not rise falls back to the ratio step from the nearest."""
+    nearest the target, or the nearest on each side once they bracket it, solved for the target (exact when the
+    device is linear in the goal, offset included); a line that does not rise falls back to the ratio step from
+    the nearest."""
     from edgesr.search.budget import next_goal
 
     assert next_goal([(33.0, 44.0)], 33.0) == pytest.approx(33.0 * 33.0 / 44.0)
@@ -524,6 +525,10 @@ def test_next_goal_is_a_secant_through_the_two_nearest_measurements():
     tried = [(33.0, device(33.0)), (20.0, device(20.0)), (5.0, device(5.0))]
     assert device(next_goal(tried, 33.0)) == pytest.approx(33.0)
     assert next_goal([(30.0, 40.0), (20.0, 45.0)], 33.0) == pytest.approx(30.0 * 33.0 / 40.0)
+    # an RT search's rounds: the two nearest (30.54 and 28.51 ms) both lie under the band's centre and gave 30.30
+    # again; bracketed by 30.54 and 35.91 ms the goal goes between their goals
+    rounds = [(32.175, 38.64), (26.793, 28.51), (28.741, 30.54), (30.302, 35.91)]
+    assert next_goal(rounds, 32.175) == pytest.approx(28.741 + (32.175 - 30.54) * (30.302 - 28.741) / (35.91 - 30.54))
 
 
 def test_deploy_form_has_one_conv_per_activation_without_masks_and_shuffles_once():
