@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +27,10 @@ from edgesr.deploy.network_bench import network_runner
 from edgesr.files import write_json
 from edgesr.models.fgnas import FGNAS
 from edgesr.models.plain_resnet import build_plain_resnet
+from edgesr.search.latency_table import lr_size
 from edgesr.search.network_latency import time_round_robin
 
-LR_HW = (360, 640)  # the LR frame of a 1280x720 output at x2
+LR_HW = lr_size(2)  # the LR frame of a 1280x720 output at x2
 
 
 def main() -> None:
@@ -54,9 +54,8 @@ def main() -> None:
         network_runner(model, LR_HW, precision="int8", threads=args.threads, float_modules=["bicubic"])
         for model in models.values()
     ]
-    time.sleep(args.settle)
     x = np.random.default_rng(0).random((1, 3, *LR_HW), dtype=np.float32)
-    medians = time_round_robin(runners, x, args.rounds, 3, "searched vs plain")
+    medians = time_round_robin(runners, x, args.rounds, 3, "searched vs plain", settle_s=args.settle)
     results = {}
     for (name, model), ms in zip(models.items(), medians, strict=True):
         mult_adds = count_complexity(model, 2).mult_adds

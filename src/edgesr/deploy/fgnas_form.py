@@ -171,10 +171,11 @@ def _composed(first: nn.Conv2d, second: nn.Conv2d) -> nn.Conv2d:
     return new.to(second.weight.device)
 
 
-def _unpadded(conv: nn.Conv2d) -> nn.Conv2d:
-    """``conv`` with padding 0 (a block's first conv as it reads the extended head)."""
+def _with_padding(conv: nn.Conv2d, padding: int) -> nn.Conv2d:
+    """A copy of ``conv`` padded by ``padding``: 0 for a block's first conv reading the extended head, 2 for the
+    head run one pixel beyond the image (:func:`edgesr.models.fgnas.extended_head`)."""
     new = copy.deepcopy(conv)
-    new.padding = (0, 0)
+    new.padding = (padding, padding)
     return new
 
 
@@ -183,13 +184,10 @@ def _from_image(
 ) -> tuple[nn.Conv2d | None, list[nn.Conv2d]]:
     """The first block's convs composed with the head (``head``: padding 2, one pixel beyond the image) so that
     they read the RGB input: the Mult parts as 5x5 convs, or the 1x1 as a 3x3 conv (:func:`merges_head`).
-    The block reads the extended head unpadded (:func:`edgesr.models.fgnas.read_conv`)."""
-    if pointwise is not None:
-        pointwise = _unpadded(pointwise)
-    else:
-        parts = [_unpadded(part) for part in parts]
+    The block reads the extended head unpadded (:func:`edgesr.models.fgnas.mult_map`)."""
     if pointwise is None:
-        return None, [_composed(head, part) for part in parts]
+        return None, [_composed(head, _with_padding(part, 0)) for part in parts]
+    pointwise = _with_padding(pointwise, 0)
     if merges_head(pointwise.out_channels, sum(part.out_channels for part in parts)):
         return None, [_composed(head, _composed(pointwise, part)) for part in parts]
     return _composed(head, pointwise), parts
@@ -367,8 +365,7 @@ def deploy_form(subnet: FGNAS) -> DeployedFGNAS:
         return channel_positions(channels, space).tolist()
 
     conv_first = _sliced_conv(subnet.conv_first, width, rows=at(arch.head))
-    extended_head = copy.deepcopy(conv_first)  # the head one pixel beyond the image, as the first block reads it
-    extended_head.padding = (2, 2)
+    extended_head = _with_padding(conv_first, 2)  # the head one pixel beyond the image, as the first block reads it
     layout, body = list(range(width)), list[DeployedFGNASBlock]()
     for block, index in zip(subnet.blocks(), subnet.block_indices, strict=True):
         writes = at(arch.blocks[index].residual)

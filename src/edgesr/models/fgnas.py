@@ -22,6 +22,7 @@ other scales change only the last conv to 3 s^2 outputs and retrain from scratch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -39,8 +40,8 @@ __all__ = [
     "build_fgnas",
     "channel_positions",
     "extended_head",
+    "mult_map",
     "pointwise_and_mult",
-    "read_conv",
 ]
 
 
@@ -67,7 +68,7 @@ def extended_head(conv_first: nn.Conv2d, x: Tensor) -> tuple[Tensor, Tensor]:
     the zero-padded input, so the ring holds what the head conv gives there (its Mult-Adds count the ring).
 
     The head is linear (no activation after ``conv_first``) and the first block that runs reads it: its convs
-    read the extended head unpadded (:func:`read_conv`), so they compose with the head into convs on the RGB
+    read the extended head unpadded (:func:`mult_map`), so they compose with the head into convs on the RGB
     input that are exact at the border too (:func:`edgesr.deploy.fgnas_form.deploy_form`).
     """
     extended = conv_first(F.pad(x, (1, 1, 1, 1)))
@@ -84,19 +85,27 @@ def pointwise_and_mult(reads: int, pointwise: int | None, mult: int) -> tuple[nn
     Block for Real-time Super Resolution on Mobile Devices", ACM MM 2021). The deploy form merges the pair
     when one 3x3 conv costs fewer Mult-Adds (:func:`edgesr.deploy.fgnas_form.merges_pointwise`). Without a
     1x1 conv the Mult conv zero-pads its input. The first block that runs reads the extended head instead,
-    with both convs unpadded (:func:`read_conv`).
+    with both convs unpadded (:func:`mult_map`).
     """
     if pointwise is None:
         return None, nn.Conv2d(reads, mult, 3, padding=1)
     return BiasPadded1x1(reads, pointwise), nn.Conv2d(pointwise, mult, 3)
 
 
-def read_conv(conv: nn.Conv2d, h: Tensor, extended: bool) -> Tensor:
-    """A block's first conv (its 1x1, or its Mult conv without one) on its input ``h``: as built, zero- or
-    bias-padded (:func:`pointwise_and_mult`), on the trunk; unpadded on the head extended by one pixel
-    (``extended``: the first block that runs, :func:`extended_head`), so head -> 1x1 -> Mult is exactly one
-    conv on the RGB input."""
-    return F.conv2d(h, conv.weight, conv.bias) if extended else conv(h)
+def mult_map(
+    pointwise: nn.Conv2d | None,
+    mult: nn.Conv2d,
+    h: Tensor,
+    extended: bool,
+    between: Callable[[Tensor], Tensor] = lambda p: p,
+) -> Tensor:
+    """A block's Mult map of its input ``h``: the 1x1 (then ``between``, the supernet's 1x1 gates) and the Mult
+    conv, or the Mult conv alone. The first conv reads ``h`` as built, zero- or bias-padded
+    (:func:`pointwise_and_mult`), on the trunk, and unpadded on the head extended by one pixel (``extended``: the
+    first block that runs, :func:`extended_head`), so head -> 1x1 -> Mult is exactly one conv on the RGB input."""
+    first = pointwise if pointwise is not None else mult
+    h = F.conv2d(h, first.weight, first.bias) if extended else first(h)
+    return h if pointwise is None else mult(between(h))
 
 
 def _placement(channels: list[int], within: list[int]) -> Tensor:
@@ -149,9 +158,7 @@ class FGNASBlock(nn.Module):
         (:func:`extended_head`)."""
         source = trunk if extended is None else extended
         h = source if self.reads_everything else source.index_select(1, self.read)
-        if self.conv_pointwise is not None:
-            h = read_conv(self.conv_pointwise, h, extended is not None)
-        m = self.conv_mult(h) if self.conv_pointwise is not None else read_conv(self.conv_mult, h, extended is not None)
+        m = mult_map(self.conv_pointwise, self.conv_mult, h, extended is not None)
         total: Tensor | None = None
         for name in self.branches:
             if name == "relu":

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from edgesr.complexity import count_complexity
 from edgesr.models.bicubic import Bicubic
-from edgesr.models.fgnas import extended_head, pointwise_and_mult, read_conv
+from edgesr.models.fgnas import extended_head, mult_map, pointwise_and_mult
 from edgesr.search.gates import count_alive, st_gate
 from edgesr.search.settings import SupernetConfig
 
@@ -155,10 +155,14 @@ class SearchableBlock(nn.Module):
     def forward(self, x: Tensor, extended: Tensor | None = None) -> Tensor:
         """``extended``: ``x`` (the head alone) extended by one pixel, read by the first block that runs
         (:func:`edgesr.models.fgnas.extended_head`)."""
-        h = x if extended is None else extended
-        if self.conv_pointwise is not None:
-            h = _scaled(read_conv(self.conv_pointwise, h, extended is not None), _gate_or_none(self.psi_pointwise))
-        m = self.conv_mult(h) if self.conv_pointwise is not None else read_conv(self.conv_mult, h, extended is not None)
+        pointwise_gate = _gate_or_none(self.psi_pointwise)
+        m = mult_map(
+            self.conv_pointwise,
+            self.conv_mult,
+            x if extended is None else extended,
+            extended is not None,
+            lambda p: _scaled(p, pointwise_gate),
+        )
         mult_gates = _gate_or_none(self.psi_mult)
         if not self.search_activations and mult_gates is not None:  # one gate per Mult channel, before the branches
             m, mult_gates = _scaled(m, mult_gates[:, 0]), None
@@ -199,9 +203,12 @@ class Supernet(nn.Module):
 
     def first_running_block(self, gates: SupernetGates | None = None) -> int | None:
         """The index of the first block whose residual keeps a channel (the trunk is the head alone until it
-        writes), which reads the extended head; None when no block does. One host sync. On the meta device
+        writes), which reads the extended head; None when no block does. One host sync; without ``gates`` (the
+        forward pass) the gates are read without building their graph. On the meta device
         (:func:`edgesr.complexity.count_complexity`) gates have no values: block 0, as in the whole supernet."""
-        gates = gates if gates is not None else self.gates()
+        if gates is None:
+            with torch.no_grad():
+                gates = self.gates()
         if gates.head.is_meta:
             return 0
         writes = torch.stack([block.residual.detach().sum() > 0 for block in gates.blocks]).tolist()
