@@ -15,8 +15,16 @@ import pytest
 import torch
 
 from edgesr.data.patches import PatchSampler
+from edgesr.errors import UsageError
 from edgesr.metrics import psnr_y
-from edgesr.train.trainer import TrainResult, load_checkpoint, load_model_weights, train
+from edgesr.train.trainer import (
+    CHECKPOINT_FORMAT,
+    TrainResult,
+    checkpoint_state,
+    load_checkpoint,
+    load_model_weights,
+    train,
+)
 from tests.ddp_worker import DDP_CONFIG, SCALE, Interrupted, interrupt_at, run, tiny_config, tiny_data, tiny_model
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -92,6 +100,21 @@ def test_checkpoints_load_with_weights_only_and_hold_the_run(uninterrupted) -> N
     assert [e["iteration"] for e in last["history"]] == [2, 4, 5, 6, 8, 10, 12, 14, 15, 16, 18, 20]
     assert [e["iteration"] for e in last["history"] if e["val_psnr"] is not None] == [5, 10, 15, 20]
     assert last["scheduler"]["last_epoch"] == 20 and len(last["optimizer"]["state"]) == 4
+
+
+def test_a_checkpoint_of_another_format_is_refused_and_never_resumed(uninterrupted, tmp_path: Path) -> None:
+    # given the finished run's last.pt rewritten as format 1 (FGNAS weights from before the extended head)
+    out_dir, _, _ = uninterrupted
+    old = torch.load(out_dir / "last.pt", weights_only=True) | {"format": 1}
+    torch.save(old, tmp_path / "last.pt")
+    assert CHECKPOINT_FORMAT == 2
+
+    # then loading it names both formats and the fix, instead of running other weights silently
+    with pytest.raises(UsageError, match=r"format 1, this edgesr reads format 2 .*`dvc repro`"):
+        load_checkpoint(tmp_path / "last.pt")
+    # and a stage that finds it with the same settings trains from scratch rather than resuming or keeping it
+    assert checkpoint_state(tmp_path, tiny_config(), SCALE, {"model": "tiny", "scale": 2}) == "other-settings"
+    assert checkpoint_state(out_dir, tiny_config(), SCALE, {"model": "tiny", "scale": 2}) == "finished"
 
 
 def test_validation_psnr_equals_psnr_y_of_the_saved_model(uninterrupted) -> None:

@@ -66,7 +66,8 @@ __all__ = [
     "load_model_weights",
 ]
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: FGNAS's first running block reads the head extended one pixel beyond the image
+# (edgesr.models.fgnas.extended_head), so format-1 FGNAS weights were trained for another function on the border ring
 #: What ``out_dir/last.pt`` holds for a run's settings (:func:`checkpoint_state`).
 CheckpointState = Literal["absent", "other-settings", "unfinished", "finished"]
 #: Where the run executes, not what it computes: these may change between an interruption and a resume.
@@ -282,15 +283,30 @@ def checkpoint_state(
     last_path = RunFolder(Path(out_dir)).last
     if not last_path.exists():
         return "absent"
-    saved = load_checkpoint(last_path)
+    saved = _read_checkpoint(last_path, "cpu")
     fingerprint = _fingerprint(cfg.model_dump(mode="json"), scale, _json_roundtrip(metadata or {}))
-    if saved.get("config_hash") != _hash(fingerprint):
+    if saved.get("format") != CHECKPOINT_FORMAT or saved.get("config_hash") != _hash(fingerprint):
         return "other-settings"
     return "finished" if int(saved["iteration"]) >= cfg.iterations else "unfinished"
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A ``best.pt`` / ``last.pt`` dict (format in the module docstring), loaded with ``weights_only=True``."""
+    """A ``best.pt`` / ``last.pt`` dict (format in the module docstring), loaded with ``weights_only=True``.
+
+    A checkpoint of another format is refused: its weights were trained for another function (the format's
+    history is at ``CHECKPOINT_FORMAT``), and loading them would run silently with different outputs.
+    """
+    saved = _read_checkpoint(path, map_location)
+    if saved.get("format") != CHECKPOINT_FORMAT:
+        raise UsageError(
+            f"{path} is a checkpoint of format {saved.get('format')}, this edgesr reads format {CHECKPOINT_FORMAT} "
+            "(its models compute another function since): train it again with this version (`dvc repro` reruns "
+            "its stage), or load it with the edgesr version that wrote it"
+        )
+    return saved
+
+
+def _read_checkpoint(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
