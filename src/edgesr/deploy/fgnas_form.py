@@ -34,7 +34,10 @@ rounding (tested), as:
   in front of a wide Mult map is instead composed with the head into one 3x3 conv ``3 -> p``). The head
   itself still runs for the trunk. The default S's tanh conv went from ``32 -> 8`` 3x3 to ``3 -> 8`` 5x5 (531 to 138 M
   Mult-Adds): on an Intel AMX machine 1.84 against 2.21 ms profiled in OpenVINO int8, the whole S unchanged side by
-  side (17.1 ms), as convs reading three channels run far below the wide ones there (issue 13);
+  side (17.1 ms), as convs reading three channels run far below the wide ones there (issue 13). The convs that then
+  read the input (head, these parts, the skip) stay separate: one 5x5 conv ``3 -> 52`` sliced three ways ran S's shapes
+  2.24x slower in OpenVINO int8 (43.1 against 19.2 ms; a VariadicSplit and an unfused tanh:
+  ``benchmarks/rgb_reader_fusion.py``);
 - **one conv per activation** per block: the Mult channels with a (P)ReLU part are the rows of one conv
   (``conv_mult``'s rows) followed by one PReLU with per-channel slopes, the channels with tanh the rows of
   another followed by tanh, with no mask; a channel with both is a row of each. ``relu`` alone is a PReLU
