@@ -61,6 +61,7 @@ class PrecisionReport:
 def _module_of(name: str, modules: dict[str, str]) -> str:
     """A runtime layer name -> the PyTorch module path of the ONNX node it came from, when known."""
     base = re.sub(r"(_token_\d+|_nchwc)+$", "", name.split("/")[0])  # suffixes of ORT's graph rewrites
+    base = base.removeprefix("__module.")  # OpenVINO's PyTorch frontend (the QAT model): __module.<path>/aten::...
     return modules.get(base, base)
 
 

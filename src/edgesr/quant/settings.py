@@ -4,7 +4,8 @@ Full int8 by default, first and last layers included: the Mobile AI 2021 challen
 for (paper 003 Sec. 2, "not allowing partial quantization such as leaving the first and the last layers
 floating"). ``ignored_layers`` leaves named layers of one model (PyTorch module paths, e.g. ``conv_last``) in
 float, ``float_modules`` leaves a module in float in every model that has one (the fixed bicubic skip);
-``mode: accuracy_control`` lets NNCF return layers to float until the PSNR drop is within ``max_drop``.
+``mode: accuracy_control`` lets NNCF return layers to float until the PSNR drop is within ``max_drop``;
+``mode: qat`` fine-tunes the OpenVINO int8 model with its quantizers in the graph (:mod:`edgesr.quant.qat`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from edgesr.deploy.settings import EXPORT_RUNTIMES, ExportRuntime
 from edgesr.schema import StrictModel, distinct_choices
 
-__all__ = ["Int8Limits", "QuantizeConfig"]
+__all__ = ["Int8Limits", "QatConfig", "QuantizeConfig"]
 
 
 class Int8Limits(StrictModel):
@@ -30,6 +31,21 @@ class Int8Limits(StrictModel):
     stress_psnr_db: float = Field(35.0, gt=0, description="min PSNR (dB) of int8 vs fp32 on every stress image")
     flat_mean_levels: float = Field(2.0, ge=0, description="max mean |int8 - fp32| (levels) on flat images")
     flat_max_levels: float = Field(8.0, ge=0, description="max |int8 - fp32| (levels) on flat images")
+
+
+class QatConfig(StrictModel):
+    """``mode: qat``: quantization-aware fine-tuning of the OpenVINO int8 model (:mod:`edgesr.quant.qat`)."""
+
+    iterations: int = Field(1500, ge=0, description="fine-tuning steps; 0 = NNCF's PyTorch PTQ alone")
+    lr: float = Field(2e-4, gt=0, description="Adam learning rate of the weights, cosine-decayed to 0")
+    range_lr: float = Field(1e-2, ge=0, description="Adam learning rate of the quantizers' ranges (0: kept)")
+    batch: int = Field(16, ge=1, description="training crops per step, L1 to their HR")
+    patch: int = Field(48, ge=4, description="LR side of every fine-tuning patch")
+    distill_batch: int = Field(
+        8, ge=0, description="calibration-mix patches per step (re-exposed crops and synthetic patches), L1 to fp32"
+    )
+    distill_weight: float = Field(2.0, ge=0, description="weight of the L1 to the fp32 model's output")
+    seed: int = 0
 
 
 class QuantizeConfig(StrictModel):
@@ -57,8 +73,9 @@ class QuantizeConfig(StrictModel):
         description="models whose ONNX Runtime activation ranges are symmetric (zero point 0) instead of [min, max]; "
         "a name this pipeline does not deploy is ignored, so profiles without the model need not repeat the list",
     )
-    mode: Literal["full_int8", "accuracy_control"] = "full_int8"
+    mode: Literal["full_int8", "accuracy_control", "qat"] = "full_int8"
     max_drop: float = Field(0.3, gt=0, description="accuracy_control: max PSNR-Y drop (dB) on the validation split")
+    qat: QatConfig = QatConfig()
     limits: Int8Limits = Int8Limits()
     photo_sets: dict[str, str] = Field(
         default_factory=dict,
@@ -77,5 +94,15 @@ class QuantizeConfig(StrictModel):
             raise ValueError(
                 f"quantize.exposed_fraction {self.exposed_fraction} + synthetic_fraction {self.synthetic_fraction} "
                 "is more than 1: they are shares of calibration_patches"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _qat_keeps_layers_int8(self) -> QuantizeConfig:
+        named = sorted(model for model, layers in self.ignored_layers.items() if layers)
+        if self.mode == "qat" and named:
+            raise ValueError(
+                f"quantize.ignored_layers names layers of {', '.join(named)}, but quantize.mode qat keeps every layer "
+                "in int8 except quantize.float_modules; remove those entries or use mode full_int8 or accuracy_control"
             )
         return self

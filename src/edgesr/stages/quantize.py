@@ -10,7 +10,9 @@ runs a one-conv skip in int8 on taps NNCF keeps exactly and only its ``Add`` in 
 (:func:`edgesr.quant.layers.openvino_skip_nodes`, :mod:`edgesr.quant.exact_skip`).
 ONNX Runtime's activation ranges are asymmetric except for the models in ``quantize.onnxruntime_symmetric``
 (NNCF's are symmetric). ``mode: accuracy_control`` runs ``nncf.quantize_with_accuracy_control`` with
-``max_drop`` dB PSNR-Y on the validation split (ONNX Runtime has no such mode and stays full int8).
+``max_drop`` dB PSNR-Y on the validation split; ``mode: qat`` fine-tunes the OpenVINO int8 model from the
+model's checkpoint with its quantizers in the graph (:mod:`edgesr.quant.qat`). ONNX Runtime has neither mode
+and stays full int8 PTQ.
 
 Every int8 model is verified against its own fp32 form through ``edgesr upscale``'s path (tiling and
 border padding) on every benchmark set (or the validation split), the ``quantize.photo_sets`` that
@@ -30,12 +32,12 @@ from pathlib import Path
 import onnx
 from tqdm import tqdm
 
-from edgesr.artifacts import CHECKS_FILE, deployed_file, file_sha256, model_dir
+from edgesr.artifacts import CHECKS_FILE, deployable_checkpoint, deployed_file, file_sha256, model_dir
 from edgesr.config import Params, params_hash
 from edgesr.data.photo_sets import folder_pairs
 from edgesr.data.prepare import available_benchmarks, data_hash, load_pairs
 from edgesr.data.stress import StressImage, stress_images
-from edgesr.deploy.export import module_paths
+from edgesr.deploy.export import module_paths, prepare_for_export
 from edgesr.deploy.runtimes import onnxruntime_runner, openvino_runner
 from edgesr.deploy.tiling import upscale_tiled
 from edgesr.errors import UserError
@@ -46,9 +48,11 @@ from edgesr.quant.layers import float_module_nodes, ignored_nodes, openvino_igno
 from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
 from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_accuracy_control
 from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
+from edgesr.quant.qat import quantize_openvino_qat
 from edgesr.quant.report import markdown, plot_rows
 from edgesr.quant.verify import Pairs, Upscale, verify_int8
 from edgesr.tracking import stage_run
+from edgesr.train.restore import trained_model
 
 __all__ = ["DefaultModelNotDeployableError", "run", "stage_calibration"]
 
@@ -85,6 +89,13 @@ class DefaultModelNotDeployableError(UserError, ValueError):
     """The model ``edgesr upscale`` runs by default failed its int8 checks: the stage must not ship it."""
 
 
+def _fine_tuned_int8(params: Params, name: str, calibration: list, train_pairs: Pairs, out: Path, root: Path) -> Path:
+    """``mode: qat``: the OpenVINO int8 model of ``name`` fine-tuned from its checkpoint (:mod:`edgesr.quant.qat`)."""
+    cfg = params.quantize
+    model = prepare_for_export(trained_model(deployable_checkpoint(params, name, root), params.scale))
+    return quantize_openvino_qat(model, calibration, train_pairs, params.scale, cfg.qat, out, cfg.float_modules)
+
+
 def quantize_one(
     params: Params,
     name: str,
@@ -94,8 +105,11 @@ def quantize_one(
     stress: list[StressImage],
     upscale: Upscale,
     root: Path,
+    train_pairs: Pairs | None = None,
 ) -> dict[str, dict]:
-    """Both int8 models of ``name``, each verified against its fp32 form, with the executed precisions."""
+    """Both int8 models of ``name``, each verified against its fp32 form, with the executed precisions.
+
+    ``train_pairs``: the training split, which ``mode: qat`` fine-tunes the OpenVINO model on."""
     deploy_root, threads = root / params.paths.deploy, params.deploy.threads
     proto = onnx.load(deployed_file(deploy_root, name, "onnxruntime", "fp32"))
     modules = module_paths(proto)
@@ -109,7 +123,12 @@ def quantize_one(
         fp32 = deployed_file(deploy_root, name, runtime, "fp32")
         out = model_dir(deploy_root, "int8", name) / fp32.name
         symmetric = runtime == "openvino" or name in params.quantize.onnxruntime_symmetric
-        int8 = _quantize(params, fp32, out, proto, layers, calibration, val_pairs, runtime, symmetric)
+        if runtime == "openvino" and params.quantize.mode == "qat":
+            if not train_pairs:
+                raise ValueError("quantize.mode qat fine-tunes on the training split: pass train_pairs")
+            int8 = _fine_tuned_int8(params, name, calibration, train_pairs, out, root)
+        else:
+            int8 = _quantize(params, fp32, out, proto, layers, calibration, val_pairs, runtime, symmetric)
         results[runtime] = verify_int8(
             make_runner[runtime](fp32, threads),
             make_runner[runtime](int8, threads),
@@ -197,6 +216,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, dict]:
     sets |= _photo_sets(params, root)
     val_pairs = sets.get("val") or load_pairs(prepared, "val", params.scale)
     calibration = stage_calibration(params, prepared)
+    train_pairs = load_pairs(prepared, "train", params.scale) if cfg.mode == "qat" else None
     upscale = partial(upscale_tiled, scale=params.scale, tile=deploy.tile, overlap=deploy.overlap, border=deploy.border)
     stress = stress_images()
     metrics_dir, plots_dir = root / params.paths.metrics, root / params.paths.plots / "quantize"
@@ -210,7 +230,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, dict]:
     ) as tracker:
         results = {}
         for name in tqdm(deploy.models, desc="quantize"):
-            results[name] = quantize_one(params, name, calibration, sets, val_pairs, stress, upscale, root)
+            results[name] = quantize_one(params, name, calibration, sets, val_pairs, stress, upscale, root, train_pairs)
             for runtime, result in results[name].items():
                 _log(tracker, name, runtime, result, list(sets))
             for path in sorted(model_dir(root / params.paths.deploy, "int8", name).iterdir()):
