@@ -98,15 +98,14 @@ def _fine_tune(
     scale: int,
     cfg: QatConfig,
     device: torch.device,
-) -> list[float]:
-    """``cfg.iterations`` Adam steps on the objective of the module docstring; returns the loss of each step."""
+) -> None:
+    """``cfg.iterations`` Adam steps on the objective of the module docstring, with the loss on the progress bar."""
     torch.manual_seed(cfg.seed)
     sampler = PatchSampler([(lr, hr) for _, lr, hr in train_pairs], scale, cfg.patch, cfg.seed)
     optimizer = _optimizer(model, cfg)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(cfg.iterations, 1))
     model.to(device).train()
     teacher.to(device).eval()
-    losses = []
     for step in (bar := tqdm(range(cfg.iterations), desc="qat", leave=False)):
         lr, hr = (t.to(device) for t in sampler.batch(step, cfg.batch))
         loss = (model(lr) - hr).abs().mean()
@@ -120,9 +119,7 @@ def _fine_tune(
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    return losses
+        bar.set_postfix(loss=f"{loss.item():.4f}")
 
 
 def quantize_openvino_qat(
