@@ -46,10 +46,19 @@ from edgesr.quant.verify import verify_int8
 SCALE = 2
 
 
-class OutlierNet(nn.Module):
-    """x -> cat[identity 1x1 conv (3 ch), constant ``outlier`` 1x1 conv (1 ch)] -> 1x1 conv to 12 -> PixelShuffle(2)."""
+def _nearest_neighbour(conv_up: nn.Conv2d) -> None:
+    """Set a 1x1 conv to 3 s^2 channels to copy each of the first three input channels to its s^2 sub-pixels:
+    before a PixelShuffle, nearest-neighbour upsampling (the other input channels are read with zero weight)."""
+    conv_up.weight.zero_()
+    for channel in range(3):
+        conv_up.weight[channel * SCALE**2 : (channel + 1) * SCALE**2, channel] = 1.0
+    conv_up.bias.zero_()
 
-    def __init__(self, outlier: float = 500.0) -> None:
+
+class OutlierNet(nn.Module):
+    """x -> cat[identity 1x1 conv (3 ch), constant-500 1x1 conv (1 ch)] -> 1x1 conv to 12 -> PixelShuffle(2)."""
+
+    def __init__(self) -> None:
         super().__init__()
         self.conv_image = nn.Conv2d(3, 3, 1)
         self.conv_outlier = nn.Conv2d(3, 1, 1)
@@ -59,11 +68,8 @@ class OutlierNet(nn.Module):
             self.conv_image.weight.copy_(torch.eye(3)[:, :, None, None])
             self.conv_image.bias.zero_()
             self.conv_outlier.weight.zero_()
-            self.conv_outlier.bias.fill_(outlier)
-            self.conv_up.weight.zero_()
-            for channel in range(3):  # each image channel to its 4 sub-pixels: nearest-neighbour upsampling
-                self.conv_up.weight[channel * SCALE**2 : (channel + 1) * SCALE**2, channel] = 1.0
-            self.conv_up.bias.zero_()
+            self.conv_outlier.bias.fill_(500.0)
+            _nearest_neighbour(self.conv_up)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shuffle(self.conv_up(torch.cat([self.conv_image(x), self.conv_outlier(x)], dim=1)))
@@ -448,10 +454,7 @@ class StretchedRangeNet(nn.Module):
             self.conv_in.weight[:3, :, 0, 0] = torch.eye(3)
             self.conv_in.weight[3, 0] = gain
             self.conv_in.bias.zero_()
-            self.conv_up.weight.zero_()
-            for channel in range(3):
-                self.conv_up.weight[channel * SCALE**2 : (channel + 1) * SCALE**2, channel] = 1.0
-            self.conv_up.bias.zero_()
+            _nearest_neighbour(self.conv_up)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shuffle(self.conv_up(torch.relu(self.conv_in(x))))
