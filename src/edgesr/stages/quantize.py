@@ -105,7 +105,7 @@ def quantize_one(
     stress: list[StressImage],
     upscale: Upscale,
     root: Path,
-    train_pairs: Pairs | None = None,
+    train_pairs: Pairs,
 ) -> dict[str, dict]:
     """Both int8 models of ``name``, each verified against its fp32 form, with the executed precisions.
 
@@ -124,8 +124,6 @@ def quantize_one(
         out = model_dir(deploy_root, "int8", name) / fp32.name
         symmetric = runtime == "openvino" or name in params.quantize.onnxruntime_symmetric
         if runtime == "openvino" and params.quantize.mode == "qat":
-            if not train_pairs:
-                raise ValueError("quantize.mode qat fine-tunes on the training split: pass train_pairs")
             int8 = _fine_tuned_int8(params, name, calibration, train_pairs, out, root)
         else:
             int8 = _quantize(params, fp32, out, proto, layers, calibration, val_pairs, runtime, symmetric)
@@ -190,11 +188,12 @@ def _log(tracker, name: str, runtime: str, result: dict, sets: list[str]) -> Non
     tracker.set_tags({f"int8_deployable.{name}.{runtime}": "yes" if result["deployable"] else "no"})
 
 
-def stage_calibration(params: Params, prepared: Path) -> list:
-    """The calibration patches the stage quantizes every model on (see the module docstring)."""
+def stage_calibration(params: Params, prepared: Path, train_pairs: Pairs | None = None) -> list:
+    """The calibration patches the stage quantizes every model on (see the module docstring), drawn from
+    ``train_pairs`` (the training split, loaded from ``prepared`` when not given)."""
     cfg = params.quantize
     return calibration_patches(
-        load_pairs(prepared, "train", params.scale),
+        train_pairs or load_pairs(prepared, "train", params.scale),
         params.scale,
         cfg.calibration_patches,
         cfg.calibration_patch,
@@ -215,8 +214,8 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, dict]:
     sets = {s: load_pairs(prepared, s, params.scale) for s in (available_benchmarks(prepared) or ["val"])}
     sets |= _photo_sets(params, root)
     val_pairs = sets.get("val") or load_pairs(prepared, "val", params.scale)
-    calibration = stage_calibration(params, prepared)
-    train_pairs = load_pairs(prepared, "train", params.scale) if cfg.mode == "qat" else None
+    train_pairs = load_pairs(prepared, "train", params.scale)  # calibration crops, and mode qat's fine-tuning
+    calibration = stage_calibration(params, prepared, train_pairs)
     upscale = partial(upscale_tiled, scale=params.scale, tile=deploy.tile, overlap=deploy.overlap, border=deploy.border)
     stress = stress_images()
     metrics_dir, plots_dir = root / params.paths.metrics, root / params.paths.plots / "quantize"
