@@ -83,6 +83,32 @@ def test_shared_count_gradient_prices_a_mult_branch_at_a_third_of_its_channel():
     torch.testing.assert_close(grads["shared"], grads["sum"] / 3)
 
 
+def test_unscaled_mult_gate_gradient_multiplies_only_the_mult_gates_loss_gradient_by_the_activation_count():
+    """Sec. 3.1's 1/3 scaling lever: same forward, the Mult gates' loss gradient x len(activations), every other
+    gradient (weights, 1x1 / residual / head gates, and the Mult gates' Eq. 3 cost gradient) unchanged."""
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    outputs, loss_grads, cost_grads = {}, {}, {}
+    for mode in ("scaled", "unscaled"):
+        torch.manual_seed(0)
+        net = Supernet(SupernetConfig(num_blocks=2, width=8, mult_gate_gradient=mode), scale=2)
+        outputs[mode] = net(x)
+        outputs[mode].square().mean().backward()
+        loss_grads[mode] = {name: p.grad.clone() for name, p in net.named_parameters()}
+        net.zero_grad()
+        net.mult_adds().backward()
+        cost_grads[mode] = {name: p.grad.clone() for name, p in net.named_parameters() if p.grad is not None}
+    assert torch.equal(outputs["scaled"], outputs["unscaled"])
+    assert cost_grads["scaled"].keys() == cost_grads["unscaled"].keys()
+    for name, grad in cost_grads["scaled"].items():
+        assert torch.equal(grad, cost_grads["unscaled"][name]), name
+    mult_gates = [name for name in loss_grads["scaled"] if name.endswith("psi_mult")]
+    assert len(mult_gates) == 2
+    for name, grad in loss_grads["scaled"].items():
+        expected = 3 * grad if name in mult_gates else grad
+        torch.testing.assert_close(loss_grads["unscaled"][name], expected, msg=name)
+    assert loss_grads["scaled"]["body.0.psi_mult"].abs().sum() > 0
+
+
 def test_full_supernet_regularizer_equals_table_1_closed_form_and_the_counter():
     net = Supernet(SupernetConfig(), scale=2)  # Table 1: 16 blocks of width 64, 12 outputs
     per_block = (1 + 9 + 9) * 64 * 64  # 1x1, Mult 3x3, residual 3x3

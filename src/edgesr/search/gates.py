@@ -5,7 +5,9 @@ Two autograd functions carry the whole search: :func:`st_gate` (Eq. 1) turns an 
 (Eq. 4) counts a channel of a feature map that several sub-feature maps share (the three activation
 branches of the searchable block, or a trunk channel written by several residuals) as alive when any
 of its sub-maps is alive, while its backward pass is that of the plain sum (the paper) or that sum
-shared among the alive sub-maps (:data:`edgesr.search.settings.CountGradient`).
+shared among the alive sub-maps (:data:`edgesr.search.settings.CountGradient`). :func:`scale_gradient`
+lets the search weigh a gate's loss gradient differently from its forward use
+(:data:`edgesr.search.settings.MultGateGradient`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from torch import Tensor
 
 from edgesr.search.settings import CountGradient
 
-__all__ = ["GATE_THRESHOLD", "count_alive", "st_gate"]
+__all__ = ["GATE_THRESHOLD", "count_alive", "scale_gradient", "st_gate"]
 
 GATE_THRESHOLD = 0.5
 """A channel is kept when its ``psi`` exceeds this value (Eq. 1: ``1[psi > 0.5]``)."""
@@ -32,6 +34,17 @@ class _StraightThroughGate(torch.autograd.Function):
         (psi,) = ctx.saved_tensors
         sigmoid = torch.sigmoid(psi)
         return grad_output * sigmoid * (1.0 - sigmoid)
+
+
+class _ScaledGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, factor: float) -> Tensor:
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None]:
+        return grad_output * ctx.factor, None
 
 
 class _UnionCount(torch.autograd.Function):
@@ -57,6 +70,11 @@ def st_gate(psi: Tensor) -> Tensor:
     prunes channels exactly (a pruned channel is 0, not small).
     """
     return _StraightThroughGate.apply(psi)
+
+
+def scale_gradient(x: Tensor, factor: float) -> Tensor:
+    """``x`` unchanged forward; the gradient flowing back through it multiplied by ``factor``."""
+    return _ScaledGradient.apply(x, factor)
 
 
 def count_alive(gates: Tensor, gradient: CountGradient = "sum") -> Tensor:

@@ -23,6 +23,7 @@ __all__ = [
     "FixedLambda",
     "LatencyBudget",
     "MultAddsBudget",
+    "MultGateGradient",
     "NoBudget",
     "RetrainConfig",
     "SearchConfig",
@@ -38,6 +39,14 @@ gradient, so each of the three activation branches of a Mult channel is priced a
 although the channel is freed only when all three go. ``shared``: the channel's gradient is divided
 among its alive sub-maps (``g_i / max(1, sum_j g_j)``), so the branches of a channel, or the head and
 residuals writing one trunk channel, share its cost and the shares add up to the channel's gradient."""
+
+
+MultGateGradient = Literal["scaled", "unscaled"]
+"""The loss gradient reaching a Mult map's gates. ``scaled`` (Sec. 3.1 as written): the branches are summed
+and scaled by ``1 / len(activations)``, so a Mult gate's loss gradient carries that factor while a 1x1,
+residual or head gate's does not, and the cost gradient (Eq. 3) does not carry it either. ``unscaled``: the
+Mult gates' loss gradient is multiplied back by ``len(activations)`` in the backward pass only; the forward
+function, and so the extracted subnet, are the same."""
 
 
 class SupernetConfig(StrictModel):
@@ -73,6 +82,11 @@ class SupernetConfig(StrictModel):
         "sum",
         description="Eq. 4's backward: sum (the paper) or shared among a channel's alive sub-maps (issue 13: "
         "with sum, cpu-long kept every 1x1 channel and pruned the Mult maps, the reverse of Fig. 4)",
+    )
+    mult_gate_gradient: MultGateGradient = Field(
+        "scaled",
+        description="the Mult gates' loss gradient: scaled by Sec. 3.1's 1 / len(activations) (the paper) or "
+        "unscaled (multiplied back in the backward pass only; issue 13 item 4's 1/3-scaling lever)",
     )
 
     @field_validator("activations")

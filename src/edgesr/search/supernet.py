@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from edgesr.complexity import count_complexity
 from edgesr.models.bicubic import Bicubic
 from edgesr.models.fgnas import extended_head, mult_map, pointwise_and_mult
-from edgesr.search.gates import count_alive, st_gate
+from edgesr.search.gates import count_alive, scale_gradient, st_gate
 from edgesr.search.settings import SupernetConfig
 
 __all__ = [
@@ -145,6 +145,7 @@ class SearchableBlock(nn.Module):
             self.psi_mult = _gate_parameter((width, 1), cfg.gate_init) if channels else None
         self.psi_residual = _gate_parameter((width,), cfg.gate_init) if channels else None
         self.search_activations = cfg.search_activations
+        self.mult_gate_gradient = float(num_acts) if cfg.mult_gate_gradient == "unscaled" else 1.0
 
     def gates(self) -> BlockGates:
         width, device = self.conv_mult.out_channels, self.conv_mult.weight.device
@@ -164,6 +165,8 @@ class SearchableBlock(nn.Module):
             lambda p: _scaled(p, pointwise_gate),
         )
         mult_gates = _gate_or_none(self.psi_mult)
+        if mult_gates is not None and self.mult_gate_gradient != 1.0:
+            mult_gates = scale_gradient(mult_gates, self.mult_gate_gradient)
         if not self.search_activations and mult_gates is not None:  # one gate per Mult channel, before the branches
             m, mult_gates = _scaled(m, mult_gates[:, 0]), None
         a = apply_activations(m, self.activations, self.prelu, mult_gates)
