@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from edgesr.artifacts import file_sha256
@@ -241,6 +243,36 @@ def test_an_int8_model_that_fails_a_check_is_refused_and_stops_the_stage(project
     assert not (tmp_path / "int8.png").exists()
     assert main(["upscale", str(image), "-o", str(tmp_path / "fp32.png"), "--precision", "fp32"]) == 0
     assert load_rgb8(tmp_path / "fp32.png").shape == (40, 48, 3)
+
+
+def test_qat_mode_fine_tunes_in_a_kept_run_folder_with_its_curve(project, tmp_path, monkeypatch):
+    root, params = project
+    copy = tmp_path / "project"
+    shutil.copytree(root, copy)
+    qat = params.quantize.qat.model_copy(update={"iterations": 4, "batch": 2, "distill_batch": 2, "val_every": 2})
+    tuned = params.model_copy(
+        update={"quantize": params.quantize.model_copy(update={"mode": "qat", "qat": qat, "runtimes": ["openvino"]})}
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{copy / 'mlflow.db'}")
+    (copy / "models" / "qat" / "removed_model").mkdir(parents=True)  # a run of a model no longer deployed
+    result = quantize.run(tuned, copy)[MODEL]["openvino"]
+    assert abs(result["psnr"]["fp32"]["val"] - result["psnr"]["int8"]["val"]) < 3
+    # the trainer's run folder, kept for resuming, and only this stage's models in it
+    assert sorted(path.name for path in (copy / "models" / "qat").iterdir()) == [MODEL]
+    saved = torch.load(copy / "models" / "qat" / MODEL / "last.pt", weights_only=True)
+    assert saved["iteration"] == 4 and saved["metadata"]["qat"]["iterations"] == 4
+    # the curve as a DVC plot, and in MLflow under the model's name
+    curve = list(csv.DictReader((copy / "plots" / "quantize" / "qat" / f"{MODEL}.csv").open()))
+    assert [row["iteration"] for row in curve] == ["2", "4"] and all(float(row["distill_l1"]) > 0 for row in curve)
+    assert float(curve[-1]["val_psnr"]) == pytest.approx(result["psnr"]["int8"]["val"], abs=0.05)
+    (run, *_) = sorted(_runs(copy, tuned, "quantize"), key=lambda r: r.info.start_time, reverse=True)
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, f"{MODEL}/qat/val/psnr_y")
+    assert [m.step for m in history] == [2, 4]
+    # back to PTQ: no fine-tuning run or curve is left to outlive its mode
+    quantize.run(params, copy)
+    assert (
+        list((copy / "models" / "qat").iterdir()) == [] and list((copy / "plots" / "quantize" / "qat").iterdir()) == []
+    )
 
 
 @pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])

@@ -17,6 +17,7 @@ import torch
 from edgesr.data.patches import PatchSampler
 from edgesr.errors import UsageError
 from edgesr.metrics import psnr_y
+from edgesr.train.settings import CosineSchedule
 from edgesr.train.trainer import (
     CHECKPOINT_FORMAT,
     TrainResult,
@@ -250,3 +251,26 @@ def test_two_process_ddp_resumes_an_interrupted_run_and_restarts_another(tmp_pat
     assert restarted.returncode == 0, restarted.stderr[-4000:]
     assert "rank 0: other-settings" in restarted.stdout and "rank 1: other-settings" in restarted.stdout
     assert load_checkpoint(out_dir / "last.pt")["config"]["lr"] == 5e-3
+
+
+def test_lr_scale_gives_each_parameter_its_factor_of_the_scheduled_rate(tmp_path):
+    """Factor 0 freezes the biases, factor 10 runs the last conv's weight at ten times the schedule's rate."""
+    train_pairs, val_pairs = tiny_data()
+    cfg = tiny_config(iterations=3, scheduler=CosineSchedule(eta_min=0.0))
+    model = tiny_model()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    factors = {"0.bias": 0.0, "2.bias": 0.0, "2.weight": 10.0}
+    result = train(
+        model,
+        PatchSampler(train_pairs, SCALE, cfg.lr_patch, cfg.seed),
+        val_pairs,
+        cfg,
+        SCALE,
+        tmp_path,
+        lr_scale=lambda name: factors.get(name, 1.0),
+    )
+    for name, parameter in model.named_parameters():
+        moved = not torch.equal(parameter.detach(), before[name])
+        assert moved == (factors.get(name, 1.0) > 0), name
+    groups = torch.load(result.last_checkpoint, weights_only=True)["optimizer"]["param_groups"]
+    assert [group["initial_lr"] for group in groups] == pytest.approx([cfg.lr, 0.0, 10 * cfg.lr])

@@ -55,6 +55,7 @@ class PathsConfig(StrictModel):
     deploy: str = "models/deploy"
     fingerprints: str = "data/fingerprints"  # what the configured image folders hold (stage `sources`)
     compose: str = "models/compose"  # the composed model's router (stage `compose`)
+    qat: str = "models/qat"  # quantize.mode qat's fine-tuning runs (stage `quantize`), kept for resuming
 
 
 class EvaluateConfig(StrictModel):

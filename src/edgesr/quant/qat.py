@@ -18,6 +18,11 @@ Two things are ours:
 The fixed interpolation skips (``quantize.float_modules``) stay float with the ``Add`` that sums them
 (:func:`float_scope`). NNCF's PyTorch backend has only the fast bias correction; the fine-tuning takes its place.
 
+The fine-tuning is a run of the project's trainer (:func:`edgesr.train.trainer.train`): ``best.pt`` / ``last.pt`` /
+``history.json`` in its run folder (the ``quantize`` stage's ``<paths.qat>/<model>``, kept by DVC), so an
+interrupted fine-tuning resumes; validation PSNR-Y of the fake-quantized model, the loss and the distillation term
+go to the history and MLflow. The IR is converted from the last weights, as the schedule ends at 0.
+
 Measured on a 2-core Intel Xeon with AMX (640x360, 2 threads for the timings). The ``cpu-long`` RT subnet
 (17.11 G), whose PTQ drop :mod:`edgesr.quant.openvino_ptq` leaves at 0.41 / 0.18 dB on Set5 / Set14: 0.26 / 0.11 with
 the defaults (1500 steps, 9.7 min), 32.4 ms against the PTQ model's 31.2. Before the skip's ``Add`` was kept float,
@@ -29,8 +34,11 @@ correction, the int8-exact skip) stays the default and QAT is for the models PTQ
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nncf
 import numpy as np
@@ -39,18 +47,34 @@ import torch
 from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
-from torch import nn
-from tqdm import tqdm
+from torch import Tensor, nn
 
 from edgesr.data.patches import PatchSampler
 from edgesr.deploy.export import INPUT_NAME, OUTPUT_NAME, save_openvino
 from edgesr.quant.calibration import calibration_patches
 from edgesr.quant.settings import QatConfig
+from edgesr.quant.verify import Pairs
+from edgesr.tracker import Tracker
+from edgesr.train.distributed import distributed_context
+from edgesr.train.run import keep_only_an_unfinished_run
+from edgesr.train.settings import CosineSchedule, TrainConfig
+from edgesr.train.trainer import train
 
-__all__ = ["fake_quantized", "float_scope", "quantize_openvino_qat"]
+__all__ = [
+    "DISTILL_METRIC",
+    "DistillationObjective",
+    "QatResult",
+    "fake_quantized",
+    "float_scope",
+    "quantize_openvino_qat",
+]
+
+DISTILL_METRIC = "distill_l1"
+"""The history's and MLflow's name of the distillation term (L1 to the fp32 output, before its weight)."""
 
 _RANGE = "_scale_param_storage"  # NNCF's name for a quantizer's scale parameter
 _EXAMPLE_HW = (24, 32)
+_LOG_EVERY = 50
 
 
 def float_scope(model: nn.Module, float_modules: Sequence[str]) -> nncf.IgnoredScope | None:
@@ -85,63 +109,122 @@ def fake_quantized(model: nn.Module, calibration: list[np.ndarray], float_module
     )
 
 
-def _optimizer(model: nn.Module, cfg: QatConfig) -> torch.optim.Adam:
-    ranges = [p for name, p in model.named_parameters() if name.endswith(_RANGE)]
-    weights = [p for name, p in model.named_parameters() if not name.endswith(_RANGE)]
-    return torch.optim.Adam([{"params": weights, "lr": cfg.lr}, {"params": ranges, "lr": cfg.range_lr}])
+def _lr_scale(cfg: QatConfig) -> Callable[[str], float]:
+    """The quantizers' ranges train at ``range_lr``, the weights at ``lr`` (the trainer's factor of ``lr``)."""
+    return lambda name: cfg.range_lr / cfg.lr if name.endswith(_RANGE) else 1.0
 
 
-def _fine_tune(
-    model: nn.Module,
-    teacher: nn.Module,
-    train_pairs: list[tuple[str, np.ndarray, np.ndarray]],
-    scale: int,
-    cfg: QatConfig,
-    device: torch.device,
-) -> None:
-    """``cfg.iterations`` Adam steps on the objective of the module docstring, with the loss on the progress bar."""
-    torch.manual_seed(cfg.seed)
-    sampler = PatchSampler([(lr, hr) for _, lr, hr in train_pairs], scale, cfg.patch, cfg.seed)
-    optimizer = _optimizer(model, cfg)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(cfg.iterations, 1))
-    model.to(device).train()
-    teacher.to(device).eval()
-    for step in (bar := tqdm(range(cfg.iterations), desc="qat", leave=False)):
-        lr, hr = (t.to(device) for t in sampler.batch(step, cfg.batch))
-        loss = (model(lr) - hr).abs().mean()
-        if cfg.distill_batch and cfg.distill_weight:
-            mix = calibration_patches(train_pairs, scale, cfg.distill_batch, cfg.patch, cfg.seed + 1 + step, 0.5, 0.5)
-            extreme = torch.from_numpy(np.concatenate(mix)).to(device)
-            with torch.no_grad():
-                target = teacher(extreme)
-            loss = loss + cfg.distill_weight * (model(extreme) - target).abs().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+def _train_config(cfg: QatConfig) -> TrainConfig:
+    """The trainer's settings for the fine-tuning: L1, Adam at ``lr`` annealed to 0 by a cosine."""
+    return TrainConfig(
+        iterations=cfg.iterations,
+        batch_size=cfg.batch,
+        lr_patch=cfg.patch,
+        lr=cfg.lr,
+        scheduler=CosineSchedule(eta_min=0.0),
+        val_every=cfg.val_every,
+        checkpoint_every=cfg.checkpoint_every,
+        log_every=_LOG_EVERY,
+        seed=cfg.seed,
+    )
+
+
+class DistillationObjective(nn.Module):
+    """The fine-tuning objective beyond the trainer's L1 to HR: ``distill_weight`` times L1 to the fp32 model's own
+    output on ``distill_batch`` calibration-mix patches per step, drawn anew at each iteration from its number (so a
+    resumed run sees the same patches)."""
+
+    def __init__(self, teacher: nn.Module, train_pairs: Pairs, scale: int, cfg: QatConfig) -> None:
+        super().__init__()
+        self.teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
+        self.pairs, self.scale, self.cfg = train_pairs, scale, cfg
+        self.last_l1 = float("nan")
+
+    def forward(self, model: nn.Module, loss: Tensor, iteration: int) -> Tensor:
+        cfg = self.cfg
+        if not (cfg.distill_batch and cfg.distill_weight):
+            return loss
+        mix = calibration_patches(
+            self.pairs, self.scale, cfg.distill_batch, cfg.patch, cfg.seed + 1 + iteration, 0.5, 0.5
+        )
+        extreme = torch.from_numpy(np.concatenate(mix)).to(loss.device)
+        with torch.no_grad():
+            target = self.teacher(extreme)
+        distill = (model(extreme) - target).abs().mean()
+        self.last_l1 = float(distill.detach())
+        return loss + cfg.distill_weight * distill
+
+    def metrics(self, model: nn.Module, iteration: int) -> dict[str, float]:
+        return {DISTILL_METRIC: self.last_l1} if self.cfg.distill_batch and self.cfg.distill_weight else {}
+
+
+def _fingerprint(model: nn.Module, calibration: list[np.ndarray], cfg: QatConfig, float_modules: Sequence[str]) -> dict:
+    """What a resumed fine-tuning must match besides the trainer's settings: the fp32 weights it starts from, the
+    calibration patches the ranges come from, the objective and the float modules."""
+    weights = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().numpy().tobytes())
+    patches = hashlib.sha256()
+    for patch in calibration:
+        patches.update(np.ascontiguousarray(patch).tobytes())
+    return {
+        "qat": cfg.model_dump(mode="json"),
+        "fp32_weights": weights.hexdigest(),
+        "calibration": patches.hexdigest(),
+        "float_modules": list(float_modules),
+    }
+
+
+@dataclass(frozen=True)
+class QatResult:
+    """The int8 IR and the fine-tuning's history (the trainer's entries; empty for ``iterations: 0``)."""
+
+    xml: Path
+    history: list[dict[str, Any]]
 
 
 def quantize_openvino_qat(
     model: nn.Module,
     calibration: list[np.ndarray],
-    train_pairs: list[tuple[str, np.ndarray, np.ndarray]],
+    train_pairs: Pairs,
+    val_pairs: Pairs,
     scale: int,
     cfg: QatConfig,
     out_xml: Path,
+    run_dir: Path,
     float_modules: Sequence[str] = (),
-) -> Path:
+    tracker: Tracker | None = None,
+) -> QatResult:
     """Fake-quantize ``model`` (:func:`fake_quantized`), fine-tune it ``cfg.iterations`` steps on ``train_pairs``
-    (name, LR, HR), and write its OpenVINO int8 IR to ``out_xml``. ``model`` itself is left as it was.
-
-    Runs on CUDA when present; the conversion to OpenVINO runs on the CPU.
+    (name, LR, HR) with the trainer (validated on ``val_pairs``, checkpointed in ``run_dir``, so an interrupted run
+    resumes there; a run of other settings there is removed), and write its OpenVINO int8 IR to ``out_xml``.
+    ``model`` itself is left as it was. Runs on CUDA when present; the conversion runs on the CPU.
     """
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     quantized = fake_quantized(model, calibration, float_modules)
-    _fine_tune(quantized, copy.deepcopy(model), train_pairs, scale, cfg, device)
+    history: list[dict[str, Any]] = []
+    if cfg.iterations:
+        train_cfg, metadata = _train_config(cfg), _fingerprint(model, calibration, cfg, float_modules)
+        with distributed_context(train_cfg.device) as ctx:
+            keep_only_an_unfinished_run(run_dir, f"qat {run_dir.name}", train_cfg, scale, metadata, ctx)
+        sampler = PatchSampler([(lr, hr) for _, lr, hr in train_pairs], scale, cfg.patch, cfg.seed)
+        objective = DistillationObjective(model, train_pairs, scale, cfg)
+        result = train(
+            quantized,
+            sampler,
+            val_pairs,
+            train_cfg,
+            scale,
+            run_dir,
+            tracker=tracker,
+            metadata=metadata,
+            objective=objective,
+            lr_scale=_lr_scale(cfg),
+        )
+        history = result.history
     quantized.cpu().eval()
     with torch.no_grad():
         converted = ov.convert_model(quantized, example_input=torch.rand(1, 3, *_EXAMPLE_HW))
     converted.inputs[0].get_tensor().set_names({INPUT_NAME})
     converted.outputs[0].get_tensor().set_names({OUTPUT_NAME})
-    return save_openvino(converted, out_xml, compress_to_fp16=False)
+    return QatResult(save_openvino(converted, out_xml, compress_to_fp16=False), history)

@@ -45,6 +45,8 @@ class QatConfig(StrictModel):
         8, ge=0, description="calibration-mix patches per step (re-exposed crops and synthetic patches), L1 to fp32"
     )
     distill_weight: float = Field(2.0, ge=0, description="weight of the L1 to the fp32 model's output")
+    val_every: int = Field(250, ge=1, description="steps between validations of the fake-quantized model (PSNR-Y)")
+    checkpoint_every: int = Field(100, ge=1, description="steps between checkpoints an interrupted run resumes from")
     seed: int = 0
 
 

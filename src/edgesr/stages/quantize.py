@@ -26,6 +26,7 @@ The stage fails, after writing the report, when ``deploy.default_model`` is not 
 
 from __future__ import annotations
 
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -48,11 +49,13 @@ from edgesr.quant.layers import float_module_nodes, ignored_nodes, openvino_igno
 from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
 from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_accuracy_control
 from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
-from edgesr.quant.qat import quantize_openvino_qat
+from edgesr.quant.qat import DISTILL_METRIC, quantize_openvino_qat
 from edgesr.quant.report import markdown, plot_rows
 from edgesr.quant.verify import Pairs, Upscale, verify_int8
+from edgesr.tracker import PrefixedTracker, Tracker
 from edgesr.tracking import stage_run
 from edgesr.train.restore import trained_model
+from edgesr.train.run import history_csv
 
 __all__ = ["DefaultModelNotDeployableError", "run", "stage_calibration"]
 
@@ -89,11 +92,55 @@ class DefaultModelNotDeployableError(UserError, ValueError):
     """The model ``edgesr upscale`` runs by default failed its int8 checks: the stage must not ship it."""
 
 
-def _fine_tuned_int8(params: Params, name: str, calibration: list, train_pairs: Pairs, out: Path, root: Path) -> Path:
-    """``mode: qat``: the OpenVINO int8 model of ``name`` fine-tuned from its checkpoint (:mod:`edgesr.quant.qat`)."""
+def _fine_tuned_int8(
+    params: Params,
+    name: str,
+    calibration: list,
+    train_pairs: Pairs,
+    val_pairs: Pairs,
+    out: Path,
+    root: Path,
+    tracker: Tracker,
+) -> Path:
+    """``mode: qat``: the OpenVINO int8 model of ``name`` fine-tuned from its checkpoint on ``train_pairs``
+    (:mod:`edgesr.quant.qat`) in ``<paths.qat>/<name>``, validated on ``val_pairs``, its curve written to
+    ``plots/quantize/qat/<name>.csv``."""
     cfg = params.quantize
     model = prepare_for_export(trained_model(deployable_checkpoint(params, name, root), params.scale))
-    return quantize_openvino_qat(model, calibration, train_pairs, params.scale, cfg.qat, out, cfg.float_modules)
+    result = quantize_openvino_qat(
+        model,
+        calibration,
+        train_pairs,
+        val_pairs,
+        params.scale,
+        cfg.qat,
+        out,
+        root / params.paths.qat / name,
+        cfg.float_modules,
+        PrefixedTracker(tracker, f"{name}/qat"),
+    )
+    curve = history_csv(result.history, ("loss", DISTILL_METRIC, "val_psnr"))
+    write_text(root / params.paths.plots / "quantize" / "qat" / f"{name}.csv", curve)
+    return result.xml
+
+
+def _keep_qat_runs(params: Params, root: Path) -> None:
+    """``<paths.qat>`` (kept by DVC) holds only the fine-tuning runs this stage may resume: none outside mode qat,
+    none of a model no longer deployed; the curves' folder is made anew."""
+    runs = root / params.paths.qat
+    fine_tunes = params.quantize.mode == "qat" and "openvino" in params.quantize.runtimes
+    keep = set(params.deploy.models) if fine_tunes else set()
+    for folder in runs.iterdir() if runs.is_dir() else []:
+        if folder.name in keep:
+            continue
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        else:
+            folder.unlink()
+    runs.mkdir(parents=True, exist_ok=True)
+    curves = root / params.paths.plots / "quantize" / "qat"
+    shutil.rmtree(curves, ignore_errors=True)
+    curves.mkdir(parents=True)
 
 
 def quantize_one(
@@ -106,10 +153,12 @@ def quantize_one(
     upscale: Upscale,
     root: Path,
     train_pairs: Pairs,
+    tracker: Tracker,
 ) -> dict[str, dict]:
     """Both int8 models of ``name``, each verified against its fp32 form, with the executed precisions.
 
-    ``train_pairs``: the training split, which ``mode: qat`` fine-tunes the OpenVINO model on."""
+    ``train_pairs``: the training split, which ``mode: qat`` fine-tunes the OpenVINO model on (validated on
+    ``val_pairs``, recorded by ``tracker``)."""
     deploy_root, threads = root / params.paths.deploy, params.deploy.threads
     proto = onnx.load(deployed_file(deploy_root, name, "onnxruntime", "fp32"))
     modules = module_paths(proto)
@@ -124,7 +173,7 @@ def quantize_one(
         out = model_dir(deploy_root, "int8", name) / fp32.name
         symmetric = runtime == "openvino" or name in params.quantize.onnxruntime_symmetric
         if runtime == "openvino" and params.quantize.mode == "qat":
-            int8 = _fine_tuned_int8(params, name, calibration, train_pairs, out, root)
+            int8 = _fine_tuned_int8(params, name, calibration, train_pairs, val_pairs, out, root, tracker)
         else:
             int8 = _quantize(params, fp32, out, proto, layers, calibration, val_pairs, runtime, symmetric)
         results[runtime] = verify_int8(
@@ -219,6 +268,7 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, dict]:
     upscale = partial(upscale_tiled, scale=params.scale, tile=deploy.tile, overlap=deploy.overlap, border=deploy.border)
     stress = stress_images()
     metrics_dir, plots_dir = root / params.paths.metrics, root / params.paths.plots / "quantize"
+    _keep_qat_runs(params, root)
     with stage_run(
         "quantize",
         experiment=params.tracking.experiment,
@@ -229,7 +279,9 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, dict]:
     ) as tracker:
         results = {}
         for name in tqdm(deploy.models, desc="quantize"):
-            results[name] = quantize_one(params, name, calibration, sets, val_pairs, stress, upscale, root, train_pairs)
+            results[name] = quantize_one(
+                params, name, calibration, sets, val_pairs, stress, upscale, root, train_pairs, tracker
+            )
             for runtime, result in results[name].items():
                 _log(tracker, name, runtime, result, list(sets))
             for path in sorted(model_dir(root / params.paths.deploy, "int8", name).iterdir()):

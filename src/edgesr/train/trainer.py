@@ -166,6 +166,7 @@ def train(
     metadata: dict[str, Any] | None = None,
     on_iteration: Callable[[int], None] | None = None,
     objective: TrainingObjective | None = None,
+    lr_scale: Callable[[str], float] | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``cfg.iterations`` iterations, resuming from ``out_dir/last.pt`` if present.
 
@@ -188,6 +189,10 @@ def train(
         objective: turns the pixel loss into the loss to minimise (e.g. FGNAS's ``L1 + lambda R``,
             :class:`edgesr.search.budget.SearchObjective`); its state is checkpointed and its
             ``metrics`` are logged with the loss.
+        lr_scale: the factor of ``cfg.lr`` for each parameter, by its name in ``model.named_parameters()``
+            (its Adam group starts there and the schedule runs from that rate); every parameter trains at
+            ``cfg.lr`` when None. The caller puts what it depends on in ``metadata``, so a resume under other
+            factors is refused.
 
     Raises:
         ValueError: inconsistent inputs, a global batch not divisible by the number of processes, or a
@@ -200,7 +205,7 @@ def train(
     _check_batch_split(cfg)
 
     with distributed_context(cfg.device) as ctx:
-        run = _start_run(model, cfg, scale, metadata, Path(out_dir), ctx, objective)
+        run = _start_run(model, cfg, scale, metadata, Path(out_dir), ctx, objective, lr_scale)
         if run.progress.iteration < cfg.iterations:
             _iterate(run, sampler, val_pairs, tracker, on_iteration)
         if ctx.is_main and tracker is not None:
@@ -356,8 +361,10 @@ def _start_run(
     out_dir: Path,
     ctx: DistributedContext,
     objective: TrainingObjective | None,
+    lr_scale: Callable[[str], float] | None = None,
 ) -> _Run:
-    """Model and objective on the run's device, Adam and the LR schedule; resumed from ``last.pt`` if present.
+    """Model and objective on the run's device, Adam (:func:`_parameter_groups`) and the LR schedule; resumed
+    from ``last.pt`` if present.
 
     Under ``torchrun`` the model's BatchNorm layers are synchronised over the processes first.
     """
@@ -367,7 +374,7 @@ def _start_run(
     if objective is not None:
         objective.to(ctx.device)
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-8, weight_decay=cfg.weight_decay
+        _parameter_groups(model, cfg.lr, lr_scale), lr=cfg.lr, betas=cfg.betas, eps=1e-8, weight_decay=cfg.weight_decay
     )
     # The scheduler must exist before the optimizer state is loaded: it overwrites the group lrs.
     scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.iterations)
@@ -376,6 +383,15 @@ def _start_run(
     if run.folder.last.exists():
         run.progress = _resume(run.folder.last, fingerprint, model, optimizer, scheduler, ctx.device, objective)
     return run
+
+
+def _parameter_groups(model: nn.Module, lr: float, lr_scale: Callable[[str], float] | None) -> list[dict[str, Any]]:
+    """Adam's parameter groups: one per distinct ``lr_scale`` factor, the factor-1 group first (its rate is the
+    one the history records)."""
+    by_factor: dict[float, list[nn.Parameter]] = {1.0: []}
+    for name, parameter in model.named_parameters():
+        by_factor.setdefault(1.0 if lr_scale is None else float(lr_scale(name)), []).append(parameter)
+    return [{"params": params, "lr": lr * factor} for factor, params in by_factor.items() if params]
 
 
 def _data_parallel(model: nn.Module, ctx: DistributedContext) -> nn.Module:
