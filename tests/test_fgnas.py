@@ -28,6 +28,7 @@ from edgesr.search.extract import clean_gates, extract_architecture, extract_sub
 from edgesr.search.gates import count_alive, st_gate
 from edgesr.search.settings import FixedLambda, MultAddsBudget, NoBudget, SupernetConfig
 from edgesr.search.supernet import Supernet, bicubic_mult_adds
+from edgesr.train.settings import CosineSchedule
 from edgesr.train.trainer import train
 from tests.ddp_worker import Interrupted, interrupt_at, tiny_config, tiny_data
 
@@ -416,6 +417,25 @@ def test_search_resumes_exactly_with_its_lambda(tmp_path):
     assert objective.current_lambda() == ref_objective.current_lambda()
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_gate_lr_scale_sets_the_gates_rate_apart_from_the_weights(tmp_path):
+    """Factor 0 keeps every psi at gate_init while the weights train; factor 1 lets the budget move them."""
+    cfg = tiny_config(iterations=4, scheduler=CosineSchedule(eta_min=0.0))
+    train_pairs, val_pairs = tiny_data()
+    budget = MultAddsBudget(target_g=0.05)
+    moved = {}
+    for factor in (0.0, 1.0):
+        torch.manual_seed(0)
+        net = Supernet(SupernetConfig(num_blocks=2, width=8, gate_lr_scale=factor), scale=2)
+        objective = SearchObjective(budget, lambda m: m.mult_adds(), net.mult_adds().item(), cfg.iterations)
+        sampler = PatchSampler(train_pairs, 2, cfg.lr_patch, cfg.seed)
+        weight = net.conv_first.weight.detach().clone()
+        train(net, sampler, val_pairs, cfg, 2, tmp_path / str(factor), objective=objective, lr_scale=net.lr_scale)
+        assert not torch.equal(net.conv_first.weight, weight)
+        moved[factor] = [bool((psi != 1.0).any()) for psi in net.gate_parameters()]
+    assert not any(moved[0.0]) and all(moved[1.0])
+    assert net.lr_scale("body.0.psi_mult") == 1.0 and net.lr_scale("body.0.conv_mult.weight") == 1.0
 
 
 def test_latency_budget_search_lands_in_the_band_with_a_table():

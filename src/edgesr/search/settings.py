@@ -83,6 +83,13 @@ class SupernetConfig(StrictModel):
         description="Eq. 4's backward: sum (the paper) or shared among a channel's alive sub-maps (issue 13: "
         "with sum, cpu-long kept every 1x1 channel and pruned the Mult maps, the reverse of Fig. 4)",
     )
+    gate_lr_scale: float = Field(
+        1.0,
+        ge=0,
+        description="the gates' (psi's) learning rate as a factor of the weights' (issue 13 item 4's gate learning "
+        "rate lever): Adam moves a pushed gate about one learning rate per step, so this sets how many steps a "
+        "gate takes from gate_init to the threshold, against the weights' pace",
+    )
     mult_gate_gradient: MultGateGradient = Field(
         "scaled",
         description="the Mult gates' loss gradient: scaled by Sec. 3.1's 1 / len(activations) (the paper) or "

@@ -79,6 +79,11 @@ def apply_activations(m: Tensor, names: Sequence[str], prelu: nn.PReLU | None, g
     return total / len(names)
 
 
+def _is_gate(name: str) -> bool:
+    """Whether the parameter ``name`` (as ``named_parameters`` gives it) is a searched ``psi``."""
+    return name.rpartition(".")[2].startswith("psi_")
+
+
 def _gate_parameter(shape: tuple[int, ...], init: float) -> nn.Parameter:
     return nn.Parameter(torch.full(shape, float(init)))
 
@@ -219,7 +224,12 @@ class Supernet(nn.Module):
 
     def gate_parameters(self) -> list[nn.Parameter]:
         """Every searched ``psi`` (empty when nothing is searched)."""
-        return [p for name, p in self.named_parameters() if name.rpartition(".")[2].startswith("psi_")]
+        return [p for name, p in self.named_parameters() if _is_gate(name)]
+
+    def lr_scale(self, name: str) -> float:
+        """The trainer's factor of the learning rate for the parameter ``name``: ``gate_lr_scale`` for a ``psi``,
+        1 for a weight (:func:`edgesr.train.trainer.train`'s ``lr_scale``)."""
+        return self.cfg.gate_lr_scale if _is_gate(name) else 1.0
 
     def gates(self) -> SupernetGates:
         device, width = self.conv_first.weight.device, self.cfg.width

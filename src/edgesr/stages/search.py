@@ -142,6 +142,7 @@ def run(params: Params, size: str, root: Path = Path(".")) -> SearchResult:
             tracker=tracker,
             metadata=metadata,
             objective=objective,
+            lr_scale=supernet.lr_scale,
         )
         found = _finish(supernet, budget, cost, val_pairs, scale, measure)
         if tracker is None:  # not rank 0: nothing to record

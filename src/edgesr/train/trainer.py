@@ -190,7 +190,8 @@ def train(
             :class:`edgesr.search.budget.SearchObjective`); its state is checkpointed and its
             ``metrics`` are logged with the loss.
         lr_scale: the factor of ``cfg.lr`` for each parameter, by its name in ``model.named_parameters()``
-            (its Adam group starts there and the schedule runs from that rate); every parameter trains at
+            (its Adam group starts there and the schedule runs from that rate; a cosine's ``eta_min`` is the
+            same for every group, so a factor 0 freezes a parameter only with ``eta_min: 0``); every parameter trains at
             ``cfg.lr`` when None. The caller puts what it depends on in ``metadata``, so a resume under other
             factors is refused.
 
