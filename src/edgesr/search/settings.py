@@ -46,7 +46,10 @@ MultGateGradient = Literal["scaled", "unscaled"]
 and scaled by ``1 / len(activations)``, so a Mult gate's loss gradient carries that factor while a 1x1,
 residual or head gate's does not, and the cost gradient (Eq. 3) does not carry it either. ``unscaled``: the
 Mult gates' loss gradient is multiplied back by ``len(activations)`` in the backward pass only; the forward
-function, and so the extracted subnet, are the same."""
+function, and so the extracted subnet, are the same. Measured in ``cpu-long`` (8x40 supernet, shared count gradient,
+45 G; ``benchmarks/results/cpu-long/fgnas_S_unscaled_8x40.json``): unscaled gives Fig. 4's shape (every Mult map
+kept whole, the 1x1 convs at 21-27 of 40 channels, against 34-39 and 22-30 scaled) but Set5 / Set14 37.28 / 32.90
+against 37.35 / 32.97 scaled, so ``scaled`` stays the default."""
 
 
 class SupernetConfig(StrictModel):
