@@ -19,8 +19,10 @@ border padding) on every benchmark set (or the validation split), the ``quantize
 exist here, and the stress suite (:mod:`edgesr.data.stress`); ``quantize.limits`` decides whether it
 is deployable (:mod:`edgesr.quant.checks`). Writes ``<paths.deploy>/int8/<name>/`` (with
 ``checks.json``, which ``edgesr upscale`` reads), ``metrics/quantize.json`` (DVC metric),
-``metrics/quantize_detail.json`` (per image), ``metrics/quantize.md``, ``plots/quantize/int8_drop.{json,png}``
-and logs the metrics (``<model>/int8/<runtime>/psnr_drop/<set>``, ``.../deployable``) and files to MLflow.
+``metrics/quantize_detail.json`` (per image), ``metrics/quantize.md``, ``plots/quantize/int8_drop.{json,png}``,
+in ``mode: qat`` the fine-tuning runs ``<paths.qat>/<name>/`` (kept for resuming) and their curves
+``plots/quantize/qat/<name>.csv``, and logs the metrics (``<model>/int8/<runtime>/psnr_drop/<set>``,
+``.../deployable``) and files to MLflow.
 The stage fails, after writing the report, when ``deploy.default_model`` is not deployable.
 """
 
