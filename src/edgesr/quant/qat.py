@@ -138,11 +138,12 @@ class DistillationObjective(nn.Module):
         super().__init__()
         self.teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
         self.pairs, self.scale, self.cfg = train_pairs, scale, cfg
+        self.active = bool(cfg.distill_batch and cfg.distill_weight)
         self.last_l1 = float("nan")
 
     def forward(self, model: nn.Module, loss: Tensor, iteration: int) -> Tensor:
         cfg = self.cfg
-        if not (cfg.distill_batch and cfg.distill_weight):
+        if not self.active:
             return loss
         mix = calibration_patches(
             self.pairs, self.scale, cfg.distill_batch, cfg.patch, cfg.seed + 1 + iteration, 0.5, 0.5
@@ -155,7 +156,7 @@ class DistillationObjective(nn.Module):
         return loss + cfg.distill_weight * distill
 
     def metrics(self, model: nn.Module, iteration: int) -> dict[str, float]:
-        return {DISTILL_METRIC: self.last_l1} if self.cfg.distill_batch and self.cfg.distill_weight else {}
+        return {DISTILL_METRIC: self.last_l1} if self.active else {}
 
 
 def _fingerprint(model: nn.Module, calibration: list[np.ndarray], cfg: QatConfig, float_modules: Sequence[str]) -> dict:

@@ -122,8 +122,13 @@ def _fine_tuned_int8(
         PrefixedTracker(tracker, f"{name}/qat"),
     )
     curve = history_csv(result.history, ("loss", DISTILL_METRIC, "val_psnr"))
-    write_text(root / params.paths.plots / "quantize" / "qat" / f"{name}.csv", curve)
+    write_text(_qat_curves(params, root) / f"{name}.csv", curve)
     return result.xml
+
+
+def _qat_curves(params: Params, root: Path) -> Path:
+    """The folder of mode qat's fine-tuning curves (a DVC plot folder, empty outside mode qat)."""
+    return root / params.paths.plots / "quantize" / "qat"
 
 
 def _keep_qat_runs(params: Params, root: Path) -> None:
@@ -140,9 +145,8 @@ def _keep_qat_runs(params: Params, root: Path) -> None:
         else:
             folder.unlink()
     runs.mkdir(parents=True, exist_ok=True)
-    curves = root / params.paths.plots / "quantize" / "qat"
-    shutil.rmtree(curves, ignore_errors=True)
-    curves.mkdir(parents=True)
+    shutil.rmtree(_qat_curves(params, root), ignore_errors=True)
+    _qat_curves(params, root).mkdir(parents=True)
 
 
 def quantize_one(
