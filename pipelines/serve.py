@@ -6,20 +6,97 @@
 The process stays up and runs ``edgesr-pipeline`` at every tick: its ``sources`` stage reads the
 source folders again, ``prepare`` reruns only when they changed, and the models retrain only when the
 prepared data changed (new or edited images), because DVC compares the prepared data's hash.
+
+Ticks missed while nothing served the deployment are caught up once, not replayed: the server's
+scheduler keeps inserting a run per tick while the serving process is down (killed, or the server
+stopped first, so its schedule was never paused), and Prefect's runner would start every one of those
+"Late" runs back to back (PrefectHQ/prefect#15886). Before serving, :func:`drop_missed_runs` keeps the
+newest missed run and deletes the older ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from prefect import Flow, get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterNextScheduledStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.exceptions import ObjectNotFound
 
 from edgesr.config import load_params
 from pipelines.flow import pipeline_flow
+
+LOG = logging.getLogger(__name__)
+PAGE = 200  # the server's default page size for flow-run queries
+WAITING_FOR_A_SLOT = "AwaitingConcurrencySlot"  # scheduled by the concurrency limit, not by a missed tick
 
 
 def schedule_cron(project_dir: Path, cron: str | None) -> str:
     """``cron`` when given, else the ``schedule.cron`` of the project's ``params.yaml`` (validated there)."""
     return cron if cron is not None else load_params(project_dir / "params.yaml").schedule.cron
+
+
+def drop_missed_runs(deployment: str, now: datetime | None = None) -> list[FlowRun]:
+    """Delete every missed tick of ``deployment`` ("flow/deployment") but the newest, and return the deleted runs.
+
+    A missed tick is an auto-scheduled run still waiting (state type SCHEDULED, never run, not waiting for
+    a concurrency slot) whose scheduled start is before ``now``. Runs created by hand, retries and future
+    ticks are kept. A deployment the server does not know yet has none.
+    """
+    now = now if now is not None else datetime.now(UTC)
+    with get_client(sync_client=True) as client:
+        try:
+            deployment_id = client.read_deployment_by_name(deployment).id
+        except ObjectNotFound:
+            return []
+        waiting = FlowRunFilter(
+            deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+            next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=now),
+        )
+        runs: list[FlowRun] = []
+        while page := client.read_flow_runs(
+            flow_run_filter=waiting, sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=PAGE, offset=len(runs)
+        ):
+            runs += page
+        missed = [
+            run
+            for run in runs
+            if run.auto_scheduled
+            and run.run_count == 0
+            and run.state is not None
+            and run.state.name != WAITING_FOR_A_SLOT
+        ]
+        stale = missed[:-1]
+        for run in stale:
+            client.delete_flow_run(run.id)
+    if stale:
+        LOG.warning(
+            "%s: deleted %d missed scheduled runs (%s to %s); the newest missed run, %s, runs now",
+            deployment,
+            len(stale),
+            stale[0].next_scheduled_start_time,
+            stale[-1].next_scheduled_start_time,
+            missed[-1].next_scheduled_start_time,
+        )
+    return stale
+
+
+def serve_on_schedule(flow: Flow[..., Any], name: str, cron: str, **serve_options: Any) -> None:
+    """``flow.serve(name, cron)`` after :func:`drop_missed_runs`, so a restart catches up once."""
+    drop_missed_runs(f"{flow.name}/{name}")
+    flow.serve(name=name, cron=cron, **serve_options)
 
 
 def main() -> None:
@@ -28,9 +105,11 @@ def main() -> None:
     parser.add_argument("--project-dir", type=Path, default=Path("."), help="the DVC project to run")
     parser.add_argument("--name", default="edgesr-scheduled", help="deployment name")
     args = parser.parse_args()
-    pipeline_flow.serve(
-        name=args.name,
-        cron=schedule_cron(args.project_dir, args.cron),
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve_on_schedule(
+        pipeline_flow,
+        args.name,
+        schedule_cron(args.project_dir, args.cron),
         limit=1,  # one pipeline run at a time: a tick during a long run waits (DVC locks the project anyway)
         parameters={"project_dir": str(args.project_dir.resolve())},
     )

@@ -1,8 +1,9 @@
 """A tiny flow that tests/test_prefect_server.py serves on a cron schedule against a real Prefect server.
 
-Run as ``python tests/scheduled_flow.py CRON OUT_DIR`` with ``PREFECT_API_URL`` set: like
-``pipelines.serve``, it registers the deployment ``edgesr-schedule-probe/probe-cron`` and polls for its
-scheduled runs; each run writes the file ``OUT_DIR/<its flow run id>``.
+Run as ``python -m tests.scheduled_flow CRON OUT_DIR`` with ``PREFECT_API_URL`` set: through
+``pipelines.serve.serve_on_schedule``, as the pipeline is served, it drops the missed ticks, registers the
+deployment ``edgesr-schedule-probe/probe-cron`` and polls for its scheduled runs; each run writes the file
+``OUT_DIR/<its flow run id>``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 from prefect import flow, runtime
+
+from pipelines.serve import serve_on_schedule
 
 FLOW_NAME = "edgesr-schedule-probe"
 DEPLOYMENT_NAME = "probe-cron"
@@ -26,4 +29,4 @@ def probe(out_dir: str) -> str:
 
 if __name__ == "__main__":
     cron, out_dir = sys.argv[1], sys.argv[2]
-    probe.serve(name=DEPLOYMENT_NAME, cron=cron, parameters={"out_dir": out_dir})
+    serve_on_schedule(probe, DEPLOYMENT_NAME, cron, parameters={"out_dir": out_dir})

@@ -79,6 +79,16 @@ def _tail(path: Path, chars: int = 4000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
 
+def read_deployment(client: Any, name: str) -> Any:
+    """The deployment ``name`` ("flow/deployment"), or None while no serving process has registered it yet."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        return client.read_deployment_by_name(name)
+    except ObjectNotFound:
+        return None
+
+
 class Harness:
     """One real Prefect server and, once :meth:`serve` is called, one process serving the probe flow."""
 
@@ -102,6 +112,7 @@ class Harness:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_ENABLED": "false",
             "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+            "PREFECT_SERVER_SERVICES_SCHEDULER_MIN_RUNS": "5",  # a daily cron gets five runs ahead, not three
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
         }
 
@@ -132,8 +143,14 @@ class Harness:
 
         self.wait_for(healthy, "the server's health endpoint", SERVER_START_TIMEOUT_S, watch=[server])
 
-    def serve(self, out_dir: Path) -> None:
-        self._start([sys.executable, str(ROOT / "tests" / "scheduled_flow.py"), CRON, str(out_dir)], self.serve_log)
+    def serve(self, out_dir: Path, cron: str = CRON) -> subprocess.Popen[bytes]:
+        return self._start([sys.executable, "-m", "tests.scheduled_flow", cron, str(out_dir)], self.serve_log)
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL ``process``, as a crash or a reboot ends it: a serving process cannot pause its schedule."""
+        process.kill()
+        process.wait()
+        self.processes.remove(process)
 
     def serve_pipeline(self, project: Path) -> None:
         """``python -m pipelines.serve`` as the README gives it, on ``project`` (its params' schedule.cron)."""
@@ -229,7 +246,6 @@ def test_real_server_schedules_cron_runs_and_runner_executes_one(harness: Harnes
     )
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
-    from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.states import Scheduled
 
@@ -239,14 +255,9 @@ def test_real_server_schedules_cron_runs_and_runner_executes_one(harness: Harnes
     harness.serve(out_dir)
 
     with temporary_settings(updates={PREFECT_API_URL: harness.api_url}), get_client(sync_client=True) as client:
-
-        def deployment():
-            try:
-                return client.read_deployment_by_name(f"{FLOW_NAME}/{DEPLOYMENT_NAME}")
-            except ObjectNotFound:
-                return None
-
-        dep = harness.wait_for(deployment, "the served deployment")
+        dep = harness.wait_for(
+            lambda: read_deployment(client, f"{FLOW_NAME}/{DEPLOYMENT_NAME}"), "the served deployment"
+        )
         assert [s.schedule.cron for s in dep.schedules] == [CRON] and all(s.active for s in dep.schedules)
 
         def scheduled_runs():
@@ -294,7 +305,6 @@ def test_the_served_pipeline_runs_on_its_schedule_and_registers_and_promotes_a_c
     registers the default model as a candidate and promotes it (the project has a signing key)."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
-    from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from edgesr.config import load_params, write_params
@@ -311,14 +321,9 @@ def test_the_served_pipeline_runs_on_its_schedule_and_registers_and_promotes_a_c
     harness.serve_pipeline(project)
 
     with temporary_settings(updates={PREFECT_API_URL: harness.api_url}), get_client(sync_client=True) as client:
-
-        def deployment():
-            try:
-                return client.read_deployment_by_name("edgesr-pipeline/edgesr-scheduled")
-            except ObjectNotFound:
-                return None
-
-        dep = harness.wait_for(deployment, "the served pipeline deployment")
+        dep = harness.wait_for(
+            lambda: read_deployment(client, "edgesr-pipeline/edgesr-scheduled"), "the served pipeline deployment"
+        )
         assert [s.schedule.cron for s in dep.schedules] == [CRON]
 
         def first_finished_run():
@@ -336,3 +341,67 @@ def test_the_served_pipeline_runs_on_its_schedule_and_registers_and_promotes_a_c
     champion = registry.by_alias(params.deploy.default_model, CHAMPION)
     assert champion is not None and str(champion.version) == "1"
     assert candidate.tags["promotion.decision"] == "promoted"
+
+
+def test_a_restarted_serve_runs_the_newest_missed_tick_once_and_deletes_the_older_ones(
+    harness: Harness, tmp_path: Path
+):
+    """PrefectHQ/prefect#15886: while nothing serves a deployment, its ticks pass and stay Scheduled ("Late"),
+    and a restarted runner would start them all back to back. `serve_on_schedule` (pipelines.serve) deletes the
+    missed ticks but the newest before it serves; runs created by hand and future ticks stay."""
+    from prefect import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Scheduled
+
+    daily = "0 3 * * *"
+    out_dir = tmp_path / "ran"
+    out_dir.mkdir()
+    first = harness.serve(out_dir, daily)
+
+    with temporary_settings(updates={PREFECT_API_URL: harness.api_url}), get_client(sync_client=True) as client:
+        dep = harness.wait_for(
+            lambda: read_deployment(client, f"{FLOW_NAME}/{DEPLOYMENT_NAME}"), "the served deployment"
+        )
+        ahead = harness.wait_for(
+            lambda: (r := client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_ASC)) and len(r) >= 5 and r,
+            "the scheduler's five daily runs",
+        )
+        assert all(run.auto_scheduled and run.deployment_id == dep.id for run in ahead)
+        harness.kill(first)
+
+        # the three nearest ticks become missed ones, 3, 2 and 1 hours ago; one run was started by hand
+        now = datetime.now(UTC)
+        missed = ahead[:3]
+        for hours_ago, run in zip((3, 2, 1), missed, strict=True):
+            client.set_flow_run_state(run.id, Scheduled(scheduled_time=now - timedelta(hours=hours_ago)), force=True)
+        by_hand = client.create_flow_run_from_deployment(
+            dep.id, state=Scheduled(scheduled_time=now - timedelta(hours=4))
+        )
+        assert not by_hand.auto_scheduled
+
+        harness.serve(out_dir, daily)
+        for run in (missed[-1], by_hand):
+            state = harness.wait_for(
+                lambda run=run: (s := client.read_flow_run(run.id).state) is not None and s.is_final() and s,
+                "the newest missed tick and the run started by hand to finish",
+            )
+            assert state.is_completed(), f"{state}\n{harness.diagnostics()}"
+        for run in missed[:-1]:
+            with pytest.raises(ObjectNotFound):
+                client.read_flow_run(run.id)
+        assert sorted(path.name for path in out_dir.iterdir()) == sorted([str(missed[-1].id), str(by_hand.id)])
+        # the restart's deployment update makes the server schedule the future ticks again (new runs, same times)
+        future = {run.expected_start_time for run in ahead[3:]}
+        harness.wait_for(
+            lambda: (
+                future
+                <= {
+                    run.expected_start_time for run in client.read_flow_runs() if run.state and run.state.is_scheduled()
+                }
+            ),
+            "the future ticks to stay scheduled",
+        )
+    assert "deleted 2 missed scheduled runs" in harness.serve_log.read_text()
+    harness.assert_server_log_clean()
