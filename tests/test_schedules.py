@@ -21,7 +21,7 @@ def _optimizer(lr: float = LR) -> torch.optim.Optimizer:
 def _rates(cfg: SchedulerConfig, iterations: int, lr: float = LR) -> list[float]:
     """lr used at iterations 0..iterations-1, then the value held after the last step."""
     optimizer = _optimizer(lr)
-    scheduler = build_scheduler(optimizer, cfg, iterations)
+    scheduler = build_scheduler(optimizer, cfg, iterations, lr)
     rates = []
     for _ in range(iterations):
         rates.append(optimizer.param_groups[0]["lr"])
@@ -89,7 +89,7 @@ def test_step_multiplies_by_gamma_at_each_milestone() -> None:
 def test_state_round_trip_continues_the_same_curve(cfg: SchedulerConfig) -> None:
     # given a scheduler stopped after 7 of 12 iterations, its state saved like a checkpoint
     optimizer = _optimizer()
-    scheduler = build_scheduler(optimizer, cfg, 12)
+    scheduler = build_scheduler(optimizer, cfg, 12, LR)
     for _ in range(7):
         optimizer.step()
         scheduler.step()
@@ -100,7 +100,7 @@ def test_state_round_trip_continues_the_same_curve(cfg: SchedulerConfig) -> None
 
     # when a fresh optimizer and scheduler load it (scheduler built first, as on resume)
     resumed_optimizer = _optimizer()
-    resumed = build_scheduler(resumed_optimizer, cfg, 12)
+    resumed = build_scheduler(resumed_optimizer, cfg, 12, LR)
     resumed_optimizer.load_state_dict(saved["optimizer"])
     resumed.load_state_dict(saved["scheduler"])
 
@@ -111,6 +111,24 @@ def test_state_round_trip_continues_the_same_curve(cfg: SchedulerConfig) -> None
         resumed_optimizer.step()
         resumed.step()
     assert remaining == _rates(cfg, 12)[7:12]
+
+
+@pytest.mark.parametrize(
+    "cfg", [StepSchedule(milestones=[3, 9]), CosineSchedule(eta_min=1e-5), CyclicSchedule()], ids=lambda c: c.type
+)
+def test_every_parameter_group_follows_its_factor_of_the_curve(cfg: SchedulerConfig) -> None:
+    """The trainer's lr_scale: a group started at f * lr runs at f times the run's curve at every iteration,
+    the schedules' absolute rates (cosine's eta_min, the cyclic corners) included; the factor-1 group exactly."""
+    factors = [1.0, 0.25, 0.0, 10.0]
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": factor * LR} for factor in factors]
+    optimizer = torch.optim.Adam(groups, lr=LR)
+    scheduler = build_scheduler(optimizer, cfg, 12, LR)
+    for rate in _rates(cfg, 12):
+        rates = [group["lr"] for group in optimizer.param_groups]
+        assert rates[0] == rate
+        assert rates == pytest.approx([factor * rate for factor in factors], rel=1e-12, abs=0)
+        optimizer.step()
+        scheduler.step()
 
 
 @pytest.mark.parametrize(

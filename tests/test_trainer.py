@@ -17,7 +17,7 @@ import torch
 from edgesr.data.patches import PatchSampler
 from edgesr.errors import UsageError
 from edgesr.metrics import psnr_y
-from edgesr.train.settings import CosineSchedule
+from edgesr.train.settings import CosineSchedule, CyclicSchedule
 from edgesr.train.trainer import (
     CHECKPOINT_FORMAT,
     TrainResult,
@@ -253,10 +253,16 @@ def test_two_process_ddp_resumes_an_interrupted_run_and_restarts_another(tmp_pat
     assert load_checkpoint(out_dir / "last.pt")["config"]["lr"] == 5e-3
 
 
-def test_lr_scale_gives_each_parameter_its_factor_of_the_scheduled_rate(tmp_path):
-    """Factor 0 freezes the biases, factor 10 runs the last conv's weight at ten times the schedule's rate."""
+@pytest.mark.parametrize(
+    "schedule",
+    [CosineSchedule(eta_min=1e-4), CyclicSchedule(base_lr=1e-4, max_lr=5e-3, final_lr=1e-4)],
+    ids=["cosine", "cyclic"],
+)
+def test_lr_scale_gives_each_parameter_its_factor_of_the_scheduled_rate(tmp_path, schedule):
+    """Factor 0 freezes the biases, factor 10 runs the last conv's weight at ten times the schedule's rate, also
+    under schedules written in absolute rates (cosine's eta_min, the cyclic corners: cpu-long's recipe)."""
     train_pairs, val_pairs = tiny_data()
-    cfg = tiny_config(iterations=3, scheduler=CosineSchedule(eta_min=0.0))
+    cfg = tiny_config(iterations=3, scheduler=schedule)
     model = tiny_model()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     factors = {"0.bias": 0.0, "2.bias": 0.0, "2.weight": 10.0}
@@ -274,3 +280,5 @@ def test_lr_scale_gives_each_parameter_its_factor_of_the_scheduled_rate(tmp_path
         assert moved == (factors.get(name, 1.0) > 0), name
     groups = torch.load(result.last_checkpoint, weights_only=True)["optimizer"]["param_groups"]
     assert [group["initial_lr"] for group in groups] == pytest.approx([cfg.lr, 0.0, 10 * cfg.lr])
+    end = groups[0]["lr"]
+    assert end > 0 and [group["lr"] for group in groups] == pytest.approx([end, 0.0, 10 * end], rel=1e-12)

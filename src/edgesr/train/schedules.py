@@ -26,18 +26,23 @@ LrFunction = Callable[[int, float], float]
 
 
 class ClosedFormLR(LRScheduler):
-    """A scheduler whose rate is ``lr_at(last_epoch, initial_lr)`` for every parameter group.
+    """A scheduler whose rate is ``lr_at(last_epoch, lr)`` times each parameter group's factor, its initial
+    rate over ``lr`` (the trainer's ``lr_scale``; 1 for a group that starts at ``lr``).
 
-    Unlike the chainable built-ins (e.g. ``CosineAnnealingLR``'s recursive form) nothing accumulates
-    between steps, so ``load_state_dict`` after a restart reproduces the uninterrupted curve bit for bit.
+    The schedule is computed once, for the run's rate ``lr``, and scaled per group: a schedule given in
+    absolute rates (the cyclic one's ``base_lr``, ``max_lr``, ``final_lr``; cosine's ``eta_min``) keeps every
+    group's factor at every iteration, and a factor-1 group gets exactly ``lr_at``'s value. Unlike the
+    chainable built-ins (e.g. ``CosineAnnealingLR``'s recursive form) nothing accumulates between steps, so
+    ``load_state_dict`` after a restart reproduces the uninterrupted curve bit for bit.
     """
 
-    def __init__(self, optimizer: Optimizer, lr_at: LrFunction, last_epoch: int = -1) -> None:
-        self._lr_at = lr_at
+    def __init__(self, optimizer: Optimizer, lr_at: LrFunction, lr: float, last_epoch: int = -1) -> None:
+        self._lr_at, self._lr = lr_at, lr
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float | Tensor]:
-        return [self._lr_at(self.last_epoch, float(base)) for base in self.base_lrs]
+        rate = self._lr_at(self.last_epoch, self._lr)
+        return [rate * (float(base) / self._lr) for base in self.base_lrs]
 
     def state_dict(self) -> dict[str, Any]:
         # The function is rebuilt from the config by build_scheduler; only counters are state.
@@ -76,19 +81,22 @@ def _cyclic_lr(cfg: CyclicSchedule, iterations: int) -> LrFunction:
     return lambda t, lr: cyclic_lr(cfg, t, iterations, lr)
 
 
-def build_scheduler(optimizer: Optimizer, cfg: SchedulerConfig, iterations: int) -> LRScheduler:
-    """The scheduler named by ``cfg.type`` for a run of ``iterations`` steps (step once per iteration).
+def build_scheduler(optimizer: Optimizer, cfg: SchedulerConfig, iterations: int, lr: float) -> LRScheduler:
+    """The scheduler named by ``cfg.type`` for a run of ``iterations`` steps at rate ``lr`` (step once per
+    iteration); a parameter group that starts at ``f * lr`` follows ``f`` times the curve (:class:`ClosedFormLR`).
 
-    ``step`` multiplies the optimizer's lr by ``gamma`` at each milestone iteration; ``cosine`` anneals
-    it to ``eta_min`` at ``iterations`` (Loshchilov & Hutter 2017, without restarts); ``cyclic`` peaks
-    at it (:func:`cyclic_lr`). Build it before ``optimizer.load_state_dict`` when resuming.
+    ``step`` multiplies ``lr`` by ``gamma`` at each milestone iteration; ``cosine`` anneals it to ``eta_min``
+    at ``iterations`` (Loshchilov & Hutter 2017, without restarts); ``cyclic`` peaks at it
+    (:func:`cyclic_lr`). Build it before ``optimizer.load_state_dict`` when resuming.
     """
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
+    if lr <= 0:
+        raise ValueError(f"the schedule's rate lr must be > 0, got {lr}")
     if isinstance(cfg, StepSchedule):
         lr_at = _step_lr(cfg)
     elif isinstance(cfg, CosineSchedule):
         lr_at = _cosine_lr(cfg, iterations)
     else:
         lr_at = _cyclic_lr(cfg, iterations)
-    return ClosedFormLR(optimizer, lr_at)
+    return ClosedFormLR(optimizer, lr_at, lr)

@@ -190,9 +190,9 @@ def train(
             :class:`edgesr.search.budget.SearchObjective`); its state is checkpointed and its
             ``metrics`` are logged with the loss.
         lr_scale: the factor of ``cfg.lr`` for each parameter, by its name in ``model.named_parameters()``
-            (its Adam group starts there and the schedule runs from that rate; a cosine's ``eta_min`` is the
-            same for every group, so a factor 0 freezes a parameter only with ``eta_min: 0``); every parameter trains at
-            ``cfg.lr`` when None. The caller puts what it depends on in ``metadata``, so a resume under other
+            (its Adam group follows that factor times the schedule at every iteration, absolute rates such as
+            the cyclic ``max_lr`` and cosine's ``eta_min`` included, so a factor 0 freezes it); every parameter
+            trains at ``cfg.lr`` when None. The caller puts what it depends on in ``metadata``, so a resume under other
             factors is refused.
 
     Raises:
@@ -378,7 +378,7 @@ def _start_run(
         _parameter_groups(model, cfg.lr, lr_scale), lr=cfg.lr, betas=cfg.betas, eps=1e-8, weight_decay=cfg.weight_decay
     )
     # The scheduler must exist before the optimizer state is loaded: it overwrites the group lrs.
-    scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.iterations)
+    scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.iterations, cfg.lr)
     fingerprint = _fingerprint(cfg.model_dump(mode="json"), scale, metadata)
     run = _Run(model, optimizer, scheduler, objective, cfg, scale, metadata, fingerprint, ctx, RunFolder(out_dir))
     if run.folder.last.exists():
