@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from prefect import Flow, get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -33,6 +34,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL
 
 from edgesr.config import load_params
 from pipelines.flow import pipeline_flow
@@ -106,13 +108,19 @@ def main() -> None:
     parser.add_argument("--name", default="edgesr-scheduled", help="deployment name")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve_on_schedule(
-        pipeline_flow,
-        args.name,
-        schedule_cron(args.project_dir, args.cron),
-        limit=1,  # one pipeline run at a time: a tick during a long run waits (DVC locks the project anyway)
-        parameters={"project_dir": str(args.project_dir.resolve())},
-    )
+    try:
+        serve_on_schedule(
+            pipeline_flow,
+            args.name,
+            schedule_cron(args.project_dir, args.cron),
+            limit=1,  # one pipeline run at a time: a tick during a long run waits (DVC locks the project anyway)
+            parameters={"project_dir": str(args.project_dir.resolve())},
+        )
+    except httpx.ConnectError as error:
+        raise SystemExit(
+            f"pipelines.serve: no Prefect server answers at PREFECT_API_URL={PREFECT_API_URL.value()} ({error}); "
+            "start one with `make prefect-server` (then `make serve`), or point PREFECT_API_URL at yours"
+        ) from error
 
 
 if __name__ == "__main__":
