@@ -49,14 +49,13 @@ def schedule_cron(project_dir: Path, cron: str | None) -> str:
     return cron if cron is not None else load_params(project_dir / "params.yaml").schedule.cron
 
 
-def drop_missed_runs(deployment: str, now: datetime | None = None) -> list[FlowRun]:
+def drop_missed_runs(deployment: str) -> list[FlowRun]:
     """Delete every missed tick of ``deployment`` ("flow/deployment") but the newest, and return the deleted runs.
 
     A missed tick is an auto-scheduled run still waiting (state type SCHEDULED, never run, not waiting for
-    a concurrency slot) whose scheduled start is before ``now``. Runs created by hand, retries and future
-    ticks are kept. A deployment the server does not know yet has none.
+    a concurrency slot) whose scheduled start has passed. Runs created by hand, retries and future ticks are
+    kept. A deployment the server does not know yet has none.
     """
-    now = now if now is not None else datetime.now(UTC)
     with get_client(sync_client=True) as client:
         try:
             deployment_id = client.read_deployment_by_name(deployment).id
@@ -65,7 +64,7 @@ def drop_missed_runs(deployment: str, now: datetime | None = None) -> list[FlowR
         waiting = FlowRunFilter(
             deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]),
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
-            next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=now),
+            next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=datetime.now(UTC)),
         )
         runs: list[FlowRun] = []
         while page := client.read_flow_runs(

@@ -227,18 +227,17 @@ KeyError: 'deployment_id'
 
 
 def test_serve_without_a_server_says_to_start_one(tmp_path: Path):
-    url = f"http://127.0.0.1:{_free_port()}/api"  # nothing listens there
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    unstarted = Harness(tmp_path)  # its environment points at a free port where no server was started
     done = subprocess.run(
         [sys.executable, "-m", "pipelines.serve", "--project-dir", str(ROOT)],
         cwd=ROOT,
-        env={**env, "PREFECT_API_URL": url, "PREFECT_HOME": str(tmp_path / "prefect_home")},
+        env=unstarted.env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 1
-    assert f"no Prefect server answers at PREFECT_API_URL={url}" in done.stderr
+    assert f"no Prefect server answers at PREFECT_API_URL={unstarted.api_url}" in done.stderr
     assert "start one with `make prefect-server`" in done.stderr and TRACEBACK not in done.stderr
 
 
