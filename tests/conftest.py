@@ -1,8 +1,9 @@
-"""Shared fixtures: the shipped benchmark sets, telemetry off, one Prefect test server per session."""
+"""Shared fixtures: the shipped benchmark sets, telemetry off, one Prefect test server per session, fp32 on CUDA."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,20 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+@pytest.fixture
+def full_fp32_on_cuda() -> Iterator[None]:
+    """For the CUDA tests that compare the GPU with the CPU in fp32: the GPU must not round to TF32.
+
+    On Ampere and later GPUs, PyTorch's default runs cuDNN convolutions in TF32
+    (``torch.backends.cudnn.conv.fp32_precision == "tf32"``). TF32 keeps 10 mantissa bits, an error of
+    about 1e-3 relative, far above those comparisons' tolerances (1e-5 to 2e-4). The flags are set with the
+    new API only, because mixing it with the legacy ``allow_tf32`` raises. They are restored after each test.
+    """
+    import torch
+
+    saved = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
+    yield
+    torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved

@@ -10,7 +10,10 @@ import torch
 from edgesr.train.trainer import load_checkpoint
 from tests.ddp_worker import Interrupted, interrupt_at, run
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+pytestmark = [
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine"),
+    pytest.mark.usefixtures("full_fp32_on_cuda"),
+]
 
 
 def test_cuda_training_matches_cpu_and_resumes(tmp_path: Path) -> None:

@@ -7,8 +7,6 @@ runs on an accelerator machine that has PyTorch and pydantic only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -21,23 +19,11 @@ from edgesr.search.extract import extract_subnet
 from edgesr.search.settings import MultAddsBudget, SupernetConfig
 from edgesr.search.supernet import Supernet
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+pytestmark = [
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine"),
+    pytest.mark.usefixtures("full_fp32_on_cuda"),
+]
 CUDA = torch.device("cuda")
-
-
-@pytest.fixture(autouse=True)
-def full_fp32_on_cuda() -> Iterator[None]:
-    """These checks compare fp32 with fp32, so the GPU must not round to TF32.
-
-    On Ampere and later GPUs, PyTorch's default runs cuDNN convolutions in TF32
-    (``torch.backends.cudnn.conv.fp32_precision == "tf32"``). TF32 keeps 10 mantissa bits, an error of
-    about 1e-3 relative, far above these tolerances. The flags are set with the new API only, because
-    mixing it with the legacy ``allow_tf32`` raises. They are restored after each test.
-    """
-    saved = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
-    torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
-    yield
-    torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved
 
 
 def _supernet(seed: int) -> Supernet:
