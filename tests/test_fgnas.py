@@ -110,6 +110,47 @@ def test_unscaled_mult_gate_gradient_multiplies_only_the_mult_gates_loss_gradien
     assert loss_grads["scaled"]["body.0.psi_mult"].abs().sum() > 0
 
 
+def test_weakest_block_pressure_routes_the_cost_gradient_to_one_blocks_residual_gates():
+    """Same Eq. 3 value; the residual gates of only the open block with the lowest strongest gate get its gradient."""
+    costs, grads = {}, {}
+    for pressure in ("all", "weakest"):
+        torch.manual_seed(0)
+        net = Supernet(SupernetConfig(num_blocks=4, width=8, pointwise=False, block_pressure=pressure), scale=2)
+        with torch.no_grad():
+            for block, strongest in zip(net.blocks(), (0.9, 0.4, 0.7, 0.8), strict=True):  # block 1 is closed
+                block.psi_residual.copy_(torch.linspace(0.3, strongest, 8))
+        cost = net.mult_adds()
+        cost.backward()
+        costs[pressure] = float(cost.detach())
+        grads[pressure] = [b.psi_residual.grad is not None and bool(b.psi_residual.grad.any()) for b in net.blocks()]
+        assert net.weakest_open_block() == 2
+    assert costs["all"] == costs["weakest"]
+    assert grads["all"] == [True, True, True, True]
+    assert grads["weakest"] == [False, False, True, False]
+
+
+@pytest.mark.parametrize("pressure", ["all", "weakest"])
+def test_under_weakest_block_pressure_the_cost_closes_blocks_one_at_a_time(pressure):
+    """Adam moves every gate the cost outweighs by about its rate per step, so with the cost alone pushing, every
+    block's residual write crosses the threshold in the same step under ``all``; ``weakest`` closes them in turn."""
+    torch.manual_seed(0)
+    net = Supernet(SupernetConfig(num_blocks=4, width=8, pointwise=False, gate_init=0.6, block_pressure=pressure), 2)
+    optimizer = torch.optim.Adam([block.psi_residual for block in net.blocks()], lr=0.01)
+    open_blocks = []
+    for _ in range(60):
+        optimizer.zero_grad()
+        (net.mult_adds((24, 24)) / 1e4).backward()
+        optimizer.step()
+        open_blocks.append(sum(bool((block.psi_residual > 0.5).any()) for block in net.blocks()))
+    steps = sorted(set(open_blocks), reverse=True)
+    assert steps == ([4, 0] if pressure == "all" else [4, 3, 2, 1, 0])
+
+
+def test_weakest_block_pressure_needs_searched_residual_gates():
+    with pytest.raises(ValidationError, match="block_pressure 'weakest' .* set search_channels: true"):
+        SupernetConfig(search_channels=False, block_pressure="weakest")
+
+
 def test_full_supernet_regularizer_equals_table_1_closed_form_and_the_counter():
     net = Supernet(SupernetConfig(), scale=2)  # Table 1: 16 blocks of width 64, 12 outputs
     per_block = (1 + 9 + 9) * 64 * 64  # 1x1, Mult 3x3, residual 3x3

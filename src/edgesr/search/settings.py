@@ -18,6 +18,7 @@ from edgesr.schema import SCALES, Scale, StrictModel, distinct_choices
 
 __all__ = [
     "ACTIVATIONS",
+    "BlockPressure",
     "BudgetConfig",
     "CountGradient",
     "FixedLambda",
@@ -50,6 +51,17 @@ function, and so the extracted subnet, are the same. Measured in ``cpu-long`` (8
 45 G; ``benchmarks/results/cpu-long/fgnas_S_unscaled_8x40.json``): unscaled gives Fig. 4's shape (every Mult map
 kept whole, the 1x1 convs at 21-27 of 40 channels, against 34-39 and 22-30 scaled) but Set5 / Set14 37.28 / 32.90
 against 37.35 / 32.97 scaled, so ``scaled`` stays the default."""
+
+
+BlockPressure = Literal["all", "weakest"]
+"""Which open blocks' residual gates the resource term's gradient reaches (the forward cost is the same).
+``all`` (the paper): every block's. ``weakest``: only the weakest open block's, the one whose strongest residual
+gate is lowest (the block a common shift of every psi, :func:`edgesr.search.budget.project_to_budget`, closes
+first; ties go to the lower index), so the search takes its depth decisions one block at a time; the head,
+after-body, 1x1 and Mult gates of every block are priced as before. Issue 13 item 3: in a plain-residual
+supernet (8 blocks of width 32, no 1x1 conv) a latency search with ``all`` thinned every block's residual write
+alike (the deployed cost is flat in a write's width until it closes), then closed all eight blocks within 100
+iterations, 89.4 -> 17.1 ms against a 55 ms target (``benchmarks/results/cpu-long/rt_plainspace.yaml``)."""
 
 
 class SupernetConfig(StrictModel):
@@ -99,10 +111,23 @@ class SupernetConfig(StrictModel):
         "unscaled (multiplied back in the backward pass only; issue 13 item 4's 1/3-scaling lever)",
     )
 
+    block_pressure: BlockPressure = Field(
+        "all", description="which open blocks' residual gates the resource term's gradient reaches (BlockPressure)"
+    )
+
     @field_validator("activations")
     @classmethod
     def _distinct_activations(cls, activations: list[str]) -> list[str]:
         return distinct_choices(activations, ACTIVATIONS, "activation")
+
+    @model_validator(mode="after")
+    def _pressure_has_residual_gates(self) -> SupernetConfig:
+        if self.block_pressure == "weakest" and not self.search_channels:
+            raise ValueError(
+                "block_pressure 'weakest' routes the cost's gradient through the blocks' residual gates, which exist "
+                "only with search_channels: true; set search_channels: true or block_pressure: all"
+            )
+        return self
 
 
 class NoBudget(StrictModel):

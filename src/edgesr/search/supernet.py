@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from edgesr.complexity import count_complexity
 from edgesr.models.bicubic import Bicubic
 from edgesr.models.fgnas import extended_head, mult_map, pointwise_and_mult
-from edgesr.search.gates import count_alive, scale_gradient, st_gate
+from edgesr.search.gates import GATE_THRESHOLD, count_alive, scale_gradient, st_gate
 from edgesr.search.settings import SupernetConfig
 
 __all__ = [
@@ -232,12 +232,32 @@ class Supernet(nn.Module):
         return self.cfg.gate_lr_scale if _is_gate(name) else 1.0
 
     def gates(self) -> SupernetGates:
+        """Every gate, as the resource term reads them; with ``block_pressure: weakest`` the residual gates of
+        every open block but the weakest are detached, so the term's gradient reaches one block's depth decision
+        (:data:`edgesr.search.settings.BlockPressure`)."""
         device, width = self.conv_first.weight.device, self.cfg.width
+        blocks = [block.gates() for block in self.blocks()]
+        if self.cfg.block_pressure == "weakest":
+            weakest = self.weakest_open_block()
+            blocks = [
+                g if index == weakest else BlockGates(g.pointwise, g.mult, g.residual.detach())
+                for index, g in enumerate(blocks)
+            ]
         return SupernetGates(
             head=_gate(self.psi_head, width, device),
-            blocks=[block.gates() for block in self.blocks()],
+            blocks=blocks,
             after_body=_gate(self.psi_after_body, width, device),
         )
+
+    def weakest_open_block(self) -> int | None:
+        """The open block whose strongest residual gate is lowest (ties: the lower index), or None when no block
+        is open or the residual gates are not searched. One host sync."""
+        psis = [block.psi_residual for block in self.blocks()]
+        if not psis or any(psi is None or psi.is_meta for psi in psis):
+            return None
+        strongest = torch.stack([cast(nn.Parameter, psi).detach().max() for psi in psis]).tolist()
+        open_blocks = [(value, index) for index, value in enumerate(strongest) if value > GATE_THRESHOLD]
+        return min(open_blocks)[1] if open_blocks else None
 
     def counted_convs(self, gates: SupernetGates | None = None) -> list[CountedConv]:
         """Every conv with its alive input / output channel counts (Eq. 4), in forward order.
