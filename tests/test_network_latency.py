@@ -232,6 +232,10 @@ def test_a_real_build_measures_fits_and_then_reads_the_cache(tmp_path, monkeypat
     cached = build_network_model(cfg, 2, (32, 48), **build)
     assert cached.coefficients == model.coefficients and cached.table.grids == model.table.grids
     assert cached.meta["from_cache"].endswith(".json")
+    steering = {"gate_init": 0.6, "count_gradient": "shared", "min_mult_channels": 2, "gate_lr_scale": 0.5}
+    steering |= {"mult_gate_gradient": "unscaled", "block_pressure": "weakest"}
+    steered = SupernetConfig.model_validate(cfg.model_dump() | steering)  # steers the search, not the deploy form
+    assert build_network_model(steered, 2, (32, 48), **build).coefficients == model.coefficients
     (network_file,) = tmp_path.glob("network-*.json")
     network_file.write_text("{not json")
     with pytest.warns(UserWarning, match=r"network latency model cache .*network-.*\.json is unusable"):

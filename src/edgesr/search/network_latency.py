@@ -85,7 +85,15 @@ _FORMAT = 10  # 2: one Mult conv per activation part (deploy form); 3: the conv 
 # convs composed with the head onto the RGB input (deploy.fgnas_form.merges_head), priced by the image5x5 kind
 # Change how the search moves or which subnet it keeps, not the deployed graphs the model prices: the fit
 # subnets are drawn with min_mult_channels 1 whatever the search's setting (measured_subnets).
-_SEARCH_ONLY_FIELDS = {"gate_init", "count_gradient", "min_mult_channels"}
+#: Supernet settings that steer the search but not what a subnet's deploy form runs: left out of the model's key.
+_SEARCH_ONLY_FIELDS = {
+    "gate_init",
+    "count_gradient",
+    "min_mult_channels",
+    "gate_lr_scale",
+    "mult_gate_gradient",
+    "block_pressure",
+}
 
 
 def _branch_parts(mult: Tensor, names: list[str], mode: CountGradient) -> tuple[Tensor, Tensor]:
