@@ -110,40 +110,84 @@ def test_unscaled_mult_gate_gradient_multiplies_only_the_mult_gates_loss_gradien
     assert loss_grads["scaled"]["body.0.psi_mult"].abs().sum() > 0
 
 
-def test_weakest_block_pressure_routes_the_cost_gradient_to_one_blocks_residual_gates():
-    """Same Eq. 3 value; the residual gates of only the open block with the lowest strongest gate get its gradient."""
+def test_weakest_block_pressure_routes_the_cost_gradient_to_one_blocks_gates():
+    """Same Eq. 3 value; of the blocks, only the open block with the lowest strongest residual gate gets its
+    gradient, on its 1x1, Mult and residual gates; the head's and after-body's gates get it as before."""
     costs, grads = {}, {}
     for pressure in ("all", "weakest"):
         torch.manual_seed(0)
-        net = Supernet(SupernetConfig(num_blocks=4, width=8, pointwise=False, block_pressure=pressure), scale=2)
+        net = Supernet(SupernetConfig(num_blocks=4, width=8, block_pressure=pressure), scale=2)
         with torch.no_grad():
             for block, strongest in zip(net.blocks(), (0.9, 0.4, 0.7, 0.8), strict=True):  # block 1 is closed
                 block.psi_residual.copy_(torch.linspace(0.3, strongest, 8))
         cost = net.mult_adds()
         cost.backward()
         costs[pressure] = float(cost.detach())
-        grads[pressure] = [b.psi_residual.grad is not None and bool(b.psi_residual.grad.any()) for b in net.blocks()]
+        grads[pressure] = {
+            name: psi.grad is not None and bool(psi.grad.any()) for name, psi in net.named_parameters() if "psi" in name
+        }
         assert net.weakest_open_block() == 2
     assert costs["all"] == costs["weakest"]
-    assert grads["all"] == [True, True, True, True]
-    assert grads["weakest"] == [False, False, True, False]
+    assert all(grads["all"][name] for name in grads["all"] if not name.startswith("body.1."))
+    assert {name for name, pushed in grads["weakest"].items() if pushed} == {
+        "psi_head",
+        "psi_after_body",
+        "body.2.psi_pointwise",
+        "body.2.psi_mult",
+        "body.2.psi_residual",
+    }
 
 
 @pytest.mark.parametrize("pressure", ["all", "weakest"])
 def test_under_weakest_block_pressure_the_cost_closes_blocks_one_at_a_time(pressure):
     """Adam moves every gate the cost outweighs by about its rate per step, so with the cost alone pushing, every
-    block's residual write crosses the threshold in the same step under ``all``; ``weakest`` closes them in turn."""
+    block closes in the same step under ``all``; ``weakest`` closes them in turn."""
     torch.manual_seed(0)
     net = Supernet(SupernetConfig(num_blocks=4, width=8, pointwise=False, gate_init=0.6, block_pressure=pressure), 2)
-    optimizer = torch.optim.Adam([block.psi_residual for block in net.blocks()], lr=0.01)
+    optimizer = torch.optim.Adam([p for block in net.blocks() for p in (block.psi_mult, block.psi_residual)], lr=0.01)
     open_blocks = []
     for _ in range(60):
         optimizer.zero_grad()
         (net.mult_adds((24, 24)) / 1e4).backward()
         optimizer.step()
-        open_blocks.append(sum(bool((block.psi_residual > 0.5).any()) for block in net.blocks()))
+        open_blocks.append(
+            sum(bool((block.psi_residual > 0.5).any() and (block.psi_mult > 0.5).any()) for block in net.blocks())
+        )
     steps = sorted(set(open_blocks), reverse=True)
     assert steps == ([4, 0] if pressure == "all" else [4, 3, 2, 1, 0])
+
+
+@pytest.mark.parametrize("pressure", ["all", "weakest"])
+def test_under_weakest_block_pressure_lambda_waits_while_the_pressed_block_closes(pressure):
+    """Over budget, lambda rises (Eq. 2's dual ascent), except under ``weakest`` while the pressed block's strongest
+    residual gate is falling; it rises again when the block holds, and falls under budget either way."""
+    torch.manual_seed(0)
+    net = Supernet(SupernetConfig(num_blocks=3, width=4, pointwise=False, gate_init=0.6, block_pressure=pressure), 2)
+    full = float(net.mult_adds())
+    budget = MultAddsBudget(target_g=full / 1.25e9, ramp_fraction=0.0)
+    objective = SearchObjective(budget, lambda supernet: supernet.mult_adds(), full, 10)
+    loss = torch.zeros(())
+
+    def lambda_step(strongest_gate: float) -> float:
+        with torch.no_grad():
+            net.blocks()[1].psi_residual.fill_(strongest_gate)  # block 1 stays the weakest open block
+        before = float(objective.log_lambda)
+        objective(net, loss, 0)
+        return float(objective.log_lambda) - before
+
+    with torch.no_grad():
+        for block in net.blocks():
+            block.psi_residual.fill_(0.9)
+    rise = budget.lambda_rate * 0.25  # cost / target = 1.25
+    assert lambda_step(0.8) == pytest.approx(rise)  # nothing pressed before
+    assert lambda_step(0.7) == pytest.approx(0.0 if pressure == "weakest" else rise)  # falling
+    assert lambda_step(0.7) == pytest.approx(rise)  # holding
+    assert lambda_step(0.75) == pytest.approx(rise)  # rising
+    with torch.no_grad():
+        for closed in (0, 2):  # under budget now: lambda falls in both modes
+            net.blocks()[closed].psi_residual.fill_(0.4)
+            net.blocks()[closed].psi_mult.fill_(0.4)
+    assert lambda_step(0.6) < 0
 
 
 def test_weakest_block_pressure_needs_searched_residual_gates():

@@ -78,15 +78,22 @@ class SearchObjective(nn.Module):
 
     ``log_lambda`` is a buffer, so the trainer's checkpoints carry it and a resumed search continues
     exactly.
+
+    With ``block_pressure: weakest`` (:data:`edgesr.search.settings.BlockPressure`) lambda waits for the gates'
+    lag: it does not rise while the pressed block's strongest residual gate is falling (the penalty already outweighs
+    that block's loss gradient, and the cost cannot fall until the block closes), only while the block holds.
+    ``pressed`` (a buffer: the pressed block's index and strongest gate at the last iteration) tells.
     """
 
     log_lambda: Tensor
+    pressed: Tensor
 
     def __init__(self, budget: BudgetConfig, cost: CostFunction, full_cost: float, iterations: int) -> None:
         super().__init__()
         self.budget, self.cost, self.full_cost, self.iterations = budget, cost, float(full_cost), iterations
         initial = budget.lambda_init if isinstance(budget, MultAddsBudget | LatencyBudget) else 1.0
         self.register_buffer("log_lambda", torch.tensor(math.log(initial), dtype=torch.float64))
+        self.register_buffer("pressed", torch.full((2,), math.nan, dtype=torch.float64))
 
     def target_at(self, iteration: int) -> float | None:
         """The ramped target for ``iteration`` (0-based), or None without a target."""
@@ -115,8 +122,22 @@ class SearchObjective(nn.Module):
         if budget.cost_balance == "per_map":
             penalty = balanced_per_map(model, penalty)
         with torch.no_grad():  # dual ascent on cost <= target, after this iteration used the current lambda
-            self.log_lambda.add_(budget.lambda_rate * (float(cost) / target - 1.0)).clamp_(*_LOG_LAMBDA_RANGE)
+            step = budget.lambda_rate * (float(cost) / target - 1.0)
+            if not (step > 0 and self._pressed_block_is_closing(model)):
+                self.log_lambda.add_(step).clamp_(*_LOG_LAMBDA_RANGE)
         return loss + penalty
+
+    def _pressed_block_is_closing(self, model: Supernet) -> bool:
+        """Whether the block the penalty presses (``block_pressure: weakest``) is the one it pressed at the last
+        iteration and its strongest residual gate has fallen since; updates ``pressed``."""
+        if model.cfg.block_pressure != "weakest":
+            return False
+        strongest = model.strongest_residual_gates()
+        weakest = model.weakest_open_block(strongest)
+        now = math.nan if weakest is None or strongest is None else strongest[weakest]
+        index, before = self.pressed.tolist()
+        self.pressed.copy_(torch.tensor([math.nan if weakest is None else weakest, now]))
+        return weakest is not None and index == weakest and now < before
 
     def metrics(self, model: Supernet, iteration: int) -> dict[str, float]:
         """What the search logs besides the loss: cost, lambda, target and alive channels per conv."""

@@ -54,14 +54,15 @@ against 37.35 / 32.97 scaled, so ``scaled`` stays the default."""
 
 
 BlockPressure = Literal["all", "weakest"]
-"""Which open blocks' residual gates the resource term's gradient reaches (the forward cost is the same).
-``all`` (the paper): every block's. ``weakest``: only the weakest open block's, the one whose strongest residual
-gate is lowest (the block a common shift of every psi, :func:`edgesr.search.budget.project_to_budget`, closes
-first; ties go to the lower index), so the search takes its depth decisions one block at a time; the head,
-after-body, 1x1 and Mult gates of every block are priced as before. Issue 13 item 3: in a plain-residual
-supernet (8 blocks of width 32, no 1x1 conv) a latency search with ``all`` thinned every block's residual write
-alike (the deployed cost is flat in a write's width until it closes), then closed all eight blocks within 100
-iterations, 89.4 -> 17.1 ms against a 55 ms target (``benchmarks/results/cpu-long/rt_plainspace.yaml``)."""
+"""Which open blocks' gates the resource term's gradient reaches (the forward cost is the same).
+``all`` (the paper): every block's. ``weakest``: only the weakest open block's 1x1, Mult and residual gates, the
+block whose strongest residual gate is lowest (the one a common shift of every psi,
+:func:`edgesr.search.budget.project_to_budget`, closes first; ties go to the lower index), besides the head and
+after-body gates; the other blocks keep the widths their loss gradient gives them. So the search prunes one block at
+a time, down to closing it, and then the next. Issue 13 item 3: in a plain-residual supernet (8 blocks of width 32,
+no 1x1 conv) a latency search with ``all`` thinned every block's residual write alike (the deployed cost is flat in
+a write's width until it closes), then closed all eight blocks within 100 iterations, 89.4 -> 17.1 ms against a
+55 ms target (``benchmarks/results/cpu-long/rt_plainspace.yaml``)."""
 
 
 class SupernetConfig(StrictModel):
@@ -124,8 +125,8 @@ class SupernetConfig(StrictModel):
     def _pressure_has_residual_gates(self) -> SupernetConfig:
         if self.block_pressure == "weakest" and not self.search_channels:
             raise ValueError(
-                "block_pressure 'weakest' routes the cost's gradient through the blocks' residual gates, which exist "
-                "only with search_channels: true; set search_channels: true or block_pressure: all"
+                "block_pressure 'weakest' ranks the blocks by their residual gates, which exist only with "
+                "search_channels: true; set search_channels: true or block_pressure: all"
             )
         return self
 

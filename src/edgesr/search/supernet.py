@@ -232,15 +232,15 @@ class Supernet(nn.Module):
         return self.cfg.gate_lr_scale if _is_gate(name) else 1.0
 
     def gates(self) -> SupernetGates:
-        """Every gate, as the resource term reads them; with ``block_pressure: weakest`` the residual gates of
-        every open block but the weakest are detached, so the term's gradient reaches one block's depth decision
+        """Every gate, as the resource term reads them; with ``block_pressure: weakest`` the gates of every open
+        block but the weakest are detached, so the term's gradient reaches one block's channels and depth at a time
         (:data:`edgesr.search.settings.BlockPressure`)."""
         device, width = self.conv_first.weight.device, self.cfg.width
         blocks = [block.gates() for block in self.blocks()]
         if self.cfg.block_pressure == "weakest":
             weakest = self.weakest_open_block()
             blocks = [
-                g if index == weakest else BlockGates(g.pointwise, g.mult, g.residual.detach())
+                g if index == weakest else BlockGates(_detached(g.pointwise), g.mult.detach(), g.residual.detach())
                 for index, g in enumerate(blocks)
             ]
         return SupernetGates(
@@ -249,13 +249,21 @@ class Supernet(nn.Module):
             after_body=_gate(self.psi_after_body, width, device),
         )
 
-    def weakest_open_block(self) -> int | None:
-        """The open block whose strongest residual gate is lowest (ties: the lower index), or None when no block
-        is open or the residual gates are not searched. One host sync."""
+    def strongest_residual_gates(self) -> list[float] | None:
+        """Each block's largest residual ``psi`` (a block is open while it is above the threshold), or None when the
+        residual gates are not searched or have no values (the meta device). One host sync."""
         psis = [block.psi_residual for block in self.blocks()]
         if not psis or any(psi is None or psi.is_meta for psi in psis):
             return None
-        strongest = torch.stack([cast(nn.Parameter, psi).detach().max() for psi in psis]).tolist()
+        return torch.stack([cast(nn.Parameter, psi).detach().max() for psi in psis]).tolist()
+
+    def weakest_open_block(self, strongest: list[float] | None = None) -> int | None:
+        """The open block whose strongest residual gate is lowest (ties: the lower index), or None when no block
+        is open or the residual gates are not searched; ``strongest``: :meth:`strongest_residual_gates`, when read
+        already."""
+        strongest = strongest if strongest is not None else self.strongest_residual_gates()
+        if strongest is None:
+            return None
         open_blocks = [(value, index) for index, value in enumerate(strongest) if value > GATE_THRESHOLD]
         return min(open_blocks)[1] if open_blocks else None
 
@@ -307,6 +315,10 @@ class Supernet(nn.Module):
             ),
         )
         return total + bicubic_mult_adds(self.scale, output_hw) * (self.bicubic is not None)
+
+
+def _detached(gates: Tensor | None) -> Tensor | None:
+    return None if gates is None else gates.detach()
 
 
 def _constant(value: int, like: Tensor) -> Tensor:
