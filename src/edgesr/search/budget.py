@@ -26,8 +26,7 @@ from edgesr.search.supernet import Supernet
 __all__ = [
     "CostFunction",
     "FinishedSearch",
-    "STEADY",
-    "STEADY_DECAY",
+    "PACE_DECAY",
     "SearchObjective",
     "alive_channels",
     "balanced_per_map",
@@ -43,14 +42,9 @@ CostFunction = Callable[[Supernet], Tensor]
 
 _LOG_LAMBDA_RANGE = (math.log(1e-6), math.log(1e4))
 
-STEADY = 0.9
-"""The share of recent iterations in which the pressed block's strongest residual gate must fall for lambda to wait
-(:class:`SearchObjective`): Adam moves a gate the penalty clearly outweighs down at nearly every step, one it barely
-outweighs about every other step (issue 13: with a wait on any fall, a cpu-long RT search held lambda at 1e-3 while
-block 3's write thinned from 32 to 20 channels in 1000 iterations, the cost 89 ms against a 52 ms target)."""
-
-STEADY_DECAY = 0.95
-"""The decay of that share's running average (about the last 20 iterations)."""
+PACE_DECAY = 0.95
+"""The decay of the running average of the pressed block's fall per iteration (about the last 20 iterations):
+:class:`SearchObjective`."""
 
 
 def _target(budget: MultAddsBudget | LatencyBudget) -> float:
@@ -91,11 +85,15 @@ class SearchObjective(nn.Module):
     exactly.
 
     With ``block_pressure: weakest`` (:data:`edgesr.search.settings.BlockPressure`) lambda waits for the gates'
-    lag: it does not rise while the pressed block is closing steadily, its strongest residual gate falling in at least
-    :data:`STEADY` of recent iterations (an average over about 20, :data:`STEADY_DECAY`): the penalty then outweighs
-    that block's loss gradient and the cost cannot fall until the block closes. While the gate falls now and then
-    only, lambda rises. ``pressed`` (a buffer: the pressed block's index, its strongest gate at the last iteration
-    and that average) carries the state, so a resumed search continues exactly.
+    lag: it does not rise while the pressed block is closing fast enough, its strongest residual gate falling at a
+    pace (a running average, :data:`PACE_DECAY`) that takes it to the threshold within the ramp's time per block
+    (``ramp_fraction * iterations / num_blocks``): the cost cannot fall until the block closes, and lambda rising
+    meanwhile would press the next blocks far harder than needed (issue 13). Issue 13 measured two weaker rules
+    in a cpu-long RT search: without the wait lambda rose to 6e-2 while the first block closed and all eight
+    blocks closed by iteration 1300; waiting whenever the gate fell in most iterations held lambda at 1.15e-3 while
+    that block's write crawled from 32 to 18 channels in 1000 iterations (cost 89 ms against a 52 ms target).
+    ``pressed`` (a buffer: the pressed block's index, its strongest gate at the last iteration and the pace)
+    carries the state, so a resumed search continues exactly.
     """
 
     log_lambda: Tensor
@@ -141,20 +139,23 @@ class SearchObjective(nn.Module):
         return loss + penalty
 
     def _pressed_block_is_closing(self, model: Supernet) -> bool:
-        """Whether the block the penalty presses (``block_pressure: weakest``) is closing steadily; updates
-        ``pressed``. The average restarts at 0 when another block is pressed."""
-        if model.cfg.block_pressure != "weakest":
+        """Whether the block the penalty presses (``block_pressure: weakest``) closes within the ramp's time per
+        block at its pace; updates ``pressed``. The pace restarts at 0 when another block is pressed."""
+        budget = self.budget
+        if model.cfg.block_pressure != "weakest" or not isinstance(budget, MultAddsBudget | LatencyBudget):
             return False
         strongest = model.strongest_residual_gates()
         weakest = model.weakest_open_block(strongest)
         if weakest is None or strongest is None:
             self.pressed.fill_(math.nan)
             return False
-        index, before, steady = self.pressed.tolist()
-        fell = index == weakest and strongest[weakest] < before
-        steady = STEADY_DECAY * (steady if index == weakest else 0.0) + (1.0 - STEADY_DECAY) * fell
-        self.pressed.copy_(torch.tensor([weakest, strongest[weakest], steady]))
-        return steady >= STEADY
+        index, before, pace = self.pressed.tolist()
+        same = index == weakest
+        fall = before - strongest[weakest] if same else 0.0
+        pace = PACE_DECAY * (pace if same else 0.0) + (1.0 - PACE_DECAY) * fall
+        self.pressed.copy_(torch.tensor([weakest, strongest[weakest], pace]))
+        time_per_block = budget.ramp_fraction * self.iterations / len(model.blocks())
+        return pace > 0 and (strongest[weakest] - GATE_THRESHOLD) / pace <= time_per_block
 
     def metrics(self, model: Supernet, iteration: int) -> dict[str, float]:
         """What the search logs besides the loss: cost, lambda, target and alive channels per conv."""
