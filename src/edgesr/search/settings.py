@@ -116,7 +116,7 @@ class SupernetConfig(StrictModel):
     )
 
     block_pressure: BlockPressure = Field(
-        "all", description="which open blocks' residual gates the resource term's gradient reaches (BlockPressure)"
+        "all", description="which open blocks' gates the resource term's gradient reaches (BlockPressure)"
     )
 
     @field_validator("activations")
