@@ -134,7 +134,8 @@ class SearchObjective(nn.Module):
             penalty = balanced_per_map(model, penalty)
         with torch.no_grad():  # dual ascent on cost <= target, after this iteration used the current lambda
             step = budget.lambda_rate * (float(cost) / target - 1.0)
-            if not (step > 0 and self._pressed_block_is_closing(model)):
+            closing = self._pressed_block_is_closing(model)  # read every iteration, so its pace stays current
+            if not (step > 0 and closing):
                 self.log_lambda.add_(step).clamp_(*_LOG_LAMBDA_RANGE)
         return loss + penalty
 
