@@ -214,12 +214,14 @@ class Supernet(nn.Module):
         writes), which reads the extended head; None when no block does. One host sync; without ``gates`` (the
         forward pass) the gates are read without building their graph. On the meta device
         (:func:`edgesr.complexity.count_complexity`) gates have no values: block 0, as in the whole supernet."""
-        if gates is None:
+        if gates is None:  # the forward pass: the blocks' own gates, without the resource term's routing
             with torch.no_grad():
-                gates = self.gates()
-        if gates.head.is_meta:
+                residuals = [block.gates().residual for block in self.blocks()]
+        else:
+            residuals = [block.residual for block in gates.blocks]
+        if residuals[0].is_meta:
             return 0
-        writes = torch.stack([block.residual.detach().sum() > 0 for block in gates.blocks]).tolist()
+        writes = torch.stack([residual.detach().sum() > 0 for residual in residuals]).tolist()
         return writes.index(True) if True in writes else None
 
     def gate_parameters(self) -> list[nn.Parameter]:
