@@ -112,7 +112,8 @@ def test_unscaled_mult_gate_gradient_multiplies_only_the_mult_gates_loss_gradien
 
 def test_weakest_block_pressure_routes_the_cost_gradient_to_one_blocks_gates():
     """Same Eq. 3 value; of the blocks, only the open block with the lowest strongest residual gate gets its
-    gradient, on its 1x1, Mult and residual gates; the head's and after-body's gates get it as before."""
+    gradient, on its 1x1, Mult and residual gates; the head's and after-body's gates get it only once every block is
+    closed."""
     costs, grads = {}, {}
     for pressure in ("all", "weakest"):
         torch.manual_seed(0)
@@ -130,12 +131,17 @@ def test_weakest_block_pressure_routes_the_cost_gradient_to_one_blocks_gates():
     assert costs["all"] == costs["weakest"]
     assert all(grads["all"][name] for name in grads["all"] if not name.startswith("body.1."))
     assert {name for name, pushed in grads["weakest"].items() if pushed} == {
-        "psi_head",
-        "psi_after_body",
         "body.2.psi_pointwise",
         "body.2.psi_mult",
         "body.2.psi_residual",
     }
+    with torch.no_grad():
+        for block in net.blocks():
+            block.psi_residual.fill_(0.3)
+    net.zero_grad()
+    net.mult_adds().backward()
+    assert net.weakest_open_block() is None
+    assert net.psi_head.grad.any() and net.psi_after_body.grad.any()  # every gate is priced, as under ``all``
 
 
 @pytest.mark.parametrize("pressure", ["all", "weakest"])

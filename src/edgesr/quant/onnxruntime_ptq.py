@@ -35,6 +35,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from edgesr.deploy.export import INPUT_NAME
 from edgesr.files import atomic_write
 from edgesr.quant.bias_correction import correct_biases
+from edgesr.quant.overflow import OverflowFix, resolve_overflow_fix
 
 __all__ = ["quantize_onnxruntime"]
 
@@ -75,9 +76,13 @@ def quantize_onnxruntime(
     out_onnx: Path,
     exclude: list[str] | None = None,
     symmetric_activations: bool = False,
+    overflow_fix: OverflowFix | None = None,
 ) -> Path:
     """Static QDQ quantization of ``fp32_onnx`` (after ONNX Runtime's shape inference and pre-processing);
-    activation ranges [min, max], or symmetric around zero with ``symmetric_activations``."""
+    activation ranges [min, max], or symmetric around zero with ``symmetric_activations``; 7-bit weights
+    (``reduce_range``) when ``overflow_fix`` is ``all_layers`` (:mod:`edgesr.quant.overflow`; None: this CPU's
+    choice)."""
+    reduce_range = (overflow_fix or resolve_overflow_fix()) == "all_layers"
     with tempfile.TemporaryDirectory(prefix="edgesr-qdq-") as staging:
         prepared = Path(staging) / "prepared.onnx"
         # symbolic shape inference gives up on some dynamic-size graphs (ConvTranspose); ONNX shape inference is enough
@@ -90,6 +95,7 @@ def quantize_onnxruntime(
                 _Patches(calibration),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
+                reduce_range=reduce_range,
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,

@@ -32,8 +32,10 @@ from edgesr.data.images import as_image, as_input
 from edgesr.deploy.export import save_openvino
 from edgesr.metrics import mean_psnr, psnr_y
 from edgesr.quant.exact_skip import make_skip_exact
+from edgesr.quant.overflow import OverflowFix as OverflowFixSetting
+from edgesr.quant.overflow import resolve_overflow_fix
 
-__all__ = ["quantize_openvino", "quantize_openvino_with_accuracy_control"]
+__all__ = ["NNCF_OVERFLOW_FIX", "quantize_openvino", "quantize_openvino_with_accuracy_control"]
 
 
 def _settings(calibration: list[np.ndarray]) -> dict:
@@ -45,10 +47,16 @@ def _settings(calibration: list[np.ndarray]) -> dict:
     }
 
 
-def _advanced() -> AdvancedQuantizationParameters:
-    # FIRST_LAYER is NNCF's CPU default, pinned: the int8-exact skip's taps are written for its 7-bit grid.
+NNCF_OVERFLOW_FIX = {"all_layers": OverflowFix.ENABLE, "first_layer": OverflowFix.FIRST_LAYER}
+"""NNCF's setting for each :data:`edgesr.quant.overflow.OverflowFix`."""
+
+
+def _advanced(overflow_fix: OverflowFixSetting | None) -> AdvancedQuantizationParameters:
+    # Never DISABLE: the int8-exact skip reads the model input, and its taps are written for the 7-bit grid that
+    # both settings give the first layer.
     return AdvancedQuantizationParameters(
-        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX, overflow_fix=OverflowFix.FIRST_LAYER
+        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
+        overflow_fix=NNCF_OVERFLOW_FIX[overflow_fix or resolve_overflow_fix()],
     )
 
 
@@ -66,17 +74,19 @@ def quantize_openvino(
     out_xml: Path,
     ignored_scope: nncf.IgnoredScope | None = None,
     exact_convs: Collection[str] = (),
+    overflow_fix: OverflowFixSetting | None = None,
 ) -> Path:
     """NNCF PTQ of ``fp32_xml`` on every calibration patch; writes the int8 IR to ``out_xml``.
 
-    ``exact_convs``: fixed interpolation convs run in int8 on exactly kept taps (:mod:`edgesr.quant.exact_skip`).
+    ``exact_convs``: fixed interpolation convs run in int8 on exactly kept taps (:mod:`edgesr.quant.exact_skip`);
+    ``overflow_fix``: which convs get 7-bit weights (:mod:`edgesr.quant.overflow`; None: this CPU's choice).
     """
     model = _read(fp32_xml, exact_convs)
     quantized = nncf.quantize(
         model,
         nncf.Dataset(calibration),
         ignored_scope=ignored_scope,
-        advanced_parameters=_advanced(),
+        advanced_parameters=_advanced(overflow_fix),
         **_settings(calibration),
     )
     return save_openvino(quantized, out_xml, compress_to_fp16=False)
@@ -91,10 +101,11 @@ def quantize_openvino_with_accuracy_control(
     out_xml: Path,
     ignored_scope: nncf.IgnoredScope | None = None,
     exact_convs: Collection[str] = (),
+    overflow_fix: OverflowFixSetting | None = None,
 ) -> Path:
     """``nncf.quantize_with_accuracy_control``: full int8 first, then the layers that cost most PSNR-Y on
     ``validation`` (name, LR, HR) pairs go back to float until the drop is at most ``max_drop`` dB
-    (``exact_convs`` as :func:`quantize_openvino`)."""
+    (``exact_convs`` and ``overflow_fix`` as :func:`quantize_openvino`)."""
 
     def validate(compiled: ov.CompiledModel, items: Iterable[tuple[str, np.ndarray, np.ndarray]]):
         request = compiled.create_infer_request()
@@ -110,7 +121,7 @@ def quantize_openvino_with_accuracy_control(
         max_drop=max_drop,
         drop_type=nncf.DropType.ABSOLUTE,
         ignored_scope=ignored_scope,
-        advanced_quantization_parameters=_advanced(),
+        advanced_quantization_parameters=_advanced(overflow_fix),
         **_settings(calibration),
     )
     return save_openvino(quantized, out_xml, compress_to_fp16=False)

@@ -52,6 +52,8 @@ from torch import Tensor, nn
 from edgesr.data.patches import PatchSampler
 from edgesr.deploy.export import INPUT_NAME, OUTPUT_NAME, save_openvino
 from edgesr.quant.calibration import calibration_patches
+from edgesr.quant.openvino_ptq import NNCF_OVERFLOW_FIX
+from edgesr.quant.overflow import OverflowFix, resolve_overflow_fix
 from edgesr.quant.settings import QatConfig
 from edgesr.quant.verify import Pairs
 from edgesr.tracker import Tracker
@@ -91,9 +93,15 @@ def float_scope(model: nn.Module, float_modules: Sequence[str]) -> nncf.IgnoredS
     return nncf.IgnoredScope(names=sorted(names | readers), validate=False)
 
 
-def fake_quantized(model: nn.Module, calibration: list[np.ndarray], float_modules: Sequence[str] = ()) -> nn.Module:
+def fake_quantized(
+    model: nn.Module,
+    calibration: list[np.ndarray],
+    float_modules: Sequence[str] = (),
+    overflow_fix: OverflowFix = "first_layer",
+) -> nn.Module:
     """A copy of ``model`` with NNCF's fake quantizers, ranges from min/max over ``calibration``;
-    ``float_modules`` and the ops that sum their outputs stay float (:func:`float_scope`)."""
+    ``float_modules`` and the ops that sum their outputs stay float (:func:`float_scope`); ``overflow_fix``: which
+    convs get 7-bit weights (:mod:`edgesr.quant.overflow`)."""
     model = copy.deepcopy(model).cpu().eval()
     return nncf.quantize(
         model,
@@ -104,7 +112,8 @@ def fake_quantized(model: nn.Module, calibration: list[np.ndarray], float_module
         fast_bias_correction=True,  # the only one the PyTorch backend has
         ignored_scope=float_scope(model, float_modules),
         advanced_parameters=AdvancedQuantizationParameters(
-            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
+            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
+            overflow_fix=NNCF_OVERFLOW_FIX[overflow_fix],
         ),
     )
 
@@ -159,9 +168,15 @@ class DistillationObjective(nn.Module):
         return {DISTILL_METRIC: self.last_l1} if self.active else {}
 
 
-def _fingerprint(model: nn.Module, calibration: list[np.ndarray], cfg: QatConfig, float_modules: Sequence[str]) -> dict:
+def _fingerprint(
+    model: nn.Module,
+    calibration: list[np.ndarray],
+    cfg: QatConfig,
+    float_modules: Sequence[str],
+    overflow_fix: OverflowFix,
+) -> dict:
     """What a resumed fine-tuning must match besides the trainer's settings: the fp32 weights it starts from, the
-    calibration patches the ranges come from, the objective and the float modules."""
+    calibration patches the ranges come from, the objective, the float modules and the weights' grid."""
     weights = hashlib.sha256()
     for name, tensor in model.state_dict().items():
         weights.update(name.encode())
@@ -174,6 +189,7 @@ def _fingerprint(model: nn.Module, calibration: list[np.ndarray], cfg: QatConfig
         "fp32_weights": weights.hexdigest(),
         "calibration": patches.hexdigest(),
         "float_modules": list(float_modules),
+        "overflow_fix": overflow_fix,
     }
 
 
@@ -196,16 +212,20 @@ def quantize_openvino_qat(
     run_dir: Path,
     float_modules: Sequence[str] = (),
     tracker: Tracker | None = None,
+    overflow_fix: OverflowFix | None = None,
 ) -> QatResult:
     """Fake-quantize ``model`` (:func:`fake_quantized`), fine-tune it ``cfg.iterations`` steps on ``train_pairs``
     (name, LR, HR) with the trainer (validated on ``val_pairs``, checkpointed in ``run_dir``, so an interrupted run
     resumes there; a run of other settings there is removed), and write its OpenVINO int8 IR to ``out_xml``.
-    ``model`` itself is left as it was. Runs on CUDA when present; the conversion runs on the CPU.
+    ``model`` itself is left as it was. Runs on CUDA when present; the conversion runs on the CPU. ``overflow_fix``:
+    :mod:`edgesr.quant.overflow` (None: this CPU's choice).
     """
-    quantized = fake_quantized(model, calibration, float_modules)
+    overflow_fix = overflow_fix or resolve_overflow_fix()
+    quantized = fake_quantized(model, calibration, float_modules, overflow_fix)
     history: list[dict[str, Any]] = []
     if cfg.iterations:
-        train_cfg, metadata = _train_config(cfg), _fingerprint(model, calibration, cfg, float_modules)
+        train_cfg = _train_config(cfg)
+        metadata = _fingerprint(model, calibration, cfg, float_modules, overflow_fix)
         with distributed_context(train_cfg.device) as ctx:
             keep_only_an_unfinished_run(run_dir, f"qat {run_dir.name}", train_cfg, scale, metadata, ctx)
         sampler = PatchSampler([(lr, hr) for _, lr, hr in train_pairs], scale, cfg.patch, cfg.seed)

@@ -90,7 +90,8 @@ def _verdict_cells(result: Mapping) -> list[str]:
 def _executed_cells(result: Mapping) -> list[str]:
     executed = result["executed"]
     layers = "; ".join(executed["float_layers"]) or "-"
-    return [executed["activations"], _layer_counts(executed["int8"]), _layer_counts(executed["float"]), layers]
+    counts = [_layer_counts(executed["int8"]), _layer_counts(executed["float"])]
+    return [executed["activations"], executed["weights"], *counts, layers]
 
 
 def _xlsr_section(results: Results, sets: list[str], outputs: Mapping[str, str]) -> list[str]:
@@ -124,7 +125,7 @@ def markdown(results: Results, sets: list[str], outputs: Mapping[str, str]) -> s
     )
     lines += _section(
         "What ran in int8 (executed graph)",
-        ["activations", "int8", "float", "float layers"],
+        ["activations", "weights", "int8", "float", "float layers"],
         results,
         _executed_cells,
     )

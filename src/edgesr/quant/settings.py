@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from edgesr.deploy.settings import EXPORT_RUNTIMES, ExportRuntime
+from edgesr.quant.overflow import OverflowFixChoice
 from edgesr.schema import StrictModel, distinct_choices
 
 __all__ = ["Int8Limits", "QatConfig", "QuantizeConfig"]
@@ -74,6 +75,11 @@ class QuantizeConfig(StrictModel):
         default_factory=list,
         description="models whose ONNX Runtime activation ranges are symmetric (zero point 0) instead of [min, max]; "
         "a name this pipeline does not deploy is ignored, so profiles without the model need not repeat the list",
+    )
+    overflow_fix: OverflowFixChoice = Field(
+        "auto",
+        description="7-bit weights against int16 saturation on CPUs without VNNI / AMX (quant.overflow): all_layers, "
+        "first_layer, or auto (all_layers on such a CPU, else first_layer)",
     )
     mode: Literal["full_int8", "accuracy_control", "qat"] = "full_int8"
     max_drop: float = Field(0.3, gt=0, description="accuracy_control: max PSNR-Y drop (dB) on the validation split")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from edgesr.cpu import cpu_model_and_flags
 from edgesr.deploy.microbench import InferencePrecision, runtime_version
 from edgesr.deploy.settings import ExportRuntime
 from edgesr.search.latency_grid import LatencyTable
@@ -30,31 +31,15 @@ C = TypeVar("C", bound="_Cached")
 _ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "neon", "asimd")
 
 
-def _cpu_description() -> tuple[str, list[str]]:
-    """CPU model name and the vector-ISA flags that decide which kernels a runtime picks."""
-    model, flags = "", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not model:
-                model = value.strip()
-            elif key.strip() in ("flags", "Features"):
-                flags |= set(value.split())
-    except OSError:  # not Linux: the platform string is all there is
-        pass
-    model = model or platform.processor() or platform.machine()
-    return model, sorted(flags & set(_ISA_FLAGS))
-
-
 def machine_fingerprint(
     runtime: ExportRuntime = "openvino", threads: int = 2, precision: InferencePrecision = "f32"
 ) -> dict[str, Any]:
     """What makes measured latencies comparable: CPU model and ISA, core count, runtime and version, threads,
     precision, and a oneDNN ISA cap in the environment."""
-    cpu, isa = _cpu_description()
+    cpu, flags = cpu_model_and_flags()
     return {
         "cpu": cpu,
-        "isa": isa,
+        "isa": sorted(flags & set(_ISA_FLAGS)),
         "logical_cpus": os.cpu_count(),
         "machine": platform.machine(),
         "runtime": runtime,

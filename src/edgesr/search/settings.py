@@ -57,15 +57,17 @@ BlockPressure = Literal["all", "weakest"]
 """Which open blocks' gates the resource term's gradient reaches (the forward cost is the same).
 ``all`` (the paper): every block's. ``weakest``: only the weakest open block's 1x1, Mult and residual gates, the
 block whose strongest residual gate is lowest (the one a common shift of every psi,
-:func:`edgesr.search.budget.project_to_budget`, closes first; ties go to the lower index), besides the head and
-after-body gates; the other blocks keep the widths their loss gradient gives them. So the search prunes one block at
-a time, down to closing it, and then the next. Issue 13 item 3: in a plain-residual supernet (8 blocks of width 32,
+:func:`edgesr.search.budget.project_to_budget`, closes first; ties go to the lower index); the other blocks, and the
+head and after-body while a block is open, keep the widths their loss gradient gives them. So the search prunes one
+block at a time, down to closing it, and then the next; the head and after-body are priced once every block is
+closed. Issue 13 item 3: in a plain-residual supernet (8 blocks of width 32,
 no 1x1 conv) a latency search with ``all`` thinned every block's residual write alike (the deployed cost is flat in
 a write's width until it closes), then closed all eight blocks within 100 iterations, 89.4 -> 17.1 ms against a
 55 ms target (``benchmarks/results/cpu-long/rt_plainspace.yaml``). With ``weakest``, the lambda that waits for the
 pressed block (:class:`edgesr.search.budget.SearchObjective`) and the hinge penalty, the same search's cost followed
 its target (32.7-33.0 ms against 33 for the last 1300 iterations), but the head and after-body gates, priced in every
-iteration, were left the weakest and the projection kept one channel of each (``rt_plainspace_weakest.yaml``)."""
+iteration, were left the weakest and the projection kept one channel of each (``rt_plainspace_weakest.yaml``), so
+they are now priced only once no block is open."""
 
 
 class SupernetConfig(StrictModel):

@@ -235,21 +235,18 @@ class Supernet(nn.Module):
 
     def gates(self) -> SupernetGates:
         """Every gate, as the resource term reads them; with ``block_pressure: weakest`` the gates of every open
-        block but the weakest are detached, so the term's gradient reaches one block's channels and depth at a time
-        (:data:`edgesr.search.settings.BlockPressure`)."""
+        block but the weakest, and the head's and after-body's while a block is open, are detached, so the term's
+        gradient reaches one block's channels and depth at a time (:data:`edgesr.search.settings.BlockPressure`)."""
         device, width = self.conv_first.weight.device, self.cfg.width
         blocks = [block.gates() for block in self.blocks()]
-        if self.cfg.block_pressure == "weakest":
-            weakest = self.weakest_open_block()
+        head, after_body = _gate(self.psi_head, width, device), _gate(self.psi_after_body, width, device)
+        if self.cfg.block_pressure == "weakest" and (weakest := self.weakest_open_block()) is not None:
             blocks = [
                 g if index == weakest else BlockGates(_detached(g.pointwise), g.mult.detach(), g.residual.detach())
                 for index, g in enumerate(blocks)
             ]
-        return SupernetGates(
-            head=_gate(self.psi_head, width, device),
-            blocks=blocks,
-            after_body=_gate(self.psi_after_body, width, device),
-        )
+            head, after_body = head.detach(), after_body.detach()
+        return SupernetGates(head=head, blocks=blocks, after_body=after_body)
 
     def strongest_residual_gates(self) -> list[float] | None:
         """Each block's largest residual ``psi`` (a block is open while it is above the threshold), or None when the

@@ -50,6 +50,7 @@ from edgesr.quant.calibration import calibration_patches
 from edgesr.quant.layers import float_module_nodes, ignored_nodes, openvino_ignored_scope, openvino_skip_nodes
 from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
 from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_accuracy_control
+from edgesr.quant.overflow import resolve_overflow_fix, weight_bits
 from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
 from edgesr.quant.qat import DISTILL_METRIC, quantize_openvino_qat
 from edgesr.quant.report import markdown, plot_rows
@@ -77,17 +78,18 @@ def _quantize(
     ``quantize.float_modules`` as that runtime keeps them (ONNX Runtime: in float with their ``Add``, activations
     ``symmetric`` or asymmetric; OpenVINO: a one-conv skip in int8 on exact taps, its ``Add`` in float)."""
     cfg = params.quantize
+    overflow_fix = resolve_overflow_fix(cfg.overflow_fix)
     if runtime == "onnxruntime":
         floats = layers + float_module_nodes(proto, cfg.float_modules)
-        return quantize_onnxruntime(fp32, calibration, out, floats, symmetric)
+        return quantize_onnxruntime(fp32, calibration, out, floats, symmetric, overflow_fix)
     skip_floats, exact = openvino_skip_nodes(proto, cfg.float_modules)
     exact = [conv for conv in exact if conv not in layers]  # a skip named in ignored_layers stays float, exact taps
     scope = openvino_ignored_scope(layers + skip_floats)
     if cfg.mode == "accuracy_control":
         return quantize_openvino_with_accuracy_control(
-            fp32, calibration, val_pairs, params.scale, cfg.max_drop, out, scope, exact
+            fp32, calibration, val_pairs, params.scale, cfg.max_drop, out, scope, exact, overflow_fix
         )
-    return quantize_openvino(fp32, calibration, out, scope, exact)
+    return quantize_openvino(fp32, calibration, out, scope, exact, overflow_fix)
 
 
 class DefaultModelNotDeployableError(UserError, ValueError):
@@ -120,6 +122,7 @@ def _fine_tuned_int8(
         root / params.paths.qat / name,
         cfg.float_modules,
         PrefixedTracker(tracker, f"{name}/qat"),
+        resolve_overflow_fix(cfg.overflow_fix),
     )
     curve = history_csv(result.history, ("loss", DISTILL_METRIC, "val_psnr"))
     write_text(_qat_curves(params, root) / f"{name}.csv", curve)
@@ -173,6 +176,7 @@ def quantize_one(
     inspect = {"openvino": openvino_precisions, "onnxruntime": onnxruntime_precisions}
     checks = model_dir(deploy_root, "int8", name) / CHECKS_FILE
     checks.unlink(missing_ok=True)  # no verdict may outlive the model it was measured on
+    overflow_fix = resolve_overflow_fix(params.quantize.overflow_fix)
     results: dict[str, dict] = {}
     for runtime in params.quantize.runtimes:
         fp32 = deployed_file(deploy_root, name, runtime, "fp32")
@@ -193,6 +197,7 @@ def quantize_one(
         )
         results[runtime]["executed"] = inspect[runtime](int8, modules).as_dict()
         results[runtime]["executed"]["activations"] = "symmetric" if symmetric else "asymmetric"
+        results[runtime]["executed"]["weights"] = weight_bits(runtime, overflow_fix)
         results[runtime]["sha256"] = file_sha256(int8)
     verdicts = {runtime: {k: r[k] for k in ("deployable", "failures", "sha256")} for runtime, r in results.items()}
     write_json(checks, verdicts)
