@@ -20,6 +20,7 @@ from edgesr.files import write_json
 from edgesr.models import build_model, default_model_config
 from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
 from edgesr.quant.openvino_ptq import quantize_openvino
+from edgesr.quant.overflow import resolve_overflow_fix
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "espcn"
@@ -59,8 +60,9 @@ def export_tiny_model(params: Params, root: Path, seed: int = 0) -> None:
     calibration = [rng.random((1, 3, 16, 16), dtype=np.float32) for _ in range(8)]
     quantize_onnxruntime(fp32_onnx, calibration, int8 / "model.onnx")
     quantize_openvino(fp32 / "openvino.xml", calibration, int8 / "openvino.xml")
+    fix = resolve_overflow_fix()  # the grid both quantizers chose for this CPU
     verdicts = {
-        runtime: {"deployable": True, "failures": [], "sha256": file_sha256(int8 / name)}
+        runtime: {"deployable": True, "failures": [], "sha256": file_sha256(int8 / name), "overflow_fix": fix}
         for runtime, name in (("openvino", "openvino.xml"), ("onnxruntime", "model.onnx"))
     }
     write_json(int8 / CHECKS_FILE, verdicts)

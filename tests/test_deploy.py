@@ -183,7 +183,10 @@ def test_tiles_are_seamless_with_enough_overlap(real_lr, tmp_path):
         assert np.abs(upscale_tiled(runner, real_lr, SCALE, tile=16, overlap=0).astype(int) - whole).max() > 1
 
 
-def test_int8_verdicts_are_tied_to_the_checked_file(tmp_path):
+def test_int8_verdicts_are_tied_to_the_checked_file(tmp_path, monkeypatch):
+    """A verdict holds for the file it was measured on, and for a CPU whose int8 kernels run its weights' grid
+    unclipped (8-bit weights need VNNI or AMX on x86: edgesr.quant.overflow)."""
+    import edgesr.artifacts
     from edgesr.artifacts import Int8NotDeployableError, check_int8_deployable, file_sha256, model_dir
 
     folder = model_dir(tmp_path, "int8", "net")
@@ -193,11 +196,19 @@ def test_int8_verdicts_are_tied_to_the_checked_file(tmp_path):
     with pytest.raises(Int8NotDeployableError, match="has not been checked; run `dvc repro quantize`"):
         check_int8_deployable(tmp_path, "net", "openvino")
     verdicts = {
-        "openvino": {"deployable": True, "failures": [], "sha256": file_sha256(model)},
+        "openvino": {"deployable": True, "failures": [], "sha256": file_sha256(model), "overflow_fix": "all_layers"},
         "onnxruntime": {"deployable": False, "failures": ["Set5: mean PSNR-Y drop 0.52 dB > 0.3"], "sha256": "x"},
     }
     (folder / "checks.json").write_text(json.dumps(verdicts))
     check_int8_deployable(tmp_path, "net", "openvino")  # checked and passed: no error
+    verdicts["openvino"]["overflow_fix"] = "first_layer"  # 8-bit weights, checked on a CPU with VNNI
+    (folder / "checks.json").write_text(json.dumps(verdicts))
+    monkeypatch.setattr(edgesr.artifacts, "resolve_overflow_fix", lambda: "first_layer")  # this CPU has VNNI
+    check_int8_deployable(tmp_path, "net", "openvino")
+    monkeypatch.setattr(edgesr.artifacts, "resolve_overflow_fix", lambda: "all_layers")  # this one has not
+    with pytest.raises(Int8NotDeployableError, match="8-bit weights, checked on a CPU with VNNI or AMX; this CPU"):
+        check_int8_deployable(tmp_path, "net", "openvino")
+    verdicts["openvino"]["overflow_fix"] = verdicts["onnxruntime"]["overflow_fix"] = "all_layers"
     (folder / "model.onnx").write_text("onnx")
     with pytest.raises(Int8NotDeployableError, match=r"net int8 on onnxruntime failed the quantize checks: Set5: mean"):
         verdicts["onnxruntime"]["sha256"] = file_sha256(folder / "model.onnx")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, cast
 
 from edgesr.deploy.settings import ExportRuntime
 from edgesr.errors import MissingInputError, UsageError, UserError
+from edgesr.quant.overflow import resolve_overflow_fix
 
 if TYPE_CHECKING:
     from edgesr.config import Params
@@ -196,7 +197,8 @@ class Int8NotDeployableError(UserError, ValueError):
 
 def check_int8_deployable(deploy_root: Path, model: str, runtime: str) -> None:
     """Raise :class:`Int8NotDeployableError` naming the failed checks unless the quantize stage passed ``model``'s
-    int8 form on ``runtime`` (its ``checks.json``), and that form is still the file it checked."""
+    int8 form on ``runtime`` (its ``checks.json``), that form is still the file it checked, and its weights' grid
+    runs unclipped on this CPU (:mod:`edgesr.quant.overflow`)."""
     folder = model_dir(deploy_root, "int8", model)
     path = folder / CHECKS_FILE
     if not path.is_file():
@@ -212,6 +214,13 @@ def check_int8_deployable(deploy_root: Path, model: str, runtime: str) -> None:
         raise Int8NotDeployableError(
             f"{model}'s int8 {runtime} model is not the file the quantize stage checked ({path}); "
             "rerun `dvc repro quantize`"
+        )
+    checked_for = verdict.get("overflow_fix", "first_layer")  # the pinned choice before quantize.overflow_fix
+    if checked_for == "first_layer" and resolve_overflow_fix() == "all_layers":
+        raise Int8NotDeployableError(
+            f"{model}'s int8 {runtime} model has 8-bit weights, checked on a CPU with VNNI or AMX; this CPU has "
+            "neither, and its int8 kernels clip bright content in int16 (edgesr.quant.overflow). Rerun `dvc repro "
+            "quantize` on this machine (quantize.overflow_fix: auto or all_layers), or use --precision fp32"
         )
     if not verdict["deployable"]:
         raise Int8NotDeployableError(

@@ -199,7 +199,10 @@ def quantize_one(
         results[runtime]["executed"]["activations"] = "symmetric" if symmetric else "asymmetric"
         results[runtime]["executed"]["weights"] = weight_bits(runtime, overflow_fix)
         results[runtime]["sha256"] = file_sha256(int8)
-    verdicts = {runtime: {k: r[k] for k in ("deployable", "failures", "sha256")} for runtime, r in results.items()}
+    verdicts = {
+        runtime: {k: r[k] for k in ("deployable", "failures", "sha256")} | {"overflow_fix": overflow_fix}
+        for runtime, r in results.items()
+    }
     write_json(checks, verdicts)
     return results
 
