@@ -29,12 +29,17 @@ the defaults (1500 steps, 9.7 min), 32.4 ms against the PTQ model's 31.2. Before
 NNCF's PyTorch PTQ alone gave 0.58 / 0.26, 1000 steps with the ranges kept 0.46 / 0.20, with learned ranges 0.34 /
 0.15, 1500 steps 0.32 / 0.14. The default S subnet: 0.07 / 0.03 against PTQ's 0.03 / 0.01, so PTQ (full bias
 correction, the int8-exact skip) stays the default and QAT is for the models PTQ leaves outside ``quantize.limits``.
+
+NNCF compiles its PyTorch C++ extension (the fake quantizers) with the machine's compiler on first use and gives up
+after ``NNCF_EXTENSION_LOAD_TIMEOUT`` seconds, 60 by default: on a busy 2-core AMD EPYC the build took longer and
+the fine-tuning failed. A user's setting is kept; otherwise :data:`EXTENSION_BUILD_TIMEOUT_S` applies.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +66,10 @@ from edgesr.train.distributed import distributed_context
 from edgesr.train.run import keep_only_an_unfinished_run
 from edgesr.train.settings import CosineSchedule, TrainConfig
 from edgesr.train.trainer import train
+
+EXTENSION_BUILD_TIMEOUT_S = 900
+"""Seconds NNCF may take to build and load its C++ extension (see the module docstring)."""
+os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", str(EXTENSION_BUILD_TIMEOUT_S))
 
 __all__ = [
     "DISTILL_METRIC",
