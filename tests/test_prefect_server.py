@@ -315,9 +315,10 @@ def test_real_server_schedules_cron_runs_and_runner_executes_one(harness: Harnes
 def test_the_served_pipeline_runs_on_its_schedule_and_registers_and_promotes_a_candidate(
     harness: Harness, tmp_path: Path
 ):
-    """Issue 12 item 6: `python -m pipelines.serve` on a smoke project whose schedule.cron fires every
-    minute; the first run the server's scheduler makes (none started by hand) runs every DVC stage,
-    registers the default model as a candidate and promotes it (the project has a signing key)."""
+    """Issue 12 item 6: `python -m pipelines.serve` on a smoke project (lean: one zoo model, one searched size)
+    whose schedule.cron fires every minute; the first run the server's scheduler makes (none started by hand)
+    runs every DVC stage, registers the default model as a candidate and promotes it (the project has a
+    signing key)."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -326,10 +327,10 @@ def test_the_served_pipeline_runs_on_its_schedule_and_registers_and_promotes_a_c
     from edgesr.registry.signing import init_keys
     from edgesr.registry.store import CANDIDATE, CHAMPION, Registry
 
-    from .smoke_project import make_smoke_project
+    from .smoke_project import lean, make_smoke_project
 
     project = make_smoke_project(tmp_path / "project")
-    params = load_params(project / "params.yaml")
+    params = lean(load_params(project / "params.yaml"))
     every_minute = params.model_copy(update={"schedule": params.schedule.model_copy(update={"cron": CRON})})
     write_params(every_minute, project / "params.yaml")
     init_keys(project / params.registry.keys_dir)
