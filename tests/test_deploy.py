@@ -206,7 +206,8 @@ def test_int8_verdicts_are_tied_to_the_checked_file(tmp_path, monkeypatch):
     monkeypatch.setattr(edgesr.artifacts, "resolve_overflow_fix", lambda: "first_layer")  # this CPU has VNNI
     check_int8_deployable(tmp_path, "net", "openvino")
     monkeypatch.setattr(edgesr.artifacts, "resolve_overflow_fix", lambda: "all_layers")  # this one has not
-    with pytest.raises(Int8NotDeployableError, match="8-bit weights, checked on a CPU with VNNI or AMX; this CPU"):
+    refused = r"8-bit weights \(quantize.overflow_fix first_layer\), and this CPU has no VNNI or AMX"
+    with pytest.raises(Int8NotDeployableError, match=refused):
         check_int8_deployable(tmp_path, "net", "openvino")
     verdicts["openvino"]["overflow_fix"] = verdicts["onnxruntime"]["overflow_fix"] = "all_layers"
     (folder / "model.onnx").write_text("onnx")

@@ -218,8 +218,8 @@ def check_int8_deployable(deploy_root: Path, model: str, runtime: str) -> None:
     checked_for = verdict.get("overflow_fix", "first_layer")  # the pinned choice before quantize.overflow_fix
     if checked_for == "first_layer" and resolve_overflow_fix() == "all_layers":
         raise Int8NotDeployableError(
-            f"{model}'s int8 {runtime} model has 8-bit weights, checked on a CPU with VNNI or AMX; this CPU has "
-            "neither, and its int8 kernels clip bright content in int16 (edgesr.quant.overflow). Rerun `dvc repro "
+            f"{model}'s int8 {runtime} model has 8-bit weights (quantize.overflow_fix first_layer), and this CPU has "
+            "no VNNI or AMX: its int8 kernels clip bright content in int16 (edgesr.quant.overflow). Rerun `dvc repro "
             "quantize` on this machine (quantize.overflow_fix: auto or all_layers), or use --precision fp32"
         )
     if not verdict["deployable"]:

@@ -106,11 +106,11 @@ def fake_quantized(
     model: nn.Module,
     calibration: list[np.ndarray],
     float_modules: Sequence[str] = (),
-    overflow_fix: OverflowFix = "first_layer",
+    overflow_fix: OverflowFix | None = None,
 ) -> nn.Module:
     """A copy of ``model`` with NNCF's fake quantizers, ranges from min/max over ``calibration``;
     ``float_modules`` and the ops that sum their outputs stay float (:func:`float_scope`); ``overflow_fix``: which
-    convs get 7-bit weights (:mod:`edgesr.quant.overflow`)."""
+    convs get 7-bit weights (:mod:`edgesr.quant.overflow`; None: this CPU's choice)."""
     model = copy.deepcopy(model).cpu().eval()
     return nncf.quantize(
         model,
@@ -122,7 +122,7 @@ def fake_quantized(
         ignored_scope=float_scope(model, float_modules),
         advanced_parameters=AdvancedQuantizationParameters(
             activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
-            overflow_fix=NNCF_OVERFLOW_FIX[overflow_fix],
+            overflow_fix=NNCF_OVERFLOW_FIX[overflow_fix or resolve_overflow_fix()],
         ),
     )
 
