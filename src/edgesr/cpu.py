@@ -6,7 +6,7 @@ import functools
 import platform
 from pathlib import Path
 
-__all__ = ["INT8_DOT_PRODUCT_FLAGS", "cpu_model_and_flags", "has_int8_dot_product"]
+__all__ = ["INT8_DOT_PRODUCT_FLAGS", "cpu_model_and_flags", "has_int8_dot_product", "is_x86_64"]
 
 INT8_DOT_PRODUCT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "avx_vnni_int8", "amx_int8"})
 """x86 flags of an int8 multiply-add that accumulates in int32 (VNNI, AMX); without one, int8 kernels sum pairs of
@@ -30,9 +30,14 @@ def cpu_model_and_flags() -> tuple[str, frozenset[str]]:
     return model or platform.processor() or platform.machine(), frozenset(flags)
 
 
+def is_x86_64() -> bool:
+    """Whether this is an x86-64 machine (Linux says ``x86_64``, Windows ``AMD64``)."""
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
 def has_int8_dot_product() -> bool:
     """Whether int8 convolutions here accumulate without saturating: true off x86 (ARM's int8 kernels widen before
     they add) and on x86 with one of :data:`INT8_DOT_PRODUCT_FLAGS`."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    if not is_x86_64():
         return True
     return bool(cpu_model_and_flags()[1] & INT8_DOT_PRODUCT_FLAGS)

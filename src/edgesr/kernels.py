@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import platform
 import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
+
+from edgesr.cpu import is_x86_64
 
 __all__ = ["NATIVE_ENV", "PORTABLE_KERNELS", "use_portable_kernels", "with_native_kernels"]
 
@@ -42,7 +43,7 @@ def use_portable_kernels() -> bool:
 
     Must run before ``torch`` is imported: ATen reads its capability once, at import.
     """
-    if os.environ.get(NATIVE_ENV) == "1" or platform.machine().lower() not in ("x86_64", "amd64"):
+    if os.environ.get(NATIVE_ENV) == "1" or not is_x86_64():
         return False
     if "torch" in sys.modules:
         raise RuntimeError("use_portable_kernels() must run before torch is imported")

@@ -50,7 +50,7 @@ from edgesr.quant.calibration import calibration_patches
 from edgesr.quant.layers import float_module_nodes, ignored_nodes, openvino_ignored_scope, openvino_skip_nodes
 from edgesr.quant.onnxruntime_ptq import quantize_onnxruntime
 from edgesr.quant.openvino_ptq import quantize_openvino, quantize_openvino_with_accuracy_control
-from edgesr.quant.overflow import resolve_overflow_fix, weight_bits
+from edgesr.quant.overflow import OverflowFix, resolve_overflow_fix, weight_bits
 from edgesr.quant.precision import onnxruntime_precisions, openvino_precisions
 from edgesr.quant.qat import DISTILL_METRIC, quantize_openvino_qat
 from edgesr.quant.report import markdown, plot_rows
@@ -73,12 +73,13 @@ def _quantize(
     val_pairs: Pairs,
     runtime: str,
     symmetric: bool,
+    overflow_fix: OverflowFix,
 ) -> Path:
     """Write the int8 model of ``fp32`` for ``runtime`` to ``out``: the ONNX nodes ``layers`` in float, and
     ``quantize.float_modules`` as that runtime keeps them (ONNX Runtime: in float with their ``Add``, activations
-    ``symmetric`` or asymmetric; OpenVINO: a one-conv skip in int8 on exact taps, its ``Add`` in float)."""
+    ``symmetric`` or asymmetric; OpenVINO: a one-conv skip in int8 on exact taps, its ``Add`` in float), weights on
+    the grid of ``overflow_fix``."""
     cfg = params.quantize
-    overflow_fix = resolve_overflow_fix(cfg.overflow_fix)
     if runtime == "onnxruntime":
         floats = layers + float_module_nodes(proto, cfg.float_modules)
         return quantize_onnxruntime(fp32, calibration, out, floats, symmetric, overflow_fix)
@@ -105,6 +106,7 @@ def _fine_tuned_int8(
     out: Path,
     root: Path,
     tracker: Tracker,
+    overflow_fix: OverflowFix,
 ) -> Path:
     """``mode: qat``: the OpenVINO int8 model of ``name`` fine-tuned from its checkpoint on ``train_pairs``
     (:mod:`edgesr.quant.qat`) in ``<paths.qat>/<name>``, validated on ``val_pairs``, its curve written to
@@ -122,7 +124,7 @@ def _fine_tuned_int8(
         root / params.paths.qat / name,
         cfg.float_modules,
         PrefixedTracker(tracker, f"{name}/qat"),
-        resolve_overflow_fix(cfg.overflow_fix),
+        overflow_fix,
     )
     curve = history_csv(result.history, ("loss", DISTILL_METRIC, "val_psnr"))
     write_text(_qat_curves(params, root) / f"{name}.csv", curve)
@@ -183,9 +185,9 @@ def quantize_one(
         out = model_dir(deploy_root, "int8", name) / fp32.name
         symmetric = runtime == "openvino" or name in params.quantize.onnxruntime_symmetric
         if runtime == "openvino" and params.quantize.mode == "qat":
-            int8 = _fine_tuned_int8(params, name, calibration, train_pairs, val_pairs, out, root, tracker)
+            int8 = _fine_tuned_int8(params, name, calibration, train_pairs, val_pairs, out, root, tracker, overflow_fix)
         else:
-            int8 = _quantize(params, fp32, out, proto, layers, calibration, val_pairs, runtime, symmetric)
+            int8 = _quantize(params, fp32, out, proto, layers, calibration, val_pairs, runtime, symmetric, overflow_fix)
         results[runtime] = verify_int8(
             make_runner[runtime](fp32, threads),
             make_runner[runtime](int8, threads),
