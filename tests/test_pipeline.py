@@ -1,20 +1,28 @@
-"""End to end on the smoke profile: the Prefect flow runs every DVC stage, MLflow groups the runs,
-a second `dvc repro` does nothing and a one-value change reruns only what depends on it."""
+"""End to end on a lean smoke project served on its schedule by a real Prefect server: the first tick runs every
+DVC stage, registers the default model and promotes it, MLflow groups the runs, a second run retrains nothing,
+and a one-value change reruns only what depends on it."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
 import yaml
 
-from edgesr.config import load_params
+from edgesr.config import load_params, write_params
 
-from .smoke_project import make_smoke_project, run_in
+from .prefect_server import prefect_server, read_deployment
+from .smoke_project import lean, make_smoke_project, run_in
 
 pytestmark = pytest.mark.slow
+
+DEPLOYMENT = "edgesr-pipeline/edgesr-scheduled"  # pipelines.serve's flow and default deployment name
+PIPELINE_TIMEOUT_S = 600  # every stage of the lean smoke pipeline on 2 busy cores
+TICK_MARGIN_S = 45  # the serving process registers its deployment within this
 
 
 def _ran(dvc_output: str) -> set[str]:
@@ -22,28 +30,77 @@ def _ran(dvc_output: str) -> set[str]:
     return {line.split("'")[1] for line in dvc_output.splitlines() if line.startswith("Running stage '")}
 
 
+def _next_tick() -> datetime:
+    """The first whole minute (UTC) at least TICK_MARGIN_S from now."""
+    soon = datetime.now(UTC) + timedelta(seconds=TICK_MARGIN_S)
+    return soon.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
 @pytest.fixture(scope="module")
 def smoke_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh clone: this checkout's code, shipped benchmark sets, dvc.yaml and the smoke profile's params."""
-    return make_smoke_project(tmp_path_factory.mktemp("project"))
+    """A fresh clone (this checkout's code, shipped benchmark sets, dvc.yaml) with the smoke profile's params
+    cut to one zoo model and one searched size (smoke_project.lean) and a signing key, so a run promotes."""
+    from edgesr.registry.signing import init_keys
+
+    project = make_smoke_project(tmp_path_factory.mktemp("project"))
+    params = lean(load_params(project / "params.yaml"))
+    write_params(params, project / "params.yaml")
+    init_keys(project / params.registry.keys_dir)
+    return project
 
 
 @pytest.fixture(scope="module")
-def flow_stages(smoke_project: Path, prefect_harness) -> list[str]:
-    """The smoke project after one run of the Prefect flow: the stages it ran."""
-    from pipelines.flow import pipeline_flow
+def served_runs(smoke_project: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
+    """`python -m pipelines.serve` against a real `prefect server start`, with schedule.cron set to a daily tick a
+    minute or so ahead: the run the server's scheduler makes at that tick (none started by hand), then the next
+    day's run brought forward to now. Both finished; serving stops before the tests change the project."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Scheduled
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        return pipeline_flow(project_dir=str(smoke_project))
+    with prefect_server(tmp_path_factory.mktemp("prefect")) as server:
+        params = load_params(smoke_project / "params.yaml")
+        tick = _next_tick()
+        daily = f"{tick.minute} {tick.hour} * * *"
+        write_params(params.model_copy(update={"schedule": params.schedule.model_copy(update={"cron": daily})}),
+                     smoke_project / "params.yaml")  # fmt: skip
+        server.serve_pipeline(smoke_project)
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
+            dep = server.wait_for(lambda: read_deployment(client, DEPLOYMENT), "the served pipeline deployment")
+            assert [s.schedule.cron for s in dep.schedules] == [daily]
+
+            def runs() -> list[Any]:
+                of_deployment = FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[dep.id]))
+                return client.read_flow_runs(flow_run_filter=of_deployment, sort=FlowRunSort.EXPECTED_START_TIME_ASC)
+
+            def finished(run_id: Any) -> Any:
+                run = client.read_flow_run(run_id)
+                return run if run.state is not None and run.state.is_final() else None
+
+            ticks = server.wait_for(lambda: (r := runs()) and len(r) >= 2 and r, "the scheduler's daily runs")
+            assert ticks[0].expected_start_time == tick, f"the deployment registered after {tick}: raise TICK_MARGIN_S"
+            first = server.wait_for(lambda: finished(ticks[0].id), "the first tick's run to finish", PIPELINE_TIMEOUT_S)
+            client.set_flow_run_state(ticks[1].id, Scheduled(scheduled_time=datetime.now(UTC)))
+            second = server.wait_for(lambda: finished(ticks[1].id), "the next day's run, brought forward", 300)
+        server.assert_server_log_clean()
+        return [first, second]
 
 
-def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, flow_stages: list[str], monkeypatch):
-    from pipelines.flow import pipeline_flow
+def test_the_served_pipeline_runs_every_stage_registers_promotes_and_groups_mlflow_runs(
+    smoke_project: Path, served_runs: list[Any]
+):
+    """Issue 12 item 6: the scheduled run of the served flow runs every stage, registers the default model as a
+    candidate and promotes it (the project has a signing key); the next run rereads the sources and retrains
+    nothing (the same images give the same data)."""
+    from edgesr.registry.store import CANDIDATE, CHAMPION, Registry
+    from pipelines.flow import list_stages
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for run in served_runs:
+        assert run.auto_scheduled and run.state.is_completed(), run.state
     params = load_params(smoke_project / "params.yaml")
-    stages = flow_stages
+    stages = list_stages(smoke_project)
     sizes, scales = list(params.search.sizes), params.search.retrain.scales
     assert stages == [
         "sources",
@@ -86,38 +143,43 @@ def test_flow_runs_every_stage_and_groups_mlflow_runs(smoke_project: Path, flow_
     assert all(p["onnxruntime_max_abs"] < 1e-4 and p["openvino_max_abs"] < 1e-4 for p in parity.values())
     assert {runtime for result in quantized.values() for runtime in result} == set(params.quantize.runtimes)
 
-    # one parent run with every stage nested under it, each with the four tags
+    # registered as a candidate by the first run and promoted by it
+    registry = Registry(f"sqlite:///{smoke_project / 'mlflow.db'}")
+    candidate = registry.by_alias(params.deploy.default_model, CANDIDATE)
+    champion = registry.by_alias(params.deploy.default_model, CHAMPION)
+    assert candidate is not None and champion is not None and str(candidate.version) == str(champion.version) == "1"
+    assert candidate.tags["promotion.decision"] == "promoted"
+
+    # one parent run per flow run; the first with every stage nested under it, each with the four tags
     mlflow.set_tracking_uri(f"sqlite:///{smoke_project / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=[params.tracking.experiment], output_format="list")
-    parents = [r for r in runs if r.data.tags.get("kind") == "pipeline"]
-    assert len(parents) == 1
-    assert {parents[0].data.tags[f"stage.{name.replace('@', '/')}"] for name in stages} == {"ran"}
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    first, second = sorted((r for r in runs if r.data.tags.get("kind") == "pipeline"), key=lambda r: r.info.start_time)
+    assert {first.data.tags[f"stage.{name.replace('@', '/')}"] for name in stages} == {"ran"}
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == first.info.run_id]
     # every stage but `sources` (a fingerprint file, nothing to track) records its run
     assert sorted(r.data.tags["dvc_stage"] for r in children) == sorted(stages[1:])
     for run in children:
         assert {"git_commit", "params_hash", "data_hash"} <= set(run.data.tags)
     train_run = next(r for r in children if r.data.tags["dvc_stage"].startswith("train@"))
     assert "val/psnr_y" in train_run.data.metrics and train_run.data.params["train.iterations"] == "12"
+    # the second run rereads the sources; the same images give the same data, so nothing retrains
+    assert second.data.tags["stage.sources"] == "ran"
+    assert {second.data.tags[f"stage.{name.replace('@', '/')}"] for name in stages[1:]} == {"up to date"}
+    assert not any(r.data.tags.get("mlflow.parentRunId") == second.info.run_id for r in runs)
 
     # nothing changed: nothing reruns but the fingerprint of the source folders
     assert _ran(run_in(smoke_project, "dvc", "repro")) == {"sources"}
-
-    # the scheduled run rereads the sources; the same images give the same data, so nothing retrains
-    pipeline_flow(project_dir=str(smoke_project))
-    runs = mlflow.search_runs(experiment_names=[params.tracking.experiment], output_format="list")
-    latest = max((r for r in runs if r.data.tags.get("kind") == "pipeline"), key=lambda r: r.info.start_time)
-    assert latest.data.tags["stage.sources"] == "ran"
-    assert {latest.data.tags[f"stage.{name.replace('@', '/')}"] for name in stages[1:]} == {"up to date"}
-    # one value changed: only the stage that reads it reruns
-    data = yaml.safe_load((smoke_project / "params.yaml").read_text())
+    # one value changed: only the stage that reads it reruns (then the value goes back)
+    saved = (smoke_project / "params.yaml").read_text()
+    data = yaml.safe_load(saved)
     data["evaluate"]["latency_repeats"] = 2
     (smoke_project / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     status = json.loads(run_in(smoke_project, "dvc", "status", "--json"))
+    (smoke_project / "params.yaml").write_text(saved)
     assert set(status) - {"sources"} == {"evaluate"}
 
 
-def test_default_upscale_keeps_flat_and_bright_content(smoke_project: Path, flow_stages: list[str], tmp_path):
+def test_default_upscale_keeps_flat_and_bright_content(smoke_project: Path, served_runs: list[Any], tmp_path):
     """`edgesr upscale` with the pipeline's default (the S subnet, OpenVINO int8) on a flat grey, a white and a
     bright photo: the levels of its own fp32 form within quantize.limits' flat bounds, no stripes, bright borders."""
     import numpy as np
@@ -158,12 +220,11 @@ def _changed(project: Path) -> set[str]:
     return set(json.loads(run_in(project, "dvc", "status", "--json"))) - {"sources"}
 
 
-def test_new_images_rerun_prepare_and_new_sets_or_scales_retrain_nothing(smoke_project, flow_stages, tmp_path):
+def test_new_images_rerun_prepare_and_new_sets_or_scales_retrain_nothing(smoke_project, served_runs, tmp_path):
     from PIL import Image
 
     from edgesr.data.sources import embedded_images
 
-    run_in(smoke_project, "dvc", "repro")  # settle what an earlier test changed
     folder = tmp_path / "Extra"
     folder.mkdir()
     photos = dict(embedded_images())
