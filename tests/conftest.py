@@ -1,4 +1,5 @@
-"""Shared fixtures: the shipped benchmark sets, telemetry off, one Prefect test server per session, fp32 on CUDA."""
+"""Shared fixtures: the shipped benchmark sets, telemetry off, one Prefect test server per session, fp32 on CUDA;
+the slow modules collected first."""
 
 from __future__ import annotations
 
@@ -15,6 +16,18 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
+
+
+def _marked_slow(module: object) -> bool:
+    marks = getattr(module, "pytestmark", [])
+    return any(mark.name == "slow" for mark in (marks if isinstance(marks, list) else [marks]))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules marked slow (a pipeline, real servers) first, in file order, each still in one piece:
+    ``--dist loadfile`` hands the files to the workers in collection order, so the longest start at once
+    instead of last, where one of them would set the wall time alone (seen: the pipeline's module last)."""
+    items.sort(key=lambda item: not _marked_slow(getattr(item, "module", None)))
 
 
 def benchmark_set(name: str) -> Path:
