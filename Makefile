@@ -30,8 +30,8 @@ pipeline: install
 	$(BIN)/dvc config core.analytics false
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 
-test: install  # one worker per test file (module-scoped servers and projects; file order kept)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -n 2 --dist loadfile tests
+test: install  # one worker per test file (module-scoped servers and projects), in tests/conftest.py's order
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder tests
 
 flow: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pipelines.flow

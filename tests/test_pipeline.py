@@ -192,15 +192,20 @@ def test_default_upscale_keeps_flat_and_bright_content(smoke_project: Path, serv
     params = load_params(smoke_project / "params.yaml")
     limits, scale = params.quantize.limits, params.scale
     bright = next(image.lr for image in stress_images() if image.name == "bright_snow")
-    inputs = {"grey": np.full((40, 56, 3), 128, np.uint8), "white": np.full((40, 56, 3), 255, np.uint8)}
-    for name, image in {**inputs, "bright": bright}.items():
-        Image.fromarray(image).save(tmp_path / f"{name}.png")
-        outputs = {}
-        for precision, runtime in (("int8", "openvino"), ("fp32", "torch")):
-            target = tmp_path / f"{name}_{precision}.png"
-            run_in(smoke_project, "edgesr", "upscale", str(tmp_path / f"{name}.png"), "-o", str(target),
-                 "--runtime", runtime, "--precision", precision)  # fmt: skip
-            outputs[precision] = load_rgb8(target)
+    inputs = {
+        "grey": np.full((40, 56, 3), 128, np.uint8),
+        "white": np.full((40, 56, 3), 255, np.uint8),
+        "bright": bright,
+    }
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, image in inputs.items():
+        Image.fromarray(image).save(folder / f"{name}.png")
+    for precision, runtime in (("int8", "openvino"), ("fp32", "torch")):  # one folder per call, as a user does
+        run_in(smoke_project, "edgesr", "upscale", str(folder), "-o", str(tmp_path / precision),
+               "--runtime", runtime, "--precision", precision)  # fmt: skip
+    for name, image in inputs.items():
+        outputs = {precision: load_rgb8(tmp_path / precision / f"{name}.png") for precision in ("int8", "fp32")}
         assert outputs["int8"].shape == (scale * image.shape[0], scale * image.shape[1], 3)
         errors = output_errors(outputs["int8"], outputs["fp32"], margin=0)  # borders included
         if name == "bright":
