@@ -19,22 +19,18 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
 
 
-def _marked_slow(module: object) -> bool:
-    marks = getattr(module, "pytestmark", [])
-    return any(mark.name == "slow" for mark in (marks if isinstance(marks, list) else [marks]))
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The modules marked slow (a pipeline, real servers) first, fewest tests first (an end-to-end module is a few
     long tests), then the others, most tests first; each module in one piece. ``make test`` runs ``--dist loadfile
     --no-loadscope-reorder``, so the files go to the workers in this order. pytest-xdist's own order (most tests
     first) started the pipeline's module, three tests and the longest, last, where it set the wall time alone
     (1259 s of tests at dd4afcd)."""
-    tests_in = Counter(getattr(item, "module", None) for item in items)
+    modules = {item: item.getparent(pytest.Module) for item in items}
+    tests_in = Counter(modules.values())
 
     def order(item: pytest.Item) -> tuple[bool, int]:
-        module = getattr(item, "module", None)
-        slow = _marked_slow(module)
+        module = modules[item]
+        slow = module is not None and module.get_closest_marker("slow") is not None  # the module's pytestmark
         return not slow, tests_in[module] if slow else -tests_in[module]
 
     items.sort(key=order)
