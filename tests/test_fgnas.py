@@ -216,6 +216,18 @@ def test_full_supernet_regularizer_equals_table_1_closed_form_and_the_counter():
     assert count_complexity(net, 2).mult_adds == expected
 
 
+def test_wide_activation_supernet_regularizer_is_eq_3_with_the_mult_map_width():
+    """Eq. 3 with ``C_m`` Mult channels: per block 1x1 C -> C, Mult 3x3 C -> C_m, residual 3x3 C_m -> C."""
+    width, mult = 16, 48
+    net = Supernet(SupernetConfig(num_blocks=4, width=width, mult_width=mult), scale=2)
+    per_block = 1 * width * width + 9 * width * mult + 9 * mult * width
+    ring = RING_X2 * (9 * 3 * width + 1 * width * width)
+    expected = LR_PIXELS_X2 * (9 * 3 * width + 4 * per_block + 9 * width * width + 9 * width * 12) + ring
+    assert net.mult_adds().item() == expected == count_complexity(net, 2).mult_adds
+    assert [tuple(p.shape) for p in net.body[0].parameters() if p.dim() == 2] == [(mult, 3)]  # psi_mult
+    assert net.body[0].psi_residual.shape == net.body[0].psi_pointwise.shape == (width,)
+
+
 def test_regularizer_counts_trunk_as_union_of_head_and_residuals():
     cfg = SupernetConfig(num_blocks=2, width=4, activations=["relu", "tanh"])
     net = Supernet(cfg, scale=2)
@@ -263,6 +275,8 @@ def test_regularizer_gradient_of_a_head_gate_sums_every_conv_that_counts_it(mode
         ({"search_channels": False}, 3),  # Table 4 (3): activation search only
         ({"pointwise": False, "activations": ["relu"]}, 2),  # Table 5 (1): EDSR's residual block
         ({"bicubic_skip": True}, 4),
+        ({"mult_width": 30}, 2),  # wide activation (WDSR): Mult maps wider than the trunk
+        ({"mult_width": 30, "pointwise": False, "activations": ["relu"], "search_activations": False}, 3),
     ],
 )
 def test_extracted_subnet_equals_hard_gated_supernet_and_counts_as_the_regularizer(overrides, scale):
@@ -353,6 +367,15 @@ def test_architecture_rejects_inconsistent_channel_lists():
     half_dead = {"pointwise": [], "mult": {"relu": [1]}, "residual": [2]}
     with pytest.raises(ValidationError, match=r"keeps some but not all"):
         FGNASArchitecture(width=4, activations=["relu"], head=[0], blocks=[half_dead], after_body=[])
+    wide = {"pointwise": None, "mult": {"relu": [0, 9]}, "residual": [3]}  # Mult channels up to mult_width
+    FGNASArchitecture(width=4, mult_width=10, activations=["relu"], head=[0], blocks=[wide], after_body=[])
+    with pytest.raises(ValidationError, match=r"blocks\[0\].mult.relu must be .* in \[0, 4\)"):
+        FGNASArchitecture(width=4, activations=["relu"], head=[0], blocks=[wide], after_body=[])
+    with pytest.raises(ValidationError, match=r"blocks\[0\].residual must be .* in \[0, 4\)"):
+        trunk_too_wide = {"pointwise": None, "mult": {"relu": [0]}, "residual": [5]}
+        FGNASArchitecture(
+            width=4, mult_width=10, activations=["relu"], head=[0], blocks=[trunk_too_wide], after_body=[]
+        )
 
 
 def test_objective_is_eq_2_with_fixed_lambda_and_adapts_lambda_to_a_target():

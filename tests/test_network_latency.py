@@ -77,6 +77,8 @@ def _conv_shapes(deployed: DeployedFGNAS) -> dict[str, tuple[int, int, int]]:
         (4, 0.25, {"pointwise": False}),
         (5, 0.7, {"mult_channels": 2}),
         (6, 0.7, {"closed": 2}),
+        (0, 0.5, {"mult_width": 40}),  # wide activation: Mult maps of up to 40 channels in a 16-channel trunk
+        (2, 0.7, {"pointwise": False, "mult_width": 40}),
     ],
 )
 def test_deployed_convs_and_features_are_the_deploy_form_that_export_writes(seed, fraction, cfg):
@@ -113,6 +115,8 @@ def test_deployed_convs_and_features_are_the_deploy_form_that_export_writes(seed
     assert features["concat_channels"] == appended
     assert features["part_convs"] == sum(len(b.part_convs) for b in deployed.body)
     assert {deployed_kind(c) for c in counted} <= set(network_kinds(supernet.cfg, 2, 8))
+    full = Supernet(supernet.cfg, 2)  # every gate open: the table's grids cover the widest deployed convs
+    assert NetworkLatencyModel(_linear_table(full.cfg), (1.0,) + (0.0,) * len(FEATURES)).estimate_ms(full) > 0
 
 
 def _block_position(supernet: Supernet, block: str) -> int:

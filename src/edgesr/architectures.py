@@ -128,6 +128,9 @@ class FGNASArchitecture(StrictModel):
     """A searched FGNAS architecture (written by the search stage as ``architecture.json``)."""
 
     width: int = Field(ge=1, description="the supernet's channel width")
+    mult_width: int | None = Field(
+        None, ge=1, description="the supernet's Mult map width, when it differs from width (wide activation)"
+    )
     activations: list[ActivationName] = Field(description="the supernet's branches; the sum is scaled by 1/len")
     head: list[int]
     blocks: list[BlockArchitecture]
@@ -137,25 +140,30 @@ class FGNASArchitecture(StrictModel):
     def _consistent(self) -> FGNASArchitecture:
         if not self.head:
             raise ValueError("head keeps no channel: the network would ignore its input")
-        lists = {"head": self.head, "after_body": self.after_body}
+        lists = {"head": (self.head, self.width), "after_body": (self.after_body, self.width)}
         for index, block in enumerate(self.blocks):
             unknown = set(block.mult) - set(self.activations)
             if unknown:
                 raise ValueError(f"blocks[{index}].mult names {sorted(unknown)}, not in activations {self.activations}")
-            lists[f"blocks[{index}].residual"] = block.residual
-            lists |= {f"blocks[{index}].mult.{a}": v for a, v in block.mult.items()}
+            lists[f"blocks[{index}].residual"] = (block.residual, self.width)
+            lists |= {f"blocks[{index}].mult.{a}": (v, self.mult_map_width) for a, v in block.mult.items()}
             if block.pointwise is not None:
-                lists[f"blocks[{index}].pointwise"] = block.pointwise
+                lists[f"blocks[{index}].pointwise"] = (block.pointwise, self.width)
             parts = [block.residual, block.mult_channels()] + ([block.pointwise] if block.pointwise is not None else [])
             if any(parts) and not all(parts):
                 raise ValueError(
                     f"blocks[{index}] keeps some but not all of its 1x1 / Mult / residual channels; "
                     "a block is either alive in all three or pruned away (edgesr.search.extract cleans this)"
                 )
-        for key, channels in lists.items():
-            if sorted(set(channels)) != channels or any(not 0 <= c < self.width for c in channels):
-                raise ValueError(f"{key} must be sorted, distinct channel numbers in [0, {self.width}), got {channels}")
+        for key, (channels, width) in lists.items():
+            if sorted(set(channels)) != channels or any(not 0 <= c < width for c in channels):
+                raise ValueError(f"{key} must be sorted, distinct channel numbers in [0, {width}), got {channels}")
         return self
+
+    @property
+    def mult_map_width(self) -> int:
+        """The supernet's Mult map width: ``mult_width``, or ``width`` when it is null."""
+        return self.mult_width or self.width
 
     def skip_channels(self) -> list[int]:
         """Channels of the global skip that ``conv_last`` reads: head ∪ after-body."""

@@ -75,11 +75,11 @@ def _activation_parts(block: SearchableBlock, activations: Sequence[str]) -> lis
     return [part for part in (linear_columns(activations), tanh) if part]
 
 
-def _close_narrow_parts(block: SearchableBlock, width: int, minimum: int, activations: Sequence[str]) -> None:
+def _close_narrow_parts(block: SearchableBlock, minimum: int, activations: Sequence[str]) -> None:
     """Close every activation part of the block's Mult map that keeps some but fewer than ``minimum`` channels."""
     psi = block.psi_mult
     assert psi is not None
-    alive = _alive(psi, width)
+    alive = _alive(psi, block.conv_mult.out_channels)
     gates = psi if psi.dim() == 2 else psi[:, None]
     for part in _activation_parts(block, activations):
         if 0 < int(alive[:, part].any(dim=1).sum()) < minimum:
@@ -107,7 +107,7 @@ def clean_gates(supernet: Supernet) -> None:
         searched = [psi for psi in parts if psi is not None]
         closable = len(searched) == len(parts)
         if closable and minimum > 1:
-            _close_narrow_parts(block, width, minimum, cfg.activations)
+            _close_narrow_parts(block, minimum, cfg.activations)
         # An unsearched map keeps every channel, so only searched ones can be empty.
         empty = [psi for psi in searched if not _channels(psi, width)]
         if closable and empty:
@@ -166,9 +166,9 @@ def extract_architecture(supernet: Supernet) -> FGNASArchitecture:
     cfg, width = supernet.cfg, supernet.cfg.width
     blocks = []
     for block in supernet.blocks():
-        mult_alive = _alive(block.psi_mult, width)
+        mult_alive = _alive(block.psi_mult, cfg.mult_map_width)
         if mult_alive.shape[1] == 1:  # one gate shared by every branch (or none searched)
-            mult_alive = mult_alive.expand(width, len(cfg.activations))
+            mult_alive = mult_alive.expand(cfg.mult_map_width, len(cfg.activations))
         mult = {a: torch.nonzero(mult_alive[:, i]).flatten().tolist() for i, a in enumerate(cfg.activations)}
         pointwise = _channels(block.psi_pointwise, width) if block.conv_pointwise is not None else None
         residual = _channels(block.psi_residual, width)
@@ -177,6 +177,7 @@ def extract_architecture(supernet: Supernet) -> FGNASArchitecture:
         blocks.append(BlockArchitecture(pointwise=pointwise, mult=mult, residual=residual))
     return FGNASArchitecture(
         width=width,
+        mult_width=cfg.mult_width,
         activations=list(cfg.activations),
         head=_channels(supernet.psi_head, width),
         blocks=blocks,

@@ -31,14 +31,15 @@ def lr_size(scale: int, output_hw: tuple[int, int] = (720, 1280)) -> tuple[int, 
     return -(-output_hw[0] // scale), -(-output_hw[1] // scale)
 
 
-def _kinds(
-    cfg: SupernetConfig, scale: int, grid: tuple[int, ...]
-) -> dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]]:
-    """kind -> (kernel, in counts, out counts) for the convs of ``Supernet(cfg, scale)``."""
+def _kinds(cfg: SupernetConfig, scale: int, step: int) -> dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]]:
+    """kind -> (kernel, in counts, out counts) for the convs of ``Supernet(cfg, scale)``: the 3x3 convs read and
+    write up to the wider of the trunk and the Mult map."""
+    grid = channel_grid(cfg.width, step)
     kinds: dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]] = {"head": (3, (3,), grid)}
     if cfg.pointwise:
         kinds["conv1x1"] = (1, grid, grid)
-    kinds["conv3x3"] = (3, grid, grid)
+    wider = channel_grid(max(cfg.width, cfg.mult_map_width), step)
+    kinds["conv3x3"] = (3, wider, wider)
     kinds["last"] = (3, grid, (3 * scale * scale,))
     return kinds
 
@@ -64,8 +65,8 @@ def build_latency_table(
     """Measure (or read from the cache) the latency table of ``Supernet(cfg, scale)``'s convs.
 
     Every conv runs at the LR size of an ``output_hw`` output (:func:`lr_size`). The grid is
-    :func:`channel_grid` ``(cfg.width, step)``; four kinds (three without the 1x1 conv) of
-    ``len(grid)^2`` or ``len(grid)`` convs each, so width 32 / step 8 is 60 convs.
+    :func:`channel_grid` ``(cfg.width, step)``, the 3x3 kind's up to ``max(width, mult_width)``; four kinds
+    (three without the 1x1 conv) of ``len(grid)^2`` or ``len(grid)`` convs each, so width 32 / step 8 is 60 convs.
 
     Noise: the grid is measured ``rounds`` times, each round in its own shuffled order, and each entry
     is the median over rounds of :func:`measure_conv_ms` (itself the median of ``repeats`` runs after
@@ -84,8 +85,7 @@ def build_latency_table(
     if scale < 1 or rounds < 1:
         raise ValueError(f"scale and rounds must be >= 1, got scale={scale}, rounds={rounds}")
     lr_hw = lr_size(scale, output_hw)
-    grid = channel_grid(cfg.width, step)
-    kinds = kinds if kinds is not None else _kinds(cfg, scale, grid)
+    kinds = kinds if kinds is not None else _kinds(cfg, scale, step)
     fingerprint = {
         "format": FORMAT_VERSION,
         **machine_fingerprint(runtime, threads, precision),

@@ -197,13 +197,14 @@ def network_kinds(
 ) -> dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]]:
     """The conv kinds of the deploy form for the table: kind -> (kernel, in counts, out counts)."""
     grid = channel_grid(cfg.width, step)
-    wide = channel_grid(2 * cfg.width, step)  # concatenated activations: up to two per Mult channel
+    mult = channel_grid(cfg.mult_map_width, step)
+    wide = channel_grid(2 * cfg.mult_map_width, step)  # concatenated activations: up to two per Mult channel
     # a reader of the trunk: the space plus every block's appended write (at most a fifth of it each)
     trunk = channel_grid(cfg.width + cfg.num_blocks * (cfg.width // 5), step)
     kinds = {
         "head": (3, (3,), grid),
-        "image5x5": (5, (3,), grid),
-        "conv3x3": (3, trunk, grid),
+        "image5x5": (5, (3,), mult),
+        "conv3x3": (3, trunk, channel_grid(max(cfg.width, cfg.mult_map_width), step)),  # Mult parts, after-body
         "residual": (3, wide, trunk),
     }
     if cfg.pointwise:

@@ -75,6 +75,14 @@ class SupernetConfig(StrictModel):
 
     num_blocks: int = Field(16, ge=1, description="searchable blocks: 16 / 32 / 64 for FGNAS-S / M / L")
     width: int = Field(64, ge=1, description="channels of every conv but the last (Table 1: 64)")
+    mult_width: int | None = Field(
+        None,
+        ge=1,
+        description="channels of every block's Mult map (the 3x3 conv before the activations, read by the residual "
+        "conv); null = width, as in the paper. Wider than width is WDSR's wide activation (Yu et al. 2018): more "
+        "channels before the activation for the same Mult-Adds, a shape the plain residual net cannot take (issue 13 "
+        "item 4), and the gates choose each block's expansion",
+    )
     activations: list[ActivationName] = Field(default_factory=lambda: list(ACTIVATIONS))
     pointwise: bool = Field(True, description="the block's 1x1 conv (Table 5); false = EDSR's residual block")
     search_channels: bool = Field(True, description="gate head, 1x1, residual and after-body channels (Table 4)")
@@ -120,6 +128,11 @@ class SupernetConfig(StrictModel):
     block_pressure: BlockPressure = Field(
         "all", description="which open blocks' gates the resource term's gradient reaches (BlockPressure)"
     )
+
+    @property
+    def mult_map_width(self) -> int:
+        """Channels of every block's Mult map: ``mult_width``, or ``width`` when it is null."""
+        return self.mult_width or self.width
 
     @field_validator("activations")
     @classmethod

@@ -8,7 +8,8 @@
 Searchable block, input x (C channels)::
 
     h = g_pw * conv1x1(x)                                   (1x1 "squeeze", gated, M = 1)
-    m = conv3x3(h)                                          (the "Mult" feature map; see below for padding)
+    m = conv3x3(h)                                          (the "Mult" feature map, C_m channels; see below
+                                                             for padding)
     a = (g_relu * relu(m) + g_prelu * prelu(m) + g_tanh * tanh(m)) / 3
     x = x + g_res * conv3x3(a)                              (residual output channels gated)
 
@@ -19,6 +20,9 @@ beyond the image unpadded (:func:`edgesr.models.fgnas.extended_head`), so the li
 composes exactly into one conv on the RGB input, as in the extracted subnet. All three activations are 0
 at 0 and the sum is scaled by 1/3 (Sec. 3.1). ``pointwise: false`` drops
 the 1x1 conv (EDSR's residual block, Table 5); ``activations: [relu]`` keeps a single activation.
+The Mult map has ``C_m = mult_width`` channels, C in the paper; wider, the block is WDSR's wide-activation
+block (Yu et al., "Wide Activation for Efficient and Accurate Image Super-Resolution", 2018: more channels
+before the activation at the same Mult-Adds), and the gates choose each block's expansion.
 What is searched (Table 4) is chosen by ``search_channels`` (head, 1x1, residual and after-body
 gates) and ``search_activations`` (one gate per activation and Mult channel). With channel search but
 no activation search the Mult map gets one gate per channel, shared by the three branches ("relocates
@@ -136,27 +140,33 @@ class SearchableBlock(nn.Module):
 
     def __init__(self, cfg: SupernetConfig) -> None:
         super().__init__()
-        width, num_acts = cfg.width, len(cfg.activations)
+        width, mult, num_acts = cfg.width, cfg.mult_map_width, len(cfg.activations)
         self.activations = list(cfg.activations)
-        self.conv_pointwise, self.conv_mult = pointwise_and_mult(width, width if cfg.pointwise else None, width)
-        self.prelu = nn.PReLU(width, init=0.25) if "prelu" in cfg.activations else None
-        self.conv_residual = nn.Conv2d(width, width, 3, padding=1)
+        self.conv_pointwise, self.conv_mult = pointwise_and_mult(width, width if cfg.pointwise else None, mult)
+        self.prelu = nn.PReLU(mult, init=0.25) if "prelu" in cfg.activations else None
+        self.conv_residual = nn.Conv2d(mult, width, 3, padding=1)
         channels = cfg.search_channels
         self.psi_pointwise = _gate_parameter((width,), cfg.gate_init) if channels and cfg.pointwise else None
         self.psi_mult: nn.Parameter | None
         if cfg.search_activations:
-            self.psi_mult = _gate_parameter((width, num_acts), cfg.gate_init)
+            self.psi_mult = _gate_parameter((mult, num_acts), cfg.gate_init)
         else:
-            self.psi_mult = _gate_parameter((width, 1), cfg.gate_init) if channels else None
+            self.psi_mult = _gate_parameter((mult, 1), cfg.gate_init) if channels else None
         self.psi_residual = _gate_parameter((width,), cfg.gate_init) if channels else None
         self.search_activations = cfg.search_activations
         self.mult_gate_gradient = float(num_acts) if cfg.mult_gate_gradient == "unscaled" else 1.0
 
     def gates(self) -> BlockGates:
-        width, device = self.conv_mult.out_channels, self.conv_mult.weight.device
-        pointwise = _gate(self.psi_pointwise, width, device) if self.conv_pointwise is not None else None
-        mult = st_gate(self.psi_mult) if self.psi_mult is not None else torch.ones(width, 1, device=device)
-        return BlockGates(pointwise, mult, _gate(self.psi_residual, width, device))
+        device = self.conv_mult.weight.device
+        pointwise = None
+        if self.conv_pointwise is not None:
+            pointwise = _gate(self.psi_pointwise, self.conv_pointwise.out_channels, device)
+        mult = (
+            st_gate(self.psi_mult)
+            if self.psi_mult is not None
+            else torch.ones(self.conv_mult.out_channels, 1, device=device)
+        )
+        return BlockGates(pointwise, mult, _gate(self.psi_residual, self.conv_residual.out_channels, device))
 
     def forward(self, x: Tensor, extended: Tensor | None = None) -> Tensor:
         """``extended``: ``x`` (the head alone) extended by one pixel, read by the first block that runs
