@@ -34,8 +34,8 @@ def test_bicubic_json_reproduces_set5_x2(capsys):
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_complexity_json_for_every_zoo_model(name, capsys):
-    assert main(["complexity", name, "--scale", "4", "--json"]) == 0
+def test_complexity_json_for_every_zoo_model(name, capsys, tmp_path):
+    assert main(["complexity", name, "--scale", "4", "--json", "--params", str(tmp_path / "none.yaml")]) == 0
     printed = json.loads(capsys.readouterr().out)
     expected = count_complexity(build_model(default_model_config(name), 4), 4, (720, 1280))
     assert printed == {"params": expected.params, "mult_adds": expected.mult_adds, "other_ops": expected.other_ops}
@@ -104,6 +104,17 @@ def test_internal_errors_keep_their_traceback(monkeypatch):
 )
 def test_user_facing_errors_are_user_errors(error):
     assert issubclass(error, UserError) and issubclass(error, ValueError)
+
+
+def test_complexity_counts_the_projects_configuration_of_a_zoo_name(capsys, tmp_path):
+    params = tmp_path / "params.yaml"
+    assert main(["config", "--params", str(ROOT / "params.yaml"), "--profile", "cpu-long", "--write", str(params)]) == 0
+    capsys.readouterr()
+    assert main(["complexity", "plain_resnet", "--scale", "2", "--params", str(params)]) == 0
+    # cpu-long's baseline is 8 blocks x 36 (44.1 G), not the zoo default 8 x 32 (35.0 G)
+    assert "plain_resnet x2 (`models.plain_resnet` of" in capsys.readouterr().out
+    main(["complexity", "plain_resnet", "--scale", "2", "--params", str(params), "--json"])
+    assert json.loads(capsys.readouterr().out)["mult_adds"] == 44_117_913_600
 
 
 def test_complexity_unknown_model_lists_the_zoo(capsys):

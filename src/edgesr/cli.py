@@ -228,24 +228,25 @@ def _cmd_complexity(args: argparse.Namespace) -> None:
     from edgesr.complexity import count_complexity
     from edgesr.models import MODEL_NAMES, build_model, default_model_config
 
-    if args.model in MODEL_NAMES:
-        cfg = default_model_config(args.model)
+    # the project's own configuration of a model comes first: `plain_resnet` of a cpu-long project is its 8 x 36
+    models = _load(args).models if Path(args.params).exists() else {}
+    if args.model in models:
+        cfg, source = models[args.model].arch, f"`models.{args.model}` of {args.params}"
+    elif args.model in MODEL_NAMES:
+        cfg, source = default_model_config(args.model), "zoo default"
     else:
-        params = _load(args)
-        if args.model not in params.models:
-            raise UsageError(
-                f"unknown model '{args.model}': use a zoo name ({', '.join(MODEL_NAMES)}) "
-                f"or a key of `models` in {args.params} ({', '.join(params.models)})"
-            )
-        cfg = params.models[args.model].arch
+        raise UsageError(
+            f"unknown model '{args.model}': use a zoo name ({', '.join(MODEL_NAMES)}) "
+            f"or a key of `models` in {args.params} ({', '.join(models) or 'none there'})"
+        )
     height, width = args.output
     result = count_complexity(build_model(cfg, args.scale), args.scale, (height, width))
     if args.json:
         print(json.dumps({"params": result.params, "mult_adds": result.mult_adds, "other_ops": result.other_ops}))
     else:
         print(
-            f"{args.model} x{args.scale}: {result.params:,} params, {result.mult_adds / 1e9:.3f} G Mult-Adds and "
-            f"{result.other_ops / 1e9:.3f} G other ops for a {width}x{height} output"
+            f"{args.model} x{args.scale} ({source}): {result.params:,} params, {result.mult_adds / 1e9:.3f} G "
+            f"Mult-Adds and {result.other_ops / 1e9:.3f} G other ops for a {width}x{height} output"
         )
 
 
@@ -352,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("complexity", help="parameters and Mult-Adds of a model for a 1280x720 output")
     _add_params_args(p)
-    p.add_argument("model", help="zoo name (default configuration) or a key of `models` in params.yaml")
+    p.add_argument(
+        "model", help="a key of `models` in params.yaml (as configured there) or a zoo name (its default configuration)"
+    )
     p.add_argument("--scale", type=int, choices=(2, 3, 4), required=True)
     p.add_argument("--output", type=int, nargs=2, default=(720, 1280), metavar=("H", "W"), help="output size")
     p.add_argument("--json", action="store_true", help='print {"params": .., "mult_adds": ..}')
