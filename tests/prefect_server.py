@@ -23,7 +23,7 @@ BIN = Path(sys.executable).parent
 CRON = "* * * * *"  # the probe flow's default schedule: every minute
 # the first start migrates a fresh SQLite database: slow on 2 cores (DESIGN.md, MLOps)
 SERVER_START_TIMEOUT_S = 150
-WAIT_TIMEOUT_S = 60
+WAIT_TIMEOUT_S = 120  # a poll: on a slow day the server answered through SQLite "database is locked" retries
 
 
 # SQLite's "database is locked" under a loaded CPU is transient: a WAL read transaction that turns into a

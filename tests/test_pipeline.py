@@ -21,7 +21,7 @@ from .smoke_project import lean, make_smoke_project, run_in
 pytestmark = pytest.mark.slow
 
 DEPLOYMENT = "edgesr-pipeline/edgesr-scheduled"  # pipelines.serve's flow and default deployment name
-PIPELINE_TIMEOUT_S = 600  # every stage of the lean smoke pipeline on 2 busy cores
+PIPELINE_TIMEOUT_S = 900  # every stage of the lean smoke pipeline on 2 busy cores: 490 s from the tick on a slow day
 TICK_MARGIN_S = 60  # the serving process registers its deployment within this (imports on 2 busy cores)
 
 

@@ -107,7 +107,7 @@ def _scaled(x: Tensor, gate: Tensor | None) -> Tensor:
 
 @dataclass
 class BlockGates:
-    """Binary gates of one block: ``pointwise`` (C,) or None, ``mult`` (C, M), ``residual`` (C,)."""
+    """Binary gates of one block: ``pointwise`` (C,) or None, ``mult`` (C_m, M), ``residual`` (C,)."""
 
     pointwise: Tensor | None
     mult: Tensor
