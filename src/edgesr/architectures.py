@@ -28,6 +28,7 @@ __all__ = [
     "PlainResNetConfig",
     "SAMSRConfig",
     "XLSRConfig",
+    "mult_map_width",
 ]
 
 
@@ -124,6 +125,11 @@ class BlockArchitecture(StrictModel):
         return not self.residual
 
 
+def mult_map_width(width: int, mult_width: int | None) -> int:
+    """Channels of a block's Mult map: ``mult_width`` (WDSR's wide activation), or ``width`` when it is null."""
+    return mult_width or width
+
+
 class FGNASArchitecture(StrictModel):
     """A searched FGNAS architecture (written by the search stage as ``architecture.json``)."""
 
@@ -162,8 +168,8 @@ class FGNASArchitecture(StrictModel):
 
     @property
     def mult_map_width(self) -> int:
-        """The supernet's Mult map width: ``mult_width``, or ``width`` when it is null."""
-        return self.mult_width or self.width
+        """The supernet's Mult map width (:func:`mult_map_width`)."""
+        return mult_map_width(self.width, self.mult_width)
 
     def skip_channels(self) -> list[int]:
         """Channels of the global skip that ``conv_last`` reads: head ∪ after-body."""

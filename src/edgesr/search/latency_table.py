@@ -38,7 +38,7 @@ def _kinds(cfg: SupernetConfig, scale: int, step: int) -> dict[str, tuple[int, t
     kinds: dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]] = {"head": (3, (3,), grid)}
     if cfg.pointwise:
         kinds["conv1x1"] = (1, grid, grid)
-    wider = channel_grid(max(cfg.width, cfg.mult_map_width), step)
+    wider = channel_grid(cfg.widest_map, step)
     kinds["conv3x3"] = (3, wider, wider)
     kinds["last"] = (3, grid, (3 * scale * scale,))
     return kinds
@@ -65,7 +65,7 @@ def build_latency_table(
     """Measure (or read from the cache) the latency table of ``Supernet(cfg, scale)``'s convs.
 
     Every conv runs at the LR size of an ``output_hw`` output (:func:`lr_size`). The grid is
-    :func:`channel_grid` ``(cfg.width, step)``, the 3x3 kind's up to ``max(width, mult_width)``; four kinds
+    :func:`channel_grid` ``(cfg.width, step)``, the 3x3 kind's up to ``cfg.widest_map``; four kinds
     (three without the 1x1 conv) of ``len(grid)^2`` or ``len(grid)`` convs each, so width 32 / step 8 is 60 convs.
 
     Noise: the grid is measured ``rounds`` times, each round in its own shuffled order, and each entry

@@ -204,7 +204,7 @@ def network_kinds(
     kinds = {
         "head": (3, (3,), grid),
         "image5x5": (5, (3,), mult),
-        "conv3x3": (3, trunk, channel_grid(max(cfg.width, cfg.mult_map_width), step)),  # Mult parts, after-body
+        "conv3x3": (3, trunk, channel_grid(cfg.widest_map, step)),  # Mult parts, after-body
         "residual": (3, wide, trunk),
     }
     if cfg.pointwise:

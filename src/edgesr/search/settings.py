@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from edgesr.architectures import ActivationName
+from edgesr.architectures import ActivationName, mult_map_width
 from edgesr.schema import SCALES, Scale, StrictModel, distinct_choices
 
 __all__ = [
@@ -131,8 +131,13 @@ class SupernetConfig(StrictModel):
 
     @property
     def mult_map_width(self) -> int:
-        """Channels of every block's Mult map: ``mult_width``, or ``width`` when it is null."""
-        return self.mult_width or self.width
+        """Channels of every block's Mult map (:func:`edgesr.architectures.mult_map_width`)."""
+        return mult_map_width(self.width, self.mult_width)
+
+    @property
+    def widest_map(self) -> int:
+        """The widest map a 3x3 conv of the supernet writes: the trunk or the Mult map."""
+        return max(self.width, self.mult_map_width)
 
     @field_validator("activations")
     @classmethod
