@@ -122,7 +122,7 @@ def save_architecture(arch: FGNASArchitecture, title: str, path: Path) -> Path:
     ends = f"head {len(arch.head)}, after-body {len(arch.after_body)}"
     ax_ch.axhline(len(arch.head), color="grey", ls=":", label=ends)
     ax_ch.set(ylabel="channels", ylim=(0, max(arch.width, arch.mult_map_width) * 1.08), title=title)
-    ax_ch.legend(fontsize=7, ncol=3, loc="lower right")
+    ax_ch.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: never over a bar
     combos: dict[str, list[int]] = {}
     for index, block in enumerate(arch.blocks):
         for channel in block.mult_channels():
@@ -134,7 +134,7 @@ def save_architecture(arch: FGNASArchitecture, title: str, path: Path) -> Path:
         bottom += counts
     ax_act.set(ylabel="Mult channels", xlabel="block")
     ax_act.set_xticks(positions, [str(i) for i in positions])
-    ax_act.legend(fontsize=7, ncol=4, title="activation mix", title_fontsize=7)
+    ax_act.legend(fontsize=7, title="activation mix", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     for ax in (ax_ch, ax_act):
         ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)
