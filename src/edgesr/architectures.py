@@ -24,11 +24,11 @@ __all__ = [
     "FGNASArchitecture",
     "FGNASConfig",
     "FSRCNNConfig",
+    "MapWidths",
     "ModelConfig",
     "PlainResNetConfig",
     "SAMSRConfig",
     "XLSRConfig",
-    "mult_map_width",
 ]
 
 
@@ -125,12 +125,27 @@ class BlockArchitecture(StrictModel):
         return not self.residual
 
 
-def mult_map_width(width: int, mult_width: int | None) -> int:
-    """Channels of a block's Mult map: ``mult_width`` (WDSR's wide activation), or ``width`` when it is null."""
-    return mult_width or width
+class MapWidths:
+    """The map widths of a supernet with a trunk of ``width`` channels and Mult maps of ``mult_width``.
+
+    Shared by the search's :class:`edgesr.search.settings.SupernetConfig` and the architecture it writes.
+    """
+
+    width: int
+    mult_width: int | None
+
+    @property
+    def mult_map_width(self) -> int:
+        """Channels of a block's Mult map: ``mult_width`` (WDSR's wide activation), or ``width`` when it is null."""
+        return self.mult_width or self.width
+
+    @property
+    def widest_map(self) -> int:
+        """The widest map a 3x3 conv of the supernet writes: the trunk or the Mult map."""
+        return max(self.width, self.mult_map_width)
 
 
-class FGNASArchitecture(StrictModel):
+class FGNASArchitecture(MapWidths, StrictModel):
     """A searched FGNAS architecture (written by the search stage as ``architecture.json``)."""
 
     width: int = Field(ge=1, description="the supernet's channel width")
@@ -165,11 +180,6 @@ class FGNASArchitecture(StrictModel):
             if sorted(set(channels)) != channels or any(not 0 <= c < width for c in channels):
                 raise ValueError(f"{key} must be sorted, distinct channel numbers in [0, {width}), got {channels}")
         return self
-
-    @property
-    def mult_map_width(self) -> int:
-        """The supernet's Mult map width (:func:`mult_map_width`)."""
-        return mult_map_width(self.width, self.mult_width)
 
     def skip_channels(self) -> list[int]:
         """Channels of the global skip that ``conv_last`` reads: head ∪ after-body."""

@@ -121,7 +121,7 @@ def save_architecture(arch: FGNASArchitecture, title: str, path: Path) -> Path:
     ax_ch.plot(positions, trunk, color="black", marker="o", ms=3, label="trunk alive after block")
     ends = f"head {len(arch.head)}, after-body {len(arch.after_body)}"
     ax_ch.axhline(len(arch.head), color="grey", ls=":", label=ends)
-    ax_ch.set(ylabel="channels", ylim=(0, max(arch.width, arch.mult_map_width) * 1.08), title=title)
+    ax_ch.set(ylabel="channels", ylim=(0, arch.widest_map * 1.08), title=title)
     ax_ch.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: never over a bar
     combos: dict[str, list[int]] = {}
     for index, block in enumerate(arch.blocks):

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from edgesr.architectures import ActivationName, mult_map_width
+from edgesr.architectures import ActivationName, MapWidths
 from edgesr.schema import SCALES, Scale, StrictModel, distinct_choices
 
 __all__ = [
@@ -70,7 +70,7 @@ iteration, were left the weakest and the projection kept one channel of each (``
 they are now priced only once no block is open."""
 
 
-class SupernetConfig(StrictModel):
+class SupernetConfig(MapWidths, StrictModel):
     """The search space: Table 1's supernet and the ablations of Tables 4 and 5."""
 
     num_blocks: int = Field(16, ge=1, description="searchable blocks: 16 / 32 / 64 for FGNAS-S / M / L")
@@ -128,16 +128,6 @@ class SupernetConfig(StrictModel):
     block_pressure: BlockPressure = Field(
         "all", description="which open blocks' gates the resource term's gradient reaches (BlockPressure)"
     )
-
-    @property
-    def mult_map_width(self) -> int:
-        """Channels of every block's Mult map (:func:`edgesr.architectures.mult_map_width`)."""
-        return mult_map_width(self.width, self.mult_width)
-
-    @property
-    def widest_map(self) -> int:
-        """The widest map a 3x3 conv of the supernet writes: the trunk or the Mult map."""
-        return max(self.width, self.mult_map_width)
 
     @field_validator("activations")
     @classmethod
