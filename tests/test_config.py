@@ -211,3 +211,20 @@ def test_int8_limits_calibration_shares_and_border_are_checked(tmp_path):
         load_params(path)
     params = load_params(ROOT / "params.yaml")
     assert params.quantize.limits.set_drop_db == 0.3 and params.deploy.border == "symmetric"
+
+
+def test_map_widths_of_the_supernet_and_its_architecture():
+    from edgesr.architectures import FGNASArchitecture
+    from edgesr.search.settings import SupernetConfig
+
+    widths = {None: (16, 16), 80: (80, 80), 8: (8, 16)}  # mult_width -> (Mult map, widest 3x3 output)
+    for mult_width, expected in widths.items():
+        supernet = SupernetConfig(num_blocks=1, width=16, mult_width=mult_width)
+        arch = FGNASArchitecture(
+            width=16, mult_width=mult_width, activations=["relu"], head=[0], blocks=[], after_body=[0]
+        )
+        assert (supernet.mult_map_width, supernet.widest_map) == expected
+        assert (arch.mult_map_width, arch.widest_map) == expected
+    # the shared MapWidths mixin adds no pydantic field: each model keeps its declared order in params dumps
+    assert list(SupernetConfig.model_fields)[:3] == ["num_blocks", "width", "mult_width"]
+    assert list(FGNASArchitecture.model_fields)[:2] == ["width", "mult_width"]

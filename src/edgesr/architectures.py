@@ -8,7 +8,7 @@ config is picked by its ``type`` field (:data:`ModelConfig`).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 from pydantic import Field, model_validator
 
@@ -128,11 +128,14 @@ class BlockArchitecture(StrictModel):
 class MapWidths:
     """The map widths of a supernet with a trunk of ``width`` channels and Mult maps of ``mult_width``.
 
-    Shared by the search's :class:`edgesr.search.settings.SupernetConfig` and the architecture it writes.
+    Shared by the search's :class:`edgesr.search.settings.SupernetConfig` and the architecture it writes, which
+    declare both fields; the annotations below are for the type checker only, so pydantic keeps each model's own
+    field order.
     """
 
-    width: int
-    mult_width: int | None
+    if TYPE_CHECKING:
+        width: int
+        mult_width: int | None
 
     @property
     def mult_map_width(self) -> int:
