@@ -1,4 +1,4 @@
-"""A searched FGNAS architecture against the plain residual network of the same Mult-Adds, where they run (issue 13).
+"""Searched FGNAS architectures against the plain residual network of the same Mult-Adds, where they run (issue 13).
 
 Item 4 compares the cpu-long searched S subnet (45 G at 720p) with a plain residual net of the same cost
 (8 blocks of width 36, 44.1 G) on PSNR; this times both as they ship: the FGNAS architecture in its deploy
@@ -7,15 +7,15 @@ quantize stage does (:func:`edgesr.deploy.network_bench.network_runner`) and tim
 640x360 input in round-robin rounds, after ``--settle`` seconds idle. Latency depends on shapes, not weights,
 so both run with their initial weights (the calibration ranges change the int8 scales, not the kernels).
 
-    python benchmarks/searched_vs_plain_latency.py [--architecture benchmarks/results/cpu-long/architecture.json]
+    python benchmarks/searched_vs_plain_latency.py [--architecture benchmarks/results/cpu-long/architecture.json ...]
         [--width 36] [--blocks 8] [--rounds 40] [--threads 2]
+
+Several ``--architecture`` files are timed in the same rounds as the plain net, each named by its file's stem.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ import torch
 
 from edgesr.architectures import FGNASArchitecture, PlainResNetConfig
 from edgesr.complexity import count_complexity
+from edgesr.cpu import cpu_model_and_flags, has_int8_dot_product
 from edgesr.deploy.network_bench import network_runner
 from edgesr.files import write_json
 from edgesr.models.fgnas import FGNAS
@@ -35,7 +36,9 @@ LR_HW = lr_size(2)  # the LR frame of a 1280x720 output at x2
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--architecture", type=Path, default=Path("benchmarks/results/cpu-long/architecture.json"))
+    parser.add_argument(
+        "--architecture", type=Path, nargs="+", default=[Path("benchmarks/results/cpu-long/architecture.json")]
+    )
     parser.add_argument("--width", type=int, default=36, help="the plain net's width")
     parser.add_argument("--blocks", type=int, default=8, help="the plain net's blocks")
     parser.add_argument("--threads", type=int, default=2)
@@ -45,11 +48,11 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    architecture = FGNASArchitecture.model_validate(json.loads(args.architecture.read_text()))
     models = {
-        "searched": FGNAS(architecture, upscale=2, bicubic_skip=True).eval(),
-        "plain": build_plain_resnet(PlainResNetConfig(width=args.width, num_blocks=args.blocks), 2).eval(),
+        path.stem: FGNAS(FGNASArchitecture.model_validate_json(path.read_text()), upscale=2, bicubic_skip=True).eval()
+        for path in args.architecture
     }
+    models["plain"] = build_plain_resnet(PlainResNetConfig(width=args.width, num_blocks=args.blocks), 2).eval()
     runners = [
         network_runner(model, LR_HW, precision="int8", threads=args.threads, float_modules=["bicubic"])
         for model in models.values()
@@ -60,16 +63,21 @@ def main() -> None:
     for (name, model), ms in zip(models.items(), medians, strict=True):
         mult_adds = count_complexity(model, 2).mult_adds
         results[name] = {"mult_adds_g": mult_adds / 1e9, "openvino_int8_ms": ms, "gmac_per_s": mult_adds / ms / 1e6}
-        print(f"{name:9s} {mult_adds / 1e9:6.2f} G  {ms:7.2f} ms  {mult_adds / ms / 1e6:6.1f} GMAC/s")
+        print(f"{name:28s} {mult_adds / 1e9:6.2f} G  {ms:7.2f} ms  {mult_adds / ms / 1e6:6.1f} GMAC/s")
     summary = {
-        "architecture": str(args.architecture),
+        "architectures": [str(path) for path in args.architecture],
         "plain": {"width": args.width, "num_blocks": args.blocks, "skip": "bilinear"},
         "input_hw": list(LR_HW),
         "threads": args.threads,
         "rounds": args.rounds,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model_and_flags()[0],
+        "int8_dot_product": has_int8_dot_product(),  # VNNI / AMX: without it int8 runs several times slower
         "models": results,
-        "searched_over_plain_ms": results["searched"]["openvino_int8_ms"] / results["plain"]["openvino_int8_ms"],
+        "over_plain_ms": {
+            name: result["openvino_int8_ms"] / results["plain"]["openvino_int8_ms"]
+            for name, result in results.items()
+            if name != "plain"
+        },
     }
     write_json(args.out, summary)
     print(f"wrote {args.out}")
