@@ -1,7 +1,7 @@
 """Searched FGNAS architectures against the plain residual network of the same Mult-Adds, where they run (issue 13).
 
 Item 4 compares the cpu-long searched S subnet (45 G at 720p) with a plain residual net of the same cost
-(8 blocks of width 36, 44.1 G) on PSNR; this times both as they ship: the FGNAS architecture in its deploy
+(8 blocks of width 36, 44.1 G) on PSNR; this times them as they ship: the FGNAS architecture in its deploy
 form (:mod:`edgesr.deploy.fgnas_form`) and the plain net, each exported, quantized to int8 by NNCF as the
 quantize stage does (:func:`edgesr.deploy.network_bench.network_runner`) and timed in OpenVINO on a
 640x360 input in round-robin rounds, after ``--settle`` seconds idle. Latency depends on shapes, not weights,
@@ -46,6 +46,9 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=45.0, help="idle seconds before timing (see latency.py)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu-long/searched_vs_plain_latency.json"))
     args = parser.parse_args()
+    stems = [path.stem for path in args.architecture]
+    if len(set(stems)) < len(stems) or "plain" in stems:
+        parser.error(f"results are named by file stem and {stems} repeat one or use 'plain': rename the files")
 
     torch.manual_seed(0)
     models = {
