@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from edgesr.complexity import count_complexity  # noqa: E402
 from edgesr.data.prepare import available_benchmarks, load_pairs  # noqa: E402
@@ -26,13 +28,15 @@ from edgesr.stages.evaluate import score  # noqa: E402
 from edgesr.train.restore import trained_model  # noqa: E402
 
 
-def score_checkpoint(checkpoint: Path, prepared: Path, scale: int) -> dict[str, object]:
-    """Complexity and per-set (PSNR-Y, SSIM-Y) of one checkpoint."""
+def score_checkpoint(
+    checkpoint: Path, pairs: dict[str, list[tuple[str, np.ndarray, np.ndarray]]], scale: int
+) -> dict[str, object]:
+    """Complexity and per-set (PSNR-Y, SSIM-Y) of one checkpoint on ``pairs`` (set name -> its LR / HR pairs)."""
     model = trained_model(checkpoint, scale)
     complexity = count_complexity(model, scale)
     row: dict[str, object] = {"params": complexity.params, "mult_adds_g": complexity.mult_adds / 1e9}
-    for name in available_benchmarks(prepared):
-        psnr, ssim = score(model, load_pairs(prepared, name, scale), scale)
+    for name, set_pairs in pairs.items():
+        psnr, ssim = score(model, set_pairs, scale)
         row[name] = {"psnr_y": psnr, "ssim_y": ssim}
     return row
 
@@ -44,9 +48,10 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
+    pairs = {name: load_pairs(args.prepared, name, args.scale) for name in available_benchmarks(args.prepared)}
     rows = {}
-    for checkpoint in args.checkpoints:
-        row = rows[str(checkpoint)] = score_checkpoint(checkpoint, args.prepared, args.scale)
+    for checkpoint in args.checkpoints:  # the sets are read once, not once per checkpoint
+        row = rows[str(checkpoint)] = score_checkpoint(checkpoint, pairs, args.scale)
         sets = ", ".join(f"{k} {v['psnr_y']:.2f} / {v['ssim_y']:.4f}" for k, v in row.items() if isinstance(v, dict))
         print(f"{checkpoint}: {row['mult_adds_g']:.2f} G, {row['params']:,} params; {sets}", flush=True)
     if args.out:
