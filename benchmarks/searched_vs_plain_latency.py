@@ -18,20 +18,40 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
+from torch import nn
 
 from edgesr.architectures import FGNASArchitecture, PlainResNetConfig
 from edgesr.complexity import count_complexity
 from edgesr.cpu import cpu_model_and_flags, has_int8_dot_product
-from edgesr.deploy.network_bench import network_runner
 from edgesr.files import write_json
 from edgesr.models.fgnas import FGNAS
 from edgesr.models.plain_resnet import build_plain_resnet
 from edgesr.search.latency_table import lr_size
-from edgesr.search.network_latency import time_round_robin
+from edgesr.search.network_latency import measure_networks_ms
 
 LR_HW = lr_size(2)  # the LR frame of a 1280x720 output at x2
+
+
+def time_int8(models: dict[str, nn.Module], threads: int, rounds: int, settle_s: float, desc: str) -> dict[str, dict]:
+    """Each model's Mult-Adds at 720p and OpenVINO int8 median ms on ``LR_HW``, timed in the same round-robin rounds
+    (:func:`edgesr.search.network_latency.measure_networks_ms`), printed as a table."""
+    medians = measure_networks_ms(
+        list(models.values()),
+        LR_HW,
+        precision="int8",
+        threads=threads,
+        float_modules=["bicubic"],
+        rounds=rounds,
+        settle_s=settle_s,
+        desc=desc,
+    )
+    results = {}
+    for (name, model), ms in zip(models.items(), medians, strict=True):
+        mult_adds = count_complexity(model, 2).mult_adds
+        results[name] = {"mult_adds_g": mult_adds / 1e9, "openvino_int8_ms": ms, "gmac_per_s": mult_adds / ms / 1e6}
+        print(f"{name:28s} {mult_adds / 1e9:6.2f} G  {ms:7.2f} ms  {mult_adds / ms / 1e6:6.1f} GMAC/s")
+    return results
 
 
 def main() -> None:
@@ -56,17 +76,7 @@ def main() -> None:
         for path in args.architecture
     }
     models["plain"] = build_plain_resnet(PlainResNetConfig(width=args.width, num_blocks=args.blocks), 2).eval()
-    runners = [
-        network_runner(model, LR_HW, precision="int8", threads=args.threads, float_modules=["bicubic"])
-        for model in models.values()
-    ]
-    x = np.random.default_rng(0).random((1, 3, *LR_HW), dtype=np.float32)
-    medians = time_round_robin(runners, x, args.rounds, 3, "searched vs plain", settle_s=args.settle)
-    results = {}
-    for (name, model), ms in zip(models.items(), medians, strict=True):
-        mult_adds = count_complexity(model, 2).mult_adds
-        results[name] = {"mult_adds_g": mult_adds / 1e9, "openvino_int8_ms": ms, "gmac_per_s": mult_adds / ms / 1e6}
-        print(f"{name:28s} {mult_adds / 1e9:6.2f} G  {ms:7.2f} ms  {mult_adds / ms / 1e6:6.1f} GMAC/s")
+    results = time_int8(models, args.threads, args.rounds, args.settle, "searched vs plain")
     summary = {
         "architectures": [str(path) for path in args.architecture],
         "plain": {"width": args.width, "num_blocks": args.blocks, "skip": "bilinear"},

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from edgesr.architectures import PlainResNetConfig
 from edgesr.deploy.fgnas_form import DeployedFGNAS, deploy_form
+from edgesr.models.plain_resnet import build_plain_resnet
 from edgesr.search import network_latency
 from edgesr.search.extract import extract_subnet
 from edgesr.search.latency_grid import LatencyTable, LayerGrid, channel_grid
@@ -18,7 +20,7 @@ from edgesr.search.network_latency import (
     deployed_kind,
     deployed_network,
     fit_coefficients,
-    measure_network_ms,
+    measure_networks_ms,
     network_kinds,
     network_terms,
     random_architecture,
@@ -208,14 +210,25 @@ def test_a_table_too_narrow_for_the_concatenated_activations_is_refused():
         NetworkLatencyModel(LatencyTable(narrow), (1.0,) + (0.0,) * 4).estimate_ms(net)
 
 
-def test_measure_network_ms_times_the_int8_deployed_form_on_openvino():
+def test_measure_networks_ms_times_the_int8_deployed_form_on_openvino():
     supernet, _ = _random_subnet(4, 0.5)
     subnet = extract_subnet(supernet).eval()
     small, large = (
-        measure_network_ms(subnet, hw, precision="int8", threads=1, float_modules=["bicubic"], rounds=5)
+        measure_networks_ms([subnet], hw, precision="int8", threads=1, float_modules=["bicubic"], rounds=5)[0]
         for hw in ((24, 32), (192, 256))
     )
     assert 0 < small < large / 4  # 64x the pixels
+
+
+def test_measure_networks_ms_times_each_model_in_the_order_given_in_shared_rounds():
+    """Real OpenVINO int8: a plain net of no blocks and one of four wide blocks (160x its Mult-Adds), timed
+    in the same rounds in either order: each median follows its model."""
+    small = build_plain_resnet(PlainResNetConfig(width=8, num_blocks=0, skip="none"), 2).eval()
+    large = build_plain_resnet(PlainResNetConfig(width=48, num_blocks=4, skip="bicubic"), 2).eval()
+    settings = {"precision": "int8", "threads": 1, "float_modules": ["bicubic"], "rounds": 5}
+    small_ms, large_ms = measure_networks_ms([small, large], (96, 128), **settings)
+    large_first, small_last = measure_networks_ms([large, small], (96, 128), **settings)
+    assert 0 < small_ms < large_ms / 2 and 0 < small_last < large_first / 2
 
 
 def test_a_real_build_measures_fits_and_then_reads_the_cache(tmp_path, monkeypatch):

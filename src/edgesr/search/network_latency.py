@@ -70,7 +70,7 @@ __all__ = [
     "build_network_model",
     "deployed_kind",
     "deployed_network",
-    "measure_network_ms",
+    "measure_networks_ms",
     "random_architecture",
 ]
 
@@ -290,8 +290,8 @@ def time_round_robin(
     return [statistics.median(t) for t in times]
 
 
-def measure_network_ms(
-    model: nn.Module,
+def measure_networks_ms(
+    models: Sequence[nn.Module],
     lr_hw: tuple[int, int],
     *,
     precision: NetworkPrecision,
@@ -300,11 +300,16 @@ def measure_network_ms(
     rounds: int = 15,
     warmup: int = 3,
     settle_s: float = 0.0,
-) -> float:
-    """Median ms of ``model``'s deployed form on OpenVINO, built and timed as the fit subnets are."""
-    runner = network_runner(model, lr_hw, precision=precision, threads=threads, float_modules=float_modules)
+    desc: str = "timing networks",
+) -> list[float]:
+    """Median ms of each model's deployed form on OpenVINO (:func:`network_runner`), in the order given, timed in
+    the same round-robin rounds (:func:`time_round_robin`) so that a side-by-side comparison shares the load."""
+    runners = [
+        network_runner(model, lr_hw, precision=precision, threads=threads, float_modules=float_modules)
+        for model in models
+    ]
     x = np.random.default_rng(0).random((1, 3, *lr_hw), dtype=np.float32)
-    return time_round_robin([runner], x, rounds, warmup, "timing the found subnet", settle_s)[0]
+    return time_round_robin(runners, x, rounds, warmup, desc, settle_s)
 
 
 def measured_subnets(

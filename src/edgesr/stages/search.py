@@ -86,14 +86,15 @@ def latency_measure(
         nonlocal calls
         calls += 1
         return with_native_kernels(  # as deployed: without the training's AVX2 pin
-            network_latency.measure_network_ms,
-            extract_subnet(supernet).eval(),
+            network_latency.measure_networks_ms,
+            [extract_subnet(supernet).eval()],
             lr_size(scale, output_hw),
             precision=budget.precision,
             threads=budget.threads,
             float_modules=float_modules,
             settle_s=budget.settle_s if calls == 1 else 0.0,
-        )
+            desc="timing the found subnet",
+        )[0]
 
     return measure
 
