@@ -27,6 +27,11 @@ from edgesr.files import write_json
 from edgesr.models.plain_resnet import build_plain_resnet
 
 DEFAULT_SHAPES = ("32x0:none", "32x0:bicubic", "32x3:none", "32x3:bicubic", "32x3:bilinear", "32x4:bicubic")
+PARTS = {  # part -> (shape with it, shape without it): the difference of their medians is the part's cost
+    "block_ms": ("32x4:bicubic", "32x3:bicubic"),
+    "bicubic_skip_ms": ("32x3:bicubic", "32x3:none"),
+    "bilinear_skip_ms": ("32x3:bilinear", "32x3:none"),
+}
 
 
 def parse_shape(shape: str) -> PlainResNetConfig:
@@ -37,6 +42,15 @@ def parse_shape(shape: str) -> PlainResNetConfig:
         return PlainResNetConfig(width=width, num_blocks=blocks, skip=skip)
     except ValueError as err:
         raise ValueError(f"shape {shape!r} is not <width>x<blocks>:<skip> (e.g. 32x3:bicubic): {err}") from err
+
+
+def part_costs(results: dict[str, dict]) -> dict[str, float]:
+    """The fixed cost (``32x0:none``: head and tail convs, DepthToSpace, input and output) and each of :data:`PARTS`,
+    for those whose shapes were timed."""
+    ms = {shape: result["openvino_int8_ms"] for shape, result in results.items()}
+    costs = {"fixed_ms": ms["32x0:none"]} if "32x0:none" in ms else {}
+    costs.update({part: ms[a] - ms[b] for part, (a, b) in PARTS.items() if a in ms and b in ms})
+    return costs
 
 
 def main() -> None:
@@ -64,6 +78,7 @@ def main() -> None:
             "cpu": cpu_model_and_flags()[0],
             "int8_dot_product": has_int8_dot_product(),
             "models": results,
+            "part_costs_ms": part_costs(results),
         },
     )
     print(f"wrote {args.out}")
