@@ -188,6 +188,7 @@ def test_sampler_must_match_the_run(tmp_path: Path) -> None:
         ({"scheduler": {"type": "step", "milestones": [5, 30]}}, "must all be below iterations"),
         ({"scheduler": {"type": "cosine", "eta_min": 1.0}}, "must not exceed lr"),
         ({"optimiser": "sgd"}, "Extra inputs are not permitted"),
+        ({"grad_clip": 0.0}, "greater than 0"),
     ],
 )
 def test_invalid_train_config_is_rejected(override: dict, message: str) -> None:
@@ -282,3 +283,24 @@ def test_lr_scale_gives_each_parameter_its_factor_of_the_scheduled_rate(tmp_path
     assert [group["initial_lr"] for group in groups] == pytest.approx([cfg.lr, 0.0, 10 * cfg.lr])
     end = groups[0]["lr"]
     assert end > 0 and [group["lr"] for group in groups] == pytest.approx([end, 0.0, 10 * end], rel=1e-12)
+
+
+def _first_moment_norm(checkpoint: Path, beta1: float) -> float:
+    """The global L2 norm of the gradient Adam stepped with at iteration 1: its first moment is (1 - beta1) g."""
+    state = load_checkpoint(checkpoint)["optimizer"]["state"].values()
+    return float(torch.linalg.vector_norm(torch.cat([s["exp_avg"].flatten() for s in state]))) / (1 - beta1)
+
+
+def test_grad_clip_scales_the_gradient_to_the_given_global_norm_before_the_adam_step(tmp_path: Path) -> None:
+    # given the same first iteration without clipping and with a limit far below its gradient's norm
+    free = run(tmp_path / "free", iterations=1, checkpoint_every=1)
+    clipped = run(tmp_path / "clipped", iterations=1, checkpoint_every=1, grad_clip=1e-3)
+    beta1 = tiny_config().betas[0]
+    free_norm = _first_moment_norm(free.last_checkpoint, beta1)
+    assert free_norm > 10 * 1e-3
+
+    # then Adam saw the same gradient rescaled to norm 1e-3 (clip_grad_norm_: g * max_norm / (norm + 1e-6))
+    free_moments = load_checkpoint(free.last_checkpoint)["optimizer"]["state"]
+    clipped_moments = load_checkpoint(clipped.last_checkpoint)["optimizer"]["state"]
+    for key, state in free_moments.items():
+        torch.testing.assert_close(clipped_moments[key]["exp_avg"], state["exp_avg"] * (1e-3 / (free_norm + 1e-6)))

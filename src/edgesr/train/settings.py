@@ -104,6 +104,12 @@ class TrainConfig(StrictModel):
     lr: float = Field(1e-4, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(
+        None,
+        gt=0,
+        description="largest global L2 norm of the gradients before each Adam step (torch.nn.utils.clip_grad_norm_)"
+        "; None: no clipping",
+    )
     loss: LossConfig = LossConfig()
     scheduler: SchedulerConfig = CosineSchedule()
     val_every: int = Field(1000, ge=1)

@@ -419,6 +419,9 @@ def _step(
     total = loss if run.objective is None else run.objective(run.model, loss, index)
     run.optimizer.zero_grad(set_to_none=True)
     total.backward()
+    if run.cfg.grad_clip is not None:
+        # after backward, so under DDP every process clips the same all-reduced gradients
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.grad_clip)
     run.optimizer.step()
     lr_used = float(run.optimizer.param_groups[0]["lr"])
     run.scheduler.step()
