@@ -306,7 +306,7 @@ def measure_networks_ms(
     the same round-robin rounds (:func:`time_round_robin`) so that a side-by-side comparison shares the load."""
     runners = [
         network_runner(model, lr_hw, precision=precision, threads=threads, float_modules=float_modules)
-        for model in models
+        for model in tqdm(models, desc=f"deploying ({precision})", leave=False)
     ]
     x = np.random.default_rng(0).random((1, 3, *lr_hw), dtype=np.float32)
     return time_round_robin(runners, x, rounds, warmup, desc, settle_s)
@@ -332,16 +332,24 @@ def measured_subnets(
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     fractions = np.random.default_rng(seed).permutation(np.linspace(0.1, 0.9, count))
-    nets, runners = [], []
+    nets, subnets = [], []
     any_width = cfg.model_copy(update={"min_mult_channels": 1})  # narrow Mult maps are priced too
-    for index, fraction in enumerate(tqdm(fractions, desc=f"deployed subnets ({precision})", leave=False)):
+    for index, fraction in enumerate(fractions):
         supernet = Supernet(any_width, scale).eval()
         random_architecture(supernet, float(fraction), generator, close_blocks=index % 2 == 1)
-        subnet = extract_subnet(supernet).eval()  # cleans the gates: the supernet now reads as the subnet
+        subnets.append(extract_subnet(supernet).eval())  # cleans the gates: the supernet now reads as the subnet
         nets.append(supernet)
-        runners.append(network_runner(subnet, lr_hw, precision=precision, threads=threads, float_modules=float_modules))
-    x = np.random.default_rng(seed).random((1, 3, *lr_hw), dtype=np.float32)
-    measured = time_round_robin(runners, x, rounds, warmup, "timing subnets", settle_s)
+    measured = measure_networks_ms(
+        subnets,
+        lr_hw,
+        precision=precision,
+        threads=threads,
+        float_modules=float_modules,
+        rounds=rounds,
+        warmup=warmup,
+        settle_s=settle_s,
+        desc="timing subnets",
+    )
     return list(zip(nets, measured, strict=True))
 
 
