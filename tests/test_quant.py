@@ -488,8 +488,11 @@ def test_qat_learns_back_the_range_min_max_stretched_over_an_unread_channel(tmp_
     ptq, qat = ptq.xml, qat_result.xml
     fp32 = _psnr(_torch_runner(model), pairs)
     ptq_psnr, qat_psnr = _psnr(openvino_runner(ptq, 2), pairs), _psnr(openvino_runner(qat, 2), pairs)
-    assert fp32 - ptq_psnr > 10  # measured: 29.1 dB fp32, 17.5 PTQ, 28.0 after 200 steps
-    assert fp32 - qat_psnr < 1.5
+    assert fp32 - ptq_psnr > 10  # measured: 29.1 dB fp32, 17.5 PTQ
+    # after 200 steps: 28.0 dB on an Intel Xeon with AMX, 27.3 on an AMD EPYC Zen 4 (400 steps there: 28.1). At range_lr
+    # 4.0 the validations after step 40 swing between 26.7 and 28.5 dB (Zen 4), so where step 200 lands is the
+    # machine's rounding: the bound is what QAT must win back of PTQ's 11.6 dB loss, at least 9.1 of it
+    assert fp32 - qat_psnr < 2.5
     assert model.conv_in.weight[3, 0, 0, 0].item() == 150.0  # the fp32 model is left as it was
     # an int8 IR with the exported models' input name and dynamic height and width
     assert ov.Core().read_model(qat).inputs[0].get_any_name() == "lr"
